@@ -1,0 +1,174 @@
+//! Types and constants shared by the kernel programs (`owca-ebpf`) and the agent (`owca`).
+//!
+//! Map values are `#[repr(C)]`, `Copy`, fixed-width integers only, with explicit padding:
+//! no `bool`, enums or `Option`, so both sides agree on every byte.
+#![no_std]
+
+/// Name of the per-watched-cgroup counters map ([`CgroupCounters`] per CPU).
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the per-CPU switch state map ([`CpuState`]).
+pub const MAP_CPU_STATE: &str = "CPU_STATE";
+/// Name of the one-element map holding the [`WatchConfig`].
+pub const MAP_WATCH_CONFIG: &str = "WATCH_CONFIG";
+/// Names of the perf event arrays, one per counter event slot, each holding that event's
+/// perf fd for every CPU (aya sizes perf event arrays to the CPU count, hence one per slot).
+pub const MAP_PERF_COUNTERS: [&str; MAX_PERF_EVENTS] = [
+    "PERF_COUNTERS_0",
+    "PERF_COUNTERS_1",
+    "PERF_COUNTERS_2",
+    "PERF_COUNTERS_3",
+    "PERF_COUNTERS_4",
+    "PERF_COUNTERS_5",
+    "PERF_COUNTERS_6",
+    "PERF_COUNTERS_7",
+];
+/// The other maps the kernel object must contain.
+pub const MAP_NAMES: [&str; 3] = [MAP_COUNTERS, MAP_CPU_STATE, MAP_WATCH_CONFIG];
+
+/// Program names in the kernel object.
+pub const PROG_SCHED_SWITCH: &str = "owca_sched_switch";
+/// The periodic per-CPU flush, attached to a software `cpu-clock` perf event.
+pub const PROG_FLUSH: &str = "owca_flush";
+
+/// Default capacity of the watched-cgroup map.
+pub const DEFAULT_MAX_CGROUPS: u32 = 16384;
+/// Most hardware events counted at once (slots in [`CgroupCounters::perf`]).
+pub const MAX_PERF_EVENTS: usize = 8;
+/// Buckets of the run-queue latency histogram: bucket `b` counts waits shorter than
+/// `2^(b + HIST_SHIFT_NS + 1)` ns and not shorter than the bucket below; the last one is open.
+pub const HIST_BUCKETS: usize = 24;
+/// Bucket 0 holds waits under `2^(HIST_SHIFT_NS + 1)` ns (about 1 µs).
+pub const HIST_SHIFT_NS: u32 = 9;
+/// Most kernfs steps from a task's cgroup up to its watched ancestor.
+pub const MAX_WALK_DEPTH: u32 = 32;
+/// Bit set in the key of a cgroup-v1 cgroup, so that v1 and v2 ids (each unique only within
+/// its own kernfs root) never collide; kernfs ids use the high half for a generation that
+/// never reaches this bit.
+pub const V1_ID_TAG: u64 = 1 << 63;
+
+/// Counters of one watched cgroup on one CPU. Written by the kernel programs, summed over
+/// CPUs and read by the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupCounters {
+    /// Time tasks of the cgroup spent on a CPU.
+    pub oncpu_ns: u64,
+    /// Switches out of a task that blocked.
+    pub switches_voluntary: u64,
+    /// Switches out of a task that was still runnable (preempted or yielded).
+    pub switches_involuntary: u64,
+    /// Sum of the run-queue waits that ended (from the kernel's `sched_info.run_delay`).
+    pub runq_wait_ns: u64,
+    /// Number of run-queue waits summed in `runq_wait_ns`.
+    pub runq_waits: u64,
+    /// Log2 histogram of run-queue waits, see [`HIST_BUCKETS`].
+    pub runq_hist: [u64; HIST_BUCKETS],
+    /// Hardware counter deltas, by event slot.
+    pub perf: [u64; MAX_PERF_EVENTS],
+}
+
+impl CgroupCounters {
+    /// Adds every counter of `other` (wrapping, as the kernel's counters do).
+    #[inline(always)]
+    pub fn add(&mut self, other: &Self) {
+        self.oncpu_ns = self.oncpu_ns.wrapping_add(other.oncpu_ns);
+        self.switches_voluntary = self.switches_voluntary.wrapping_add(other.switches_voluntary);
+        self.switches_involuntary =
+            self.switches_involuntary.wrapping_add(other.switches_involuntary);
+        self.runq_wait_ns = self.runq_wait_ns.wrapping_add(other.runq_wait_ns);
+        self.runq_waits = self.runq_waits.wrapping_add(other.runq_waits);
+        for i in 0..HIST_BUCKETS {
+            self.runq_hist[i] = self.runq_hist[i].wrapping_add(other.runq_hist[i]);
+        }
+        for i in 0..MAX_PERF_EVENTS {
+            self.perf[i] = self.perf[i].wrapping_add(other.perf[i]);
+        }
+    }
+}
+
+/// Per-CPU state of the switch program: which watched cgroup is on this CPU and what it has
+/// gathered since the last flush. Written and read only by the kernel programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuState {
+    /// Key (see [`V1_ID_TAG`]) of the watched cgroup running here, 0 for none.
+    pub cur_key: u64,
+    /// `css_set` address of the task running here, to skip resolution on same-set switches.
+    pub cur_cset: u64,
+    /// When the current cgroup's on-CPU time was last charged.
+    pub start_ns: u64,
+    /// Thread id of the task running here.
+    pub cur_pid: u32,
+    pub _pad0: u32,
+    /// `sched_info.run_delay` of the running task when it was switched in.
+    pub in_run_delay_ns: u64,
+    /// [`WatchConfig::generation`] the resolution cache below was filled under.
+    pub cache_gen: u64,
+    /// Resolution cache: `css_set` addresses and the keys they resolved to (0 = unwatched).
+    pub cache_cset: [u64; 2],
+    pub cache_key: [u64; 2],
+    /// Next cache slot to replace.
+    pub cache_next: u64,
+    /// Hardware counter values when the current cgroup's counts were last charged.
+    pub perf_last: [u64; MAX_PERF_EVENTS],
+    /// Counts gathered for `cur_key` not yet added to its [`CgroupCounters`].
+    pub pending: CgroupCounters,
+}
+
+/// Which cgroup levels hold watched cgroups, per hierarchy, so the kernel walks no further
+/// than needed. Written by the agent at each watch/unwatch, read by the kernel programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Bumped at every change, invalidating the per-CPU resolution caches.
+    pub generation: u64,
+    /// Shallowest and deepest level of watched v1 cgroups; `v1_max_level == 0`: none.
+    pub v1_min_level: u32,
+    pub v1_max_level: u32,
+    /// The same for cgroup v2.
+    pub v2_min_level: u32,
+    pub v2_max_level: u32,
+}
+
+/// Offsets into kernel structures and the subsystem index, computed by the agent from the
+/// running kernel's BTF and passed as read-only globals (a `Copy` mirror for the agent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.cgroups` (`struct css_set *`).
+    pub task_cgroups: u32,
+    /// `task_struct.pid`.
+    pub task_pid: u32,
+    /// `task_struct.sched_info.run_delay`; 0 when the kernel lacks `CONFIG_SCHED_INFO`.
+    pub task_run_delay: u32,
+    /// `css_set.subsys[subsys_id]` (`struct cgroup_subsys_state *`).
+    pub cset_subsys: u32,
+    /// `css_set.dfl_cgrp` (`struct cgroup *`).
+    pub cset_dfl_cgrp: u32,
+    /// `cgroup_subsys_state.cgroup`.
+    pub css_cgroup: u32,
+    /// `cgroup.kn` (`struct kernfs_node *`).
+    pub cgroup_kn: u32,
+    /// `cgroup.level` (`int`).
+    pub cgroup_level: u32,
+    /// `kernfs_node.id` (`u64`).
+    pub kn_id: u32,
+    /// `kernfs_node.__parent` (or `parent` on older kernels).
+    pub kn_parent: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers and arrays of them, every byte initialised.
+    unsafe impl aya::Pod for super::CgroupCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CpuState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WatchConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}
+
+const _: () = assert!(core::mem::size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
+const _: () = assert!(core::mem::size_of::<WatchConfig>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 40);

@@ -1,0 +1,441 @@
+//! The eBPF collector: loads OWCA's kernel programs, watches and unwatches cgroups, and
+//! returns per-cgroup counter snapshots summed over CPUs.
+//!
+//! Everything is detached when the [`Collector`] is dropped: the programs' links and the
+//! perf fds are owned by it, so no program or perf fd outlives the agent.
+
+pub mod btf;
+mod offsets;
+pub mod perf;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::{
+        fd::{AsFd, AsRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, Map, MapData, PerCpuHashMap, PerCpuValues},
+    programs::{
+        BtfTracePoint, PerfEvent,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+};
+pub use offsets::V1Subsystem;
+use owca_common::{
+    CgroupCounters, DEFAULT_MAX_CGROUPS, MAP_COUNTERS, MAP_PERF_COUNTERS, MAP_WATCH_CONFIG,
+    MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH, V1_ID_TAG, WatchConfig,
+};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use self::{btf::Btf, perf::EventSpec};
+
+/// How often each CPU charges the running cgroup's time, so that a task that never
+/// switches out is counted within this period (10 ms: 0.2% of a 5 s window).
+const FLUSH_PERIOD_NS: u64 = 10_000_000;
+
+/// Where BTF of the running kernel lives.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Failures of the collector, each naming what was being done.
+#[derive(Debug, Error)]
+pub enum CollectorError {
+    /// The kernel has no BTF, which the programs need to find kernel structures.
+    #[error("kernel BTF is missing at {KERNEL_BTF} (needs CONFIG_DEBUG_INFO_BTF): cannot load the eBPF collector")]
+    NoBtf,
+    /// Reading kernel BTF failed.
+    #[error("reading kernel structure offsets: {0}")]
+    Btf(#[from] btf::BtfError),
+    /// A counter event is invalid or could not be opened.
+    #[error(transparent)]
+    Perf(#[from] perf::PerfError),
+    /// More counter events were asked for than the programs have slots for.
+    #[error("{0} counter events configured; at most {MAX_PERF_EVENTS} are supported")]
+    TooManyEvents(usize),
+    /// Loading the object or a program into the kernel failed.
+    #[error("loading eBPF {what}: {source}")]
+    Load {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A map operation failed.
+    #[error("{what} in eBPF map {map}: {source}")]
+    Map {
+        what: &'static str,
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    /// The cgroup directory to watch could not be examined.
+    #[error("watching cgroup {path}: {source}")]
+    Stat {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The cgroup cannot be watched as asked.
+    #[error("cannot watch cgroup {path}: {reason}")]
+    Unwatchable { path: PathBuf, reason: String },
+}
+
+fn load_err(what: &'static str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> CollectorError {
+    move |source| CollectorError::Load { what, source }
+}
+
+/// Which cgroup hierarchy a watched directory is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hierarchy {
+    /// The v1 hierarchy of the collector's [`V1Subsystem`].
+    V1,
+    /// The unified (v2) hierarchy.
+    V2,
+}
+
+/// A cgroup directory to watch: counts of its processes and of its descendants' are
+/// charged to it (unless a descendant is watched itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupDir {
+    pub hierarchy: Hierarchy,
+    /// The directory, e.g. `/sys/fs/cgroup/cpuacct/mesos/abc`.
+    pub path: PathBuf,
+    /// Depth below the hierarchy root (`mesos/abc` is 2).
+    pub level: u32,
+}
+
+impl CgroupDir {
+    /// The directory of cgroup `rel` (e.g. `/mesos/abc`) in the hierarchy mounted at `mount`.
+    pub fn new(hierarchy: Hierarchy, mount: &Path, rel: &str) -> Self {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        Self {
+            hierarchy,
+            path: parts.iter().fold(mount.to_path_buf(), |p, c| p.join(c)),
+            level: parts.len() as u32,
+        }
+    }
+}
+
+/// Collector settings.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Most cgroups watched at once.
+    pub max_cgroups: u32,
+    /// Counter event names (OWCA's names or raw `name__rEEUU[CC]`).
+    pub events: Vec<String>,
+    /// The v1 hierarchy v1 cgroups are identified in: cpuacct where mounted, else cpu.
+    pub v1_subsystem: V1Subsystem,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            max_cgroups: DEFAULT_MAX_CGROUPS,
+            events: Vec::new(),
+            v1_subsystem: V1Subsystem::Cpuacct,
+        }
+    }
+}
+
+struct Watched {
+    hierarchy: Hierarchy,
+    level: u32,
+}
+
+/// The loaded and attached kernel collector.
+pub struct Collector {
+    counters: PerCpuHashMap<MapData, u64, CgroupCounters>,
+    watch_config: Array<MapData, WatchConfig>,
+    watched: HashMap<u64, Watched>,
+    generation: u64,
+    events: Vec<String>,
+    max_cgroups: u32,
+    nr_cpus: usize,
+    runq_available: bool,
+    // Dropped after the maps above: the programs and links, then the perf fds.
+    _ebpf: Ebpf,
+    _perf_fds: Vec<OwnedFd>,
+}
+
+impl Collector {
+    /// Loads and attaches the programs and opens the counter events that this machine's
+    /// PMU has; an event it lacks is reported once and not exported.
+    pub fn start(cfg: &CollectorConfig) -> Result<Self, CollectorError> {
+        if !Path::new(KERNEL_BTF).exists() {
+            return Err(CollectorError::NoBtf);
+        }
+        let btf = Btf::from_file(Path::new(KERNEL_BTF))?;
+        let offsets = offsets::compute(&btf, cfg.v1_subsystem)?;
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| load_err("CPU count")(e.into()))?;
+        let online = aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
+
+        let (events, perf_fds) = open_events(&cfg.events, &online)?;
+        let num_events = events.len() as u32;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("NUM_PERF_EVENTS", &num_events, true)
+            .map_max_entries(MAP_COUNTERS, cfg.max_cgroups)
+            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/owca")))
+            .map_err(|e| load_err("object")(e.into()))?;
+
+        for (cpu, slot, fd) in &perf_fds {
+            let name = MAP_PERF_COUNTERS[*slot];
+            let Some(Map::PerfEventArray(data)) = ebpf.map(name) else {
+                return Err(load_err("perf event array")(format!("{name} missing").into()));
+            };
+            set_perf_fd(data, *cpu, fd).map_err(|e| load_err("perf event array entry")(e.into()))?;
+        }
+
+        let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
+        let counters = PerCpuHashMap::try_from(counters).map_err(|source| CollectorError::Map {
+            what: "opening",
+            map: MAP_COUNTERS,
+            source,
+        })?;
+        let watch_config = take_map(&mut ebpf, MAP_WATCH_CONFIG)?;
+        let watch_config = Array::try_from(watch_config).map_err(|source| CollectorError::Map {
+            what: "opening",
+            map: MAP_WATCH_CONFIG,
+            source,
+        })?;
+
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err("kernel BTF")(e.into()))?;
+        let switch: &mut BtfTracePoint = program(&mut ebpf, PROG_SCHED_SWITCH)?;
+        switch
+            .load("sched_switch", &kernel_btf)
+            .map_err(|e| load_err("sched_switch program")(e.into()))?;
+        switch
+            .attach()
+            .map_err(|e| load_err("sched_switch attachment")(e.into()))?;
+
+        let flush: &mut PerfEvent = program(&mut ebpf, PROG_FLUSH)?;
+        flush.load().map_err(|e| load_err("flush program")(e.into()))?;
+        for &cpu in &online {
+            flush
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Period(FLUSH_PERIOD_NS),
+                    false,
+                )
+                .map_err(|e| load_err("flush timer")(e.into()))?;
+        }
+
+        let mut collector = Self {
+            counters,
+            watch_config,
+            watched: HashMap::new(),
+            generation: 0,
+            events: events.into_iter().map(|e| e.name).collect(),
+            max_cgroups: cfg.max_cgroups,
+            nr_cpus,
+            runq_available: offsets.task_run_delay != 0,
+            _ebpf: ebpf,
+            _perf_fds: perf_fds.into_iter().map(|(_, _, fd)| fd).collect(),
+        };
+        collector.push_config()?;
+        info!(
+            cpus = online.len(),
+            events = ?collector.events,
+            v1 = cfg.v1_subsystem.controller(),
+            "eBPF collector attached"
+        );
+        Ok(collector)
+    }
+
+    /// Names of the counter events being counted, in slot order.
+    pub fn events(&self) -> &[String] {
+        &self.events
+    }
+
+    /// Whether run-queue latency is measured (the kernel has `CONFIG_SCHED_INFO`).
+    pub fn runq_available(&self) -> bool {
+        self.runq_available
+    }
+
+    /// Number of cgroups watched.
+    pub fn watched_count(&self) -> usize {
+        self.watched.len()
+    }
+
+    /// Starts counting a cgroup; returns its key. Watching a watched cgroup is a no-op.
+    pub fn watch(&mut self, dir: &CgroupDir) -> Result<u64, CollectorError> {
+        if dir.level == 0 {
+            return Err(CollectorError::Unwatchable {
+                path: dir.path.clone(),
+                reason: "it is a hierarchy root; watch cgroups below it".into(),
+            });
+        }
+        let meta = std::fs::metadata(&dir.path).map_err(|source| CollectorError::Stat {
+            path: dir.path.clone(),
+            source,
+        })?;
+        // A cgroup directory's inode number is its kernfs id.
+        let key = match dir.hierarchy {
+            Hierarchy::V1 => meta.ino() | V1_ID_TAG,
+            Hierarchy::V2 => meta.ino(),
+        };
+        if self.watched.contains_key(&key) {
+            return Ok(key);
+        }
+        if self.watched.len() >= self.max_cgroups as usize {
+            return Err(CollectorError::Unwatchable {
+                path: dir.path.clone(),
+                reason: format!("{} cgroups are watched already (max_cgroups)", self.max_cgroups),
+            });
+        }
+        let zeros = PerCpuValues::try_from(vec![CgroupCounters::default(); self.nr_cpus])
+            .map_err(|source| CollectorError::Map {
+                what: "sizing",
+                map: MAP_COUNTERS,
+                source: aya::maps::MapError::IoError(source),
+            })?;
+        self.counters
+            .insert(key, zeros, 0)
+            .map_err(|source| CollectorError::Map { what: "adding a cgroup", map: MAP_COUNTERS, source })?;
+        self.watched.insert(
+            key,
+            Watched {
+                hierarchy: dir.hierarchy,
+                level: dir.level,
+            },
+        );
+        self.push_config()?;
+        Ok(key)
+    }
+
+    /// Stops counting a cgroup and frees its map entry.
+    pub fn unwatch(&mut self, key: u64) -> Result<(), CollectorError> {
+        if self.watched.remove(&key).is_none() {
+            return Ok(());
+        }
+        let removed = self.counters.remove(&key);
+        self.push_config()?;
+        removed.map_err(|source| CollectorError::Map {
+            what: "removing a cgroup",
+            map: MAP_COUNTERS,
+            source,
+        })
+    }
+
+    /// Current counters of every watched cgroup, summed over CPUs.
+    pub fn snapshot(&self) -> Result<BTreeMap<u64, CgroupCounters>, CollectorError> {
+        let mut out = BTreeMap::new();
+        for &key in self.watched.keys() {
+            let values = self.counters.get(&key, 0).map_err(|source| CollectorError::Map {
+                what: "reading a cgroup",
+                map: MAP_COUNTERS,
+                source,
+            })?;
+            let mut sum = CgroupCounters::default();
+            for v in values.iter() {
+                sum.add(v);
+            }
+            out.insert(key, sum);
+        }
+        Ok(out)
+    }
+
+    /// Keys present in the kernel map, to check that unwatching frees entries.
+    pub fn map_keys(&self) -> Result<Vec<u64>, CollectorError> {
+        self.counters
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| CollectorError::Map { what: "listing", map: MAP_COUNTERS, source })
+    }
+
+    fn push_config(&mut self) -> Result<(), CollectorError> {
+        self.generation += 1;
+        let mut cfg = WatchConfig {
+            generation: self.generation,
+            ..Default::default()
+        };
+        for w in self.watched.values() {
+            let (min, max) = match w.hierarchy {
+                Hierarchy::V1 => (&mut cfg.v1_min_level, &mut cfg.v1_max_level),
+                Hierarchy::V2 => (&mut cfg.v2_min_level, &mut cfg.v2_max_level),
+            };
+            *min = if *max == 0 { w.level } else { (*min).min(w.level) };
+            *max = (*max).max(w.level);
+        }
+        self.watch_config
+            .set(0, cfg, 0)
+            .map_err(|source| CollectorError::Map { what: "updating", map: MAP_WATCH_CONFIG, source })
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, CollectorError> {
+    ebpf.take_map(name).ok_or_else(|| load_err("map")(format!("{name} missing from the object").into()))
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, CollectorError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| load_err("program")(format!("{name} missing from the object").into()))?;
+    prog.try_into().map_err(|e: aya::programs::ProgramError| load_err("program")(e.into()))
+}
+
+type OpenedEvents = (Vec<EventSpec>, Vec<(u32, usize, OwnedFd)>);
+
+/// Opens each available event on every online CPU; events the PMU lacks are reported once.
+fn open_events(names: &[String], cpus: &[u32]) -> Result<OpenedEvents, CollectorError> {
+    let mut events = Vec::new();
+    let mut fds = Vec::new();
+    for name in names {
+        let spec = EventSpec::parse(name)?;
+        let mut opened = Vec::new();
+        for &cpu in cpus {
+            match spec.open_on_cpu(cpu)? {
+                Some(fd) => opened.push((cpu, events.len(), fd)),
+                None => break,
+            }
+        }
+        if opened.len() != cpus.len() {
+            warn!(event = %name, "this machine's PMU lacks the event: it is not counted or exported");
+            continue;
+        }
+        if events.len() == MAX_PERF_EVENTS {
+            return Err(CollectorError::TooManyEvents(names.len()));
+        }
+        events.push(spec);
+        fds.extend(opened);
+    }
+    Ok((events, fds))
+}
+
+/// Stores a perf fd in a perf event array; aya has no setter for reading arrays.
+fn set_perf_fd(map: &MapData, index: u32, fd: &OwnedFd) -> std::io::Result<()> {
+    #[repr(C)]
+    struct UpdateAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let value = fd.as_raw_fd() as u32;
+    let attr = UpdateAttr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: std::ptr::from_ref(&index) as u64,
+        value: std::ptr::from_ref(&value) as u64,
+        flags: 0,
+    };
+    // SAFETY: BPF_MAP_UPDATE_ELEM with a correctly sized attr whose pointers outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            2, // BPF_MAP_UPDATE_ELEM
+            std::ptr::from_ref(&attr),
+            size_of::<UpdateAttr>() as u32,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

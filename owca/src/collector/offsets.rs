@@ -1,0 +1,87 @@
+//! Kernel structure offsets for the programs, from the running kernel's BTF.
+
+use owca_common::KernelOffsets;
+use tracing::warn;
+
+use super::btf::{Btf, BtfError};
+
+/// The cgroup v1 subsystem whose hierarchy v1 cgroups are identified in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V1Subsystem {
+    Cpuacct,
+    Cpu,
+}
+
+impl V1Subsystem {
+    /// Controller name as in `/proc/cgroups` and mount options.
+    pub fn controller(self) -> &'static str {
+        match self {
+            Self::Cpuacct => "cpuacct",
+            Self::Cpu => "cpu",
+        }
+    }
+
+    fn enum_variant(self) -> &'static str {
+        match self {
+            Self::Cpuacct => "cpuacct_cgrp_id",
+            Self::Cpu => "cpu_cgrp_id",
+        }
+    }
+}
+
+/// Computes the offsets; `subsys` picks the v1 hierarchy (its `enum cgroup_subsys_id`
+/// value, not the hierarchy id of /proc/cgroups, indexes `css_set.subsys`).
+pub fn compute(btf: &Btf, subsys: V1Subsystem) -> Result<KernelOffsets, BtfError> {
+    let subsys_id = btf.enum_value("cgroup_subsys_id", subsys.enum_variant())?;
+    let subsys_id = u32::try_from(subsys_id)
+        .map_err(|_| BtfError::Missing(format!("valid {} value", subsys.enum_variant())))?;
+    let elem = btf.array_elem_size("css_set", "subsys")?;
+    let kn_parent = btf
+        .offset_of("kernfs_node", "__parent")
+        .or_else(|_| btf.offset_of("kernfs_node", "parent"))?;
+    let task_run_delay = match btf.offset_of("task_struct", "sched_info.run_delay") {
+        Ok(off) => off,
+        Err(BtfError::Missing(what)) => {
+            warn!(missing = %what, "kernel lacks CONFIG_SCHED_INFO: run-queue latency will not be exported");
+            0
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(KernelOffsets {
+        task_cgroups: btf.offset_of("task_struct", "cgroups")?,
+        task_pid: btf.offset_of("task_struct", "pid")?,
+        task_run_delay,
+        cset_subsys: btf.offset_of("css_set", "subsys")? + elem * subsys_id,
+        cset_dfl_cgrp: btf.offset_of("css_set", "dfl_cgrp")?,
+        css_cgroup: btf.offset_of("cgroup_subsys_state", "cgroup")?,
+        cgroup_kn: btf.offset_of("cgroup", "kn")?,
+        cgroup_level: btf.offset_of("cgroup", "level")?,
+        kn_id: btf.offset_of("kernfs_node", "id")?,
+        kn_parent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsystem_index_follows_the_kernel_enum() {
+        let btf = Btf::from_kernel().expect("this test needs /sys/kernel/btf/vmlinux");
+        // /proc/cgroups lists subsystems in `enum cgroup_subsys_id` order.
+        let text = std::fs::read_to_string("/proc/cgroups").unwrap();
+        let order: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        for s in [V1Subsystem::Cpuacct, V1Subsystem::Cpu] {
+            let id = btf.enum_value("cgroup_subsys_id", s.enum_variant()).unwrap();
+            assert_eq!(order.iter().position(|c| *c == s.controller()), Some(id as usize));
+        }
+        let a = compute(&btf, V1Subsystem::Cpuacct).unwrap();
+        let c = compute(&btf, V1Subsystem::Cpu).unwrap();
+        assert_ne!(a.cset_subsys, c.cset_subsys);
+        assert!(a.task_run_delay != 0 && a.kn_id != 0 && a.cgroup_kn != 0);
+    }
+}

@@ -1,0 +1,13 @@
+//! OWCA: an orchestration-aware workload collocation agent for Mesos nodes.
+//!
+//! Data flows one way, once per `action_delay`:
+//! node → containers → measurements → detector/allocator → storage.
+
+pub mod cgroups;
+pub mod collector;
+pub mod config;
+pub mod metrics;
+pub mod nodes;
+pub mod platform;
+pub mod runners;
+pub mod storage;

@@ -1,0 +1,72 @@
+//! Storages: where each iteration's metrics go. Output formats live here and nowhere else.
+//!
+//! - [`prometheus`] encodes metrics as Prometheus text exposition format 0.0.4.
+//! - [`LogStorage`] writes that text to a file or stderr, appending or atomically
+//!   replacing the file (for node_exporter's textfile collector).
+
+mod log_storage;
+pub mod prometheus;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use self::log_storage::{LogStorage, LogStorageConfig};
+use crate::metrics::Metric;
+
+/// A destination for metrics, called once per iteration by the runner.
+///
+/// `Send` so that a runner can keep its storages in a spawned tokio task.
+pub trait Storage: Send {
+    /// Stores one iteration's metrics. Samples the format cannot represent are dropped and
+    /// logged by the storage, not returned as errors; an error means nothing (or not all)
+    /// was stored this time.
+    fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError>;
+}
+
+/// Why a storage could not be created or could not store metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// `overwrite: true` replaces a file by renaming, which stderr cannot do.
+    #[error("overwrite: true needs output_filename (stderr cannot be overwritten)")]
+    OverwriteWithoutFile,
+    /// `output_filename` names no file (e.g. it ends in `..` or is `/`).
+    #[error("output_filename {} does not name a file", path.display())]
+    NotAFile {
+        /// The configured output file.
+        path: PathBuf,
+    },
+    /// The output file could not be opened for appending.
+    #[error("cannot open {} for appending: {source}", path.display())]
+    Open {
+        /// The output file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Writing (or syncing) the output file, or the temporary file that replaces it, failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file being written: the output file, or the temporary file in overwrite mode.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Renaming the temporary file over the output file failed.
+    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
+    Rename {
+        /// The temporary file, left removed after the failure.
+        from: PathBuf,
+        /// The output file.
+        to: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Writing to stderr failed (e.g. it was closed).
+    #[error("cannot write to stderr: {source}")]
+    Stderr {
+        /// The underlying error.
+        source: io::Error,
+    },
+}

@@ -1,0 +1,208 @@
+//! Prometheus text exposition format 0.0.4: the only place that knows how a [`Metric`]
+//! is written as text.
+//!
+//! The encoder never emits text that the Prometheus parser (and `promtool check metrics`)
+//! rejects: samples with invalid names, duplicate series and family type conflicts are
+//! dropped and counted in [`Encoded`] so the caller can log once and export the count.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use crate::metrics::{Labels, Metric, MetricType};
+
+/// The result of [`encode`]: the text and how many samples were left out of it, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// The exposition text; empty or ending in a newline.
+    pub text: String,
+    /// Samples dropped because an earlier sample had the same name, suffix and labels.
+    pub duplicates: usize,
+    /// Samples dropped for an invalid metric name, label name, suffix or `le` label.
+    pub invalid: usize,
+    /// Samples dropped because their family first appeared with a different type.
+    pub type_conflicts: usize,
+}
+
+impl Encoded {
+    /// All samples dropped, whatever the reason.
+    pub fn dropped(&self) -> usize {
+        self.duplicates + self.invalid + self.type_conflicts
+    }
+}
+
+/// The samples of one family, in order of first appearance.
+struct Family<'a> {
+    name: &'a str,
+    kind: MetricType,
+    help: &'a str,
+    samples: Vec<&'a Metric>,
+    /// Series already taken, to drop later duplicates.
+    seen: HashSet<(&'static str, &'a Labels)>,
+}
+
+/// Encodes `metrics` as Prometheus text, grouped by family in order of first appearance.
+///
+/// Each family gets one `# HELP` (the first sample's help) and one `# TYPE` line, then its
+/// samples in input order. No timestamps are written: the scraper (or the textfile
+/// collector) stamps them, as OWCA's Prometheus output did by default.
+pub fn encode(metrics: &[Metric]) -> Encoded {
+    let mut out = Encoded::default();
+    let mut families: Vec<Family<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+
+    for metric in metrics {
+        if !is_valid_sample(metric) {
+            out.invalid += 1;
+            continue;
+        }
+        let family = match index.get(metric.name.as_str()) {
+            Some(&i) => &mut families[i],
+            None => {
+                index.insert(metric.name.as_str(), families.len());
+                families.push(Family {
+                    name: &metric.name,
+                    kind: metric.kind,
+                    help: metric.help,
+                    samples: Vec::new(),
+                    seen: HashSet::new(),
+                });
+                let last = families.len() - 1;
+                &mut families[last]
+            }
+        };
+        if family.kind != metric.kind {
+            out.type_conflicts += 1;
+        } else if !family.seen.insert((metric.suffix, &metric.labels)) {
+            out.duplicates += 1;
+        } else {
+            family.samples.push(metric);
+        }
+    }
+
+    for family in &families {
+        write_family(&mut out.text, family);
+    }
+    out
+}
+
+fn write_family(text: &mut String, family: &Family<'_>) {
+    // Writing into a String cannot fail, so the fmt::Results below carry no information.
+    if family.help.is_empty() {
+        let _ = writeln!(text, "# HELP {}", family.name);
+    } else {
+        let _ = writeln!(text, "# HELP {} {}", family.name, escape_help(family.help));
+    }
+    let kind = match family.kind {
+        MetricType::Gauge => "gauge",
+        MetricType::Counter => "counter",
+        MetricType::Histogram => "histogram",
+    };
+    let _ = writeln!(text, "# TYPE {} {kind}", family.name);
+    for sample in &family.samples {
+        text.push_str(&sample.name);
+        text.push_str(sample.suffix);
+        if !sample.labels.is_empty() {
+            text.push('{');
+            for (i, (name, value)) in sample.labels.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                let _ = write!(text, "{name}=\"{}\"", escape_label_value(value));
+            }
+            text.push('}');
+        }
+        text.push(' ');
+        text.push_str(&format_value(sample.value));
+        text.push('\n');
+    }
+}
+
+/// Whether a sample can be written without the parser rejecting or misreading it.
+fn is_valid_sample(metric: &Metric) -> bool {
+    if !is_valid_metric_name(&metric.name) || !metric.labels.keys().all(|l| is_valid_label_name(l)) {
+        return false;
+    }
+    let le = metric.labels.get("le");
+    match metric.kind {
+        // Any other suffix would make the parser start a new, untyped family.
+        MetricType::Gauge | MetricType::Counter => metric.suffix.is_empty(),
+        MetricType::Histogram => match metric.suffix {
+            // The parser requires a float `le` on every bucket and nowhere else.
+            "_bucket" => le.is_some_and(|v| v.parse::<f64>().is_ok()),
+            "_sum" | "_count" => le.is_none(),
+            _ => false,
+        },
+    }
+}
+
+/// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Whether `name` is a valid, non-reserved label name: `[a-zA-Z_][a-zA-Z0-9_]*` not
+/// starting with `__` (reserved for Prometheus' internal labels).
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+/// Turns any string (e.g. a Mesos task label key such as `org.apache.aurora.tier`) into a
+/// valid label name: invalid characters become `_`, a leading digit gets a `_` prefix, and
+/// a reserved leading `__...` is shortened to one `_`. The empty string becomes `_`.
+pub fn sanitize_label_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert(0, '_');
+    }
+    let leading = out.len() - out.trim_start_matches('_').len();
+    if leading > 1 {
+        out.drain(..leading - 1);
+    }
+    out
+}
+
+/// Escapes a HELP text: only `\` and newline are special there.
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Escapes a label value: `\`, `"` and newline are special inside the quotes.
+fn escape_label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Formats a sample value the way the Go parser reads it back exactly.
+///
+/// Integral values below 2^63 print as integers (counters such as `12345678901`), the
+/// usual range prints positionally, and very large or small magnitudes use an exponent
+/// so that `1e300` does not become 301 digits. All forms are shortest round-trip.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else if v == 0.0 {
+        // Also turns -0 into 0, which reads better and compares equal.
+        "0".to_owned()
+    } else {
+        let magnitude = v.abs();
+        if (v.fract() == 0.0 && magnitude < 9.223_372_036_854_776e18) || (1e-4..1e16).contains(&magnitude) {
+            format!("{v}")
+        } else {
+            format!("{v:e}")
+        }
+    }
+}

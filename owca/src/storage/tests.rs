@@ -1,0 +1,265 @@
+//! Tests of the Prometheus encoder and `LogStorage`.
+
+use std::fs;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use super::prometheus::{encode, format_value, sanitize_label_name};
+use super::{LogStorage, LogStorageConfig, Storage, StorageError};
+use crate::metrics::{Metric, MetricType};
+
+fn histogram(name: &str, suffix: &'static str, le: Option<&str>, value: f64) -> Metric {
+    let mut m = Metric::gauge(name, "Run queue latency.", value);
+    m.kind = MetricType::Histogram;
+    m.suffix = suffix;
+    match le {
+        Some(le) => m.with_label("le", le),
+        None => m,
+    }
+}
+
+/// A gauge with labels needing escaping, a counter and a histogram, all lint-clean.
+fn representative() -> Vec<Metric> {
+    vec![
+        Metric::gauge("task_memory_usage_bytes", "Memory usage \\ of a task,\nin bytes.", 1024.0)
+            .with_label("task_id", "a\"b\\c\nd")
+            .with_label("host", "node1"),
+        Metric::counter("task_instructions_total", "Instructions retired.", 12345678901.0)
+            .with_label("task_id", "t1"),
+        histogram("task_runqueue_latency_seconds", "_bucket", Some("0.001"), 3.0).with_label("task_id", "t1"),
+        histogram("task_runqueue_latency_seconds", "_bucket", Some("+Inf"), 5.0).with_label("task_id", "t1"),
+        Metric::gauge("task_memory_usage_bytes", "ignored: not the first", 2048.0).with_label("task_id", "t2"),
+        histogram("task_runqueue_latency_seconds", "_sum", None, 0.25).with_label("task_id", "t1"),
+        histogram("task_runqueue_latency_seconds", "_count", None, 5.0).with_label("task_id", "t1"),
+    ]
+}
+
+const REPRESENTATIVE_TEXT: &str = r#"# HELP task_memory_usage_bytes Memory usage \\ of a task,\nin bytes.
+# TYPE task_memory_usage_bytes gauge
+task_memory_usage_bytes{host="node1",task_id="a\"b\\c\nd"} 1024
+task_memory_usage_bytes{task_id="t2"} 2048
+# HELP task_instructions_total Instructions retired.
+# TYPE task_instructions_total counter
+task_instructions_total{task_id="t1"} 12345678901
+# HELP task_runqueue_latency_seconds Run queue latency.
+# TYPE task_runqueue_latency_seconds histogram
+task_runqueue_latency_seconds_bucket{le="0.001",task_id="t1"} 3
+task_runqueue_latency_seconds_bucket{le="+Inf",task_id="t1"} 5
+task_runqueue_latency_seconds_sum{task_id="t1"} 0.25
+task_runqueue_latency_seconds_count{task_id="t1"} 5
+"#;
+
+#[test]
+fn encodes_gauge_counter_histogram_grouped_by_family() {
+    let encoded = encode(&representative());
+    assert_eq!(encoded.text, REPRESENTATIVE_TEXT);
+    assert_eq!(encoded.dropped(), 0);
+}
+
+#[test]
+fn encodes_nothing_as_empty_text() {
+    assert_eq!(encode(&[]).text, "");
+}
+
+#[test]
+fn drops_duplicate_series_keeping_the_first() {
+    let metrics = [
+        Metric::gauge("up", "Up.", 1.0).with_label("a", "1"),
+        Metric::gauge("up", "Up.", 2.0).with_label("a", "1"),
+        Metric::gauge("up", "Up.", 3.0).with_label("a", "2"),
+        Metric::gauge("up", "Up.", 4.0).with_label("a", "1"),
+    ];
+    let encoded = encode(&metrics);
+    assert_eq!(encoded.text, "# HELP up Up.\n# TYPE up gauge\nup{a=\"1\"} 1\nup{a=\"2\"} 3\n");
+    assert_eq!((encoded.duplicates, encoded.invalid, encoded.type_conflicts), (2, 0, 0));
+}
+
+#[test]
+fn drops_invalid_names_suffixes_and_le() {
+    let metrics = [
+        Metric::gauge("1bad", "", 1.0),
+        Metric::gauge("bad-name", "", 1.0),
+        Metric::gauge("ok", "Ok.", 1.0).with_label("bad.label", "x"),
+        Metric::gauge("ok", "Ok.", 1.0).with_label("__reserved", "x"),
+        Metric::gauge("ok", "Ok.", 1.0).with_label("9", "x"),
+        histogram("h", "", None, 1.0),
+        histogram("h", "_bucket", None, 1.0),
+        histogram("h", "_bucket", Some("many"), 1.0),
+        histogram("h", "_sum", Some("1"), 1.0),
+        {
+            let mut m = Metric::gauge("g", "", 1.0);
+            m.suffix = "_total";
+            m
+        },
+        Metric::gauge("ns:ok_name", "Ok.", 2.0).with_label("_x", "y"),
+    ];
+    let encoded = encode(&metrics);
+    assert_eq!(encoded.text, "# HELP ns:ok_name Ok.\n# TYPE ns:ok_name gauge\nns:ok_name{_x=\"y\"} 2\n");
+    assert_eq!((encoded.duplicates, encoded.invalid, encoded.type_conflicts), (0, 10, 0));
+}
+
+#[test]
+fn keeps_the_first_kind_of_a_family() {
+    let metrics = [
+        Metric::counter("x_total", "X.", 1.0),
+        Metric::gauge("x_total", "X.", 2.0).with_label("a", "b"),
+        histogram("x_total", "_sum", None, 3.0),
+        Metric::counter("x_total", "X.", 4.0).with_label("a", "b"),
+    ];
+    let encoded = encode(&metrics);
+    assert_eq!(
+        encoded.text,
+        "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\nx_total{a=\"b\"} 4\n"
+    );
+    assert_eq!((encoded.duplicates, encoded.invalid, encoded.type_conflicts), (0, 0, 2));
+}
+
+#[test]
+fn formats_values_for_exact_round_trip() {
+    let cases = [
+        (12345678901.0, "12345678901"),
+        (0.0, "0"),
+        (-0.0, "0"),
+        (-3.0, "-3"),
+        (0.1, "0.1"),
+        (1.5e-7, "1.5e-7"),
+        (1e300, "1e300"),
+        (9007199254740993.0, "9007199254740992"),
+        (f64::MAX, "1.7976931348623157e308"),
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+    ];
+    for (value, text) in cases {
+        assert_eq!(format_value(value), text, "value {value:?}");
+        if value.is_finite() {
+            assert_eq!(text.parse::<f64>().ok(), Some(value), "{text} does not round-trip");
+        }
+    }
+}
+
+#[test]
+fn sanitizes_label_names() {
+    assert_eq!(sanitize_label_name("org.apache.aurora.tier"), "org_apache_aurora_tier");
+    assert_eq!(sanitize_label_name("9lives"), "_9lives");
+    assert_eq!(sanitize_label_name("__meta"), "_meta");
+    assert_eq!(sanitize_label_name("..x"), "_x");
+    assert_eq!(sanitize_label_name("ok_Name1"), "ok_Name1");
+    assert_eq!(sanitize_label_name("zażółć"), "za____");
+    assert_eq!(sanitize_label_name(""), "_");
+    for s in ["org.apache.aurora.tier", "9lives", "__meta", "", "-", "a b"] {
+        assert!(super::prometheus::is_valid_label_name(&sanitize_label_name(s)), "{s:?}");
+    }
+}
+
+/// Runs `promtool check metrics` on `text`: (exit code, combined output).
+fn promtool_check(text: &str) -> (Option<i32>, String) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "promtool is needed for this test (Debian package `prometheus`, /usr/bin/promtool): {e}"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("wait for promtool");
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), output)
+}
+
+#[test]
+fn promtool_accepts_encoded_output() {
+    let (code, output) = promtool_check(&encode(&representative()).text);
+    assert_eq!(code, Some(0), "promtool check metrics failed:\n{output}");
+    assert!(!output.contains("error"), "promtool reported:\n{output}");
+
+    // OWCA's legacy names (counters without `_total`, no unit) only draw lint warnings
+    // (exit 3); the text must still parse, with odd values and escapes included.
+    let legacy = [
+        Metric::counter("instructions", "Instructions.", 1e20).with_label("task", "x\"\\\n"),
+        Metric::gauge("cpu_usage_per_task", "", f64::NAN).with_label("cores", "0-3"),
+        Metric::gauge("cpu_usage_per_task", "", f64::NEG_INFINITY).with_label("cores", "4"),
+        Metric::gauge("memory_usage", "Help with \\ and\nnewline.", 5e-324),
+        histogram("latency", "_bucket", Some("1e-6"), 0.0),
+        histogram("latency", "_bucket", Some("+Inf"), 1.0),
+        histogram("latency", "_sum", None, 1.5e-7),
+        histogram("latency", "_count", None, 1.0),
+    ];
+    let (code, output) = promtool_check(&encode(&legacy).text);
+    assert!(matches!(code, Some(0 | 3)), "promtool exit {code:?}:\n{output}");
+    assert!(!output.contains("error while linting"), "promtool could not parse:\n{output}");
+    assert!(!output.contains("parsing error"), "promtool could not parse:\n{output}");
+}
+
+fn config(path: Option<&std::path::Path>, overwrite: bool) -> LogStorageConfig {
+    LogStorageConfig {
+        output_filename: path.map(Into::into),
+        overwrite,
+    }
+}
+
+#[test]
+fn log_storage_appends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metrics.prom");
+    let mut storage = LogStorage::new(config(Some(&path), false)).expect("config");
+    storage.store(&[Metric::gauge("a", "A.", 1.0)]).expect("first store");
+    storage.store(&[Metric::gauge("a", "A.", 2.0)]).expect("second store");
+    let content = fs::read_to_string(&path).expect("read output");
+    assert_eq!(
+        content,
+        "# HELP a A.\n# TYPE a gauge\na 1\n# HELP a A.\n# TYPE a gauge\na 2\n"
+    );
+}
+
+#[test]
+fn log_storage_overwrites_atomically_without_leftovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metrics.prom");
+    let mut storage = LogStorage::new(config(Some(&path), true)).expect("config");
+    storage.store(&[Metric::gauge("a", "A.", 1.0)]).expect("first store");
+    storage
+        .store(&[Metric::gauge("a", "A.", 2.0), Metric::gauge("a", "A.", 3.0)])
+        .expect("second store");
+    assert_eq!(fs::read_to_string(&path).expect("read"), "# HELP a A.\n# TYPE a gauge\na 2\n");
+    assert_eq!(storage.dropped_total(), 1);
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["metrics.prom"]);
+}
+
+#[test]
+fn log_storage_errors_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("missing").join("metrics.prom");
+    for overwrite in [false, true] {
+        let mut storage = LogStorage::new(config(Some(&path), overwrite)).expect("config");
+        let err = storage.store(&[]).expect_err("directory does not exist");
+        let message = err.to_string();
+        assert!(message.contains(&*dir.path().join("missing").to_string_lossy()), "{message}");
+        assert!(message.contains("metrics.prom"), "{message}");
+    }
+}
+
+#[test]
+fn log_storage_rejects_overwrite_of_stderr() {
+    assert!(matches!(LogStorage::new(config(None, true)), Err(StorageError::OverwriteWithoutFile)));
+    assert!(matches!(
+        LogStorage::new(config(Some("/tmp/..".as_ref()), false)),
+        Err(StorageError::NotAFile { .. })
+    ));
+    assert!(LogStorage::new(LogStorageConfig::default()).is_ok());
+}

@@ -1,0 +1,73 @@
+//! Developer tasks for OWCA: `cargo xtask build|run|test|bench`.
+
+mod bench;
+mod build;
+mod cmd;
+mod root;
+mod run;
+mod setup;
+mod test;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run and test OWCA")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prepare the toolchain if needed and build `target/release/owca`.
+    Build,
+    /// Build, then run the agent as root on `configs/local.yaml`.
+    Run {
+        /// Arguments for the agent (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Prepare the machine and run all tests as root, one test thread.
+    Test {
+        /// Extra `cargo test` arguments (after `--`); a further `--` starts test binary arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the benchmark test `owca/tests/bench.rs` in release mode.
+    Bench,
+}
+
+/// Prints errors as one `what: why: cause` line, without a backtrace, and exits 1.
+fn main() -> ExitCode {
+    let result: Result<()> = match Cli::parse().command {
+        Command::Build => build::build(),
+        Command::Run { args } => run::run(&args),
+        Command::Test { args } => test::test(&args),
+        Command::Bench => bench::bench(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+}
+
+/// The cargo that runs us (`$CARGO`), or `cargo` from `PATH`.
+pub fn cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from)
+}

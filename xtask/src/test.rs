@@ -1,0 +1,53 @@
+//! `cargo xtask test`.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+
+use crate::{cmd, root, setup, workspace_root};
+
+/// Re-runs itself as root if needed, prepares the machine and runs `cargo test
+/// --workspace` with one test thread (kernel tests share kernel state).
+/// `args` go to cargo; after a further `--` they go to the test binaries.
+pub fn test(args: &[String]) -> Result<()> {
+    root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
+    setup::toolchain()?;
+    setup::debian_packages()?;
+    setup::tracefs()?;
+
+    let (cargo_args, binary_args) = split_args(args);
+    let mut cmd = Command::new(crate::cargo());
+    cmd.current_dir(workspace_root())
+        .args(["test", "--workspace"])
+        .args(cargo_args)
+        .arg("--");
+    if !binary_args.iter().any(|a| a.starts_with("--test-threads")) {
+        cmd.arg("--test-threads=1");
+    }
+    cmd.args(binary_args);
+    cmd::run(&mut cmd).context("running the workspace tests")
+}
+
+/// Splits at the first `--` into cargo arguments and test binary arguments.
+fn split_args(args: &[String]) -> (&[String], &[String]) {
+    match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_args;
+
+    #[test]
+    fn splits_at_first_double_dash() {
+        let args: Vec<String> = ["-p", "owca", "--", "--nocapture", "--", "x"]
+            .map(String::from)
+            .into();
+        let (cargo, bin) = split_args(&args);
+        assert_eq!(cargo, ["-p", "owca"]);
+        assert_eq!(bin, ["--nocapture", "--", "x"]);
+        assert_eq!(split_args(&args[..2]), (&args[..2], &[][..]));
+    }
+}
