@@ -63,3 +63,41 @@ impl Metric {
         self
     }
 }
+
+/// OWCA's metric names and their help texts. Names OWCA had keep OWCA's spelling so
+/// existing dashboards and detectors keep working; new ones are `task_`/`platform_`/`owca_`.
+pub mod names {
+    pub const CPU_USAGE_PER_TASK: &str = "cpu_usage_per_task";
+    pub const CPU_USAGE_PER_TASK_HELP: &str =
+        "CPU time used by the task's processes in nanoseconds (cpuacct.usage).";
+    pub const TASK_ONCPU: &str = "task_oncpu_seconds_total";
+    pub const TASK_ONCPU_HELP: &str =
+        "Time the task's threads spent on a CPU, counted in the kernel at context switches.";
+    pub const TASK_SWITCHES: &str = "task_context_switches_total";
+    pub const TASK_SWITCHES_HELP: &str =
+        "Context switches out of the task's threads; kind=voluntary when the thread blocked, involuntary when it was preempted.";
+    pub const TASK_RUNQ: &str = "task_runqueue_latency_seconds";
+    pub const TASK_RUNQ_HELP: &str =
+        "Time the task's threads waited on a run queue before running (from wakeup or preemption to running).";
+    pub const MEMORY_USAGE_PER_TASK: &str = "memory_usage_per_task_bytes";
+    pub const MEMORY_USAGE_PER_TASK_HELP: &str =
+        "Memory used by the task's cgroup in bytes (memory.usage_in_bytes or memory.current).";
+    pub const TASK_MEMORY_LIMIT: &str = "task_memory_limit_bytes";
+    pub const TASK_MEMORY_LIMIT_HELP: &str = "Memory limit of the task's cgroup in bytes; absent when unlimited.";
+    pub const TASK_THROTTLED: &str = "task_cpu_throttled_seconds_total";
+    pub const TASK_THROTTLED_HELP: &str =
+        "Time the task's cgroup was throttled by its CPU quota (cpu.stat).";
+    pub const COUNTER_EVENT_HELP: &str =
+        "Hardware or software counter event of the task, counted per CPU and charged at cgroup switches.";
+
+    pub const OWCA_UP: &str = "owca_up";
+    pub const OWCA_UP_HELP: &str = "Always 1 while the agent runs.";
+    pub const OWCA_TASKS: &str = "owca_tasks";
+    pub const OWCA_TASKS_HELP: &str = "Number of tasks the agent measures.";
+    pub const OWCA_MEMORY: &str = "owca_memory_usage_bytes";
+    pub const OWCA_MEMORY_HELP: &str = "Resident memory of the agent in bytes.";
+    pub const OWCA_DURATION: &str = "owca_duration_seconds";
+    pub const OWCA_DURATION_HELP: &str = "Time the last iteration spent in each stage.";
+    pub const OWCA_ERRORS: &str = "owca_errors_total";
+    pub const OWCA_ERRORS_HELP: &str = "Errors since the agent started, by component.";
+}

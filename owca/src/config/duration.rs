@@ -52,6 +52,16 @@ impl Visitor<'_> for SecondsVisitor {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
         // try_from_secs_f64 rejects negative, NaN, infinite and too large values alike;
         // naming the value and the expectation is clearer than its own message.
-        Duration::try_from_secs_f64(v).map_err(|_| E::invalid_value(Unexpected::Float(v), &self))
+        Duration::try_from_secs_f64(v).map_err(|_| {
+            if v.is_finite() && v > 0.0 {
+                // Unexpected::Float would print all 301 digits of 1e300.
+                E::invalid_value(
+                    Unexpected::Other(&format!("{v:e} seconds (too long)")),
+                    &self,
+                )
+            } else {
+                E::invalid_value(Unexpected::Float(v), &self)
+            }
+        })
     }
 }

@@ -95,7 +95,10 @@ fn strip_decorations(message: &str, line: usize, column: usize, segments: &[Stri
 /// For "unknown variant `X`" errors, the byte index of the first `!X` tag at or after
 /// `from`, if the text has one.
 fn unknown_tag_position(text: &str, from: usize, message: &str) -> Option<usize> {
-    let name = message.strip_prefix("unknown variant `")?.split('`').next()?;
+    let name = message
+        .strip_prefix("unknown variant `")?
+        .split('`')
+        .next()?;
     let tag = format!("!{name}");
     let mut start = from.min(text.len());
     while let Some(found) = text.get(start..)?.find(&tag) {

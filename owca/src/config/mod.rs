@@ -49,7 +49,13 @@ pub enum ConfigError {
 }
 
 /// `file:line:column: field: message`, leaving out the parts that are unknown.
-fn parse_message(path: &std::path::Path, line: usize, column: usize, field: &str, message: &str) -> String {
+fn parse_message(
+    path: &std::path::Path,
+    line: usize,
+    column: usize,
+    field: &str,
+    message: &str,
+) -> String {
     let mut out = path.display().to_string();
     if line > 0 {
         out.push_str(&format!(":{line}:{column}"));

@@ -39,7 +39,10 @@ enum Target {
     Stderr,
     Append(PathBuf),
     /// The output file and the temporary file renamed over it.
-    Overwrite { path: PathBuf, temp: PathBuf },
+    Overwrite {
+        path: PathBuf,
+        temp: PathBuf,
+    },
 }
 
 impl LogStorage {
@@ -49,7 +52,9 @@ impl LogStorage {
         let target = match (config.output_filename, config.overwrite) {
             (None, false) => Target::Stderr,
             (None, true) => return Err(StorageError::OverwriteWithoutFile),
-            (Some(path), _) if path.file_name().is_none() => return Err(StorageError::NotAFile { path }),
+            (Some(path), _) if path.file_name().is_none() => {
+                return Err(StorageError::NotAFile { path });
+            }
             (Some(path), false) => Target::Append(path),
             (Some(path), true) => {
                 let temp = temp_path(&path);
@@ -82,7 +87,10 @@ impl Storage for LogStorage {
                 "LogStorage dropped samples it cannot write as Prometheus text."
             );
         } else if dropped > 0 {
-            tracing::debug!(dropped, "LogStorage dropped the same number of samples as last time.");
+            tracing::debug!(
+                dropped,
+                "LogStorage dropped the same number of samples as last time."
+            );
         }
         self.last_dropped = dropped;
 
@@ -107,10 +115,11 @@ fn append(path: &Path, text: &str) -> Result<(), StorageError> {
             path: path.to_owned(),
             source,
         })?;
-    file.write_all(text.as_bytes()).map_err(|source| StorageError::Write {
-        path: path.to_owned(),
-        source,
-    })
+    file.write_all(text.as_bytes())
+        .map_err(|source| StorageError::Write {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Replaces `path` with `text` atomically: write and fsync a temporary file in the same

@@ -119,7 +119,8 @@ fn write_family(text: &mut String, family: &Family<'_>) {
 
 /// Whether a sample can be written without the parser rejecting or misreading it.
 fn is_valid_sample(metric: &Metric) -> bool {
-    if !is_valid_metric_name(&metric.name) || !metric.labels.keys().all(|l| is_valid_label_name(l)) {
+    if !is_valid_metric_name(&metric.name) || !metric.labels.keys().all(|l| is_valid_label_name(l))
+    {
         return false;
     }
     let le = metric.labels.get("le");
@@ -148,7 +149,9 @@ pub fn is_valid_metric_name(name: &str) -> bool {
 /// starting with `__` (reserved for Prometheus' internal labels).
 pub fn is_valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with("__")
 }
@@ -159,7 +162,13 @@ pub fn is_valid_label_name(name: &str) -> bool {
 pub fn sanitize_label_name(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
         out.insert(0, '_');
@@ -199,7 +208,9 @@ pub fn format_value(v: f64) -> String {
         "0".to_owned()
     } else {
         let magnitude = v.abs();
-        if (v.fract() == 0.0 && magnitude < 9.223_372_036_854_776e18) || (1e-4..1e16).contains(&magnitude) {
+        if (v.fract() == 0.0 && magnitude < 9.223_372_036_854_776e18)
+            || (1e-4..1e16).contains(&magnitude)
+        {
             format!("{v}")
         } else {
             format!("{v:e}")

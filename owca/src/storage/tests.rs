@@ -21,14 +21,35 @@ fn histogram(name: &str, suffix: &'static str, le: Option<&str>, value: f64) -> 
 /// A gauge with labels needing escaping, a counter and a histogram, all lint-clean.
 fn representative() -> Vec<Metric> {
     vec![
-        Metric::gauge("task_memory_usage_bytes", "Memory usage \\ of a task,\nin bytes.", 1024.0)
-            .with_label("task_id", "a\"b\\c\nd")
-            .with_label("host", "node1"),
-        Metric::counter("task_instructions_total", "Instructions retired.", 12345678901.0)
-            .with_label("task_id", "t1"),
-        histogram("task_runqueue_latency_seconds", "_bucket", Some("0.001"), 3.0).with_label("task_id", "t1"),
-        histogram("task_runqueue_latency_seconds", "_bucket", Some("+Inf"), 5.0).with_label("task_id", "t1"),
-        Metric::gauge("task_memory_usage_bytes", "ignored: not the first", 2048.0).with_label("task_id", "t2"),
+        Metric::gauge(
+            "task_memory_usage_bytes",
+            "Memory usage \\ of a task,\nin bytes.",
+            1024.0,
+        )
+        .with_label("task_id", "a\"b\\c\nd")
+        .with_label("host", "node1"),
+        Metric::counter(
+            "task_instructions_total",
+            "Instructions retired.",
+            12345678901.0,
+        )
+        .with_label("task_id", "t1"),
+        histogram(
+            "task_runqueue_latency_seconds",
+            "_bucket",
+            Some("0.001"),
+            3.0,
+        )
+        .with_label("task_id", "t1"),
+        histogram(
+            "task_runqueue_latency_seconds",
+            "_bucket",
+            Some("+Inf"),
+            5.0,
+        )
+        .with_label("task_id", "t1"),
+        Metric::gauge("task_memory_usage_bytes", "ignored: not the first", 2048.0)
+            .with_label("task_id", "t2"),
         histogram("task_runqueue_latency_seconds", "_sum", None, 0.25).with_label("task_id", "t1"),
         histogram("task_runqueue_latency_seconds", "_count", None, 5.0).with_label("task_id", "t1"),
     ]
@@ -70,8 +91,14 @@ fn drops_duplicate_series_keeping_the_first() {
         Metric::gauge("up", "Up.", 4.0).with_label("a", "1"),
     ];
     let encoded = encode(&metrics);
-    assert_eq!(encoded.text, "# HELP up Up.\n# TYPE up gauge\nup{a=\"1\"} 1\nup{a=\"2\"} 3\n");
-    assert_eq!((encoded.duplicates, encoded.invalid, encoded.type_conflicts), (2, 0, 0));
+    assert_eq!(
+        encoded.text,
+        "# HELP up Up.\n# TYPE up gauge\nup{a=\"1\"} 1\nup{a=\"2\"} 3\n"
+    );
+    assert_eq!(
+        (encoded.duplicates, encoded.invalid, encoded.type_conflicts),
+        (2, 0, 0)
+    );
 }
 
 #[test]
@@ -94,8 +121,14 @@ fn drops_invalid_names_suffixes_and_le() {
         Metric::gauge("ns:ok_name", "Ok.", 2.0).with_label("_x", "y"),
     ];
     let encoded = encode(&metrics);
-    assert_eq!(encoded.text, "# HELP ns:ok_name Ok.\n# TYPE ns:ok_name gauge\nns:ok_name{_x=\"y\"} 2\n");
-    assert_eq!((encoded.duplicates, encoded.invalid, encoded.type_conflicts), (0, 10, 0));
+    assert_eq!(
+        encoded.text,
+        "# HELP ns:ok_name Ok.\n# TYPE ns:ok_name gauge\nns:ok_name{_x=\"y\"} 2\n"
+    );
+    assert_eq!(
+        (encoded.duplicates, encoded.invalid, encoded.type_conflicts),
+        (0, 10, 0)
+    );
 }
 
 #[test]
@@ -111,7 +144,10 @@ fn keeps_the_first_kind_of_a_family() {
         encoded.text,
         "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\nx_total{a=\"b\"} 4\n"
     );
-    assert_eq!((encoded.duplicates, encoded.invalid, encoded.type_conflicts), (0, 0, 2));
+    assert_eq!(
+        (encoded.duplicates, encoded.invalid, encoded.type_conflicts),
+        (0, 0, 2)
+    );
 }
 
 #[test]
@@ -133,14 +169,21 @@ fn formats_values_for_exact_round_trip() {
     for (value, text) in cases {
         assert_eq!(format_value(value), text, "value {value:?}");
         if value.is_finite() {
-            assert_eq!(text.parse::<f64>().ok(), Some(value), "{text} does not round-trip");
+            assert_eq!(
+                text.parse::<f64>().ok(),
+                Some(value),
+                "{text} does not round-trip"
+            );
         }
     }
 }
 
 #[test]
 fn sanitizes_label_names() {
-    assert_eq!(sanitize_label_name("org.apache.aurora.tier"), "org_apache_aurora_tier");
+    assert_eq!(
+        sanitize_label_name("org.apache.aurora.tier"),
+        "org_apache_aurora_tier"
+    );
     assert_eq!(sanitize_label_name("9lives"), "_9lives");
     assert_eq!(sanitize_label_name("__meta"), "_meta");
     assert_eq!(sanitize_label_name("..x"), "_x");
@@ -148,7 +191,10 @@ fn sanitizes_label_names() {
     assert_eq!(sanitize_label_name("zażółć"), "za____");
     assert_eq!(sanitize_label_name(""), "_");
     for s in ["org.apache.aurora.tier", "9lives", "__meta", "", "-", "a b"] {
-        assert!(super::prometheus::is_valid_label_name(&sanitize_label_name(s)), "{s:?}");
+        assert!(
+            super::prometheus::is_valid_label_name(&sanitize_label_name(s)),
+            "{s:?}"
+        );
     }
 }
 
@@ -197,9 +243,18 @@ fn promtool_accepts_encoded_output() {
         histogram("latency", "_count", None, 1.0),
     ];
     let (code, output) = promtool_check(&encode(&legacy).text);
-    assert!(matches!(code, Some(0 | 3)), "promtool exit {code:?}:\n{output}");
-    assert!(!output.contains("error while linting"), "promtool could not parse:\n{output}");
-    assert!(!output.contains("parsing error"), "promtool could not parse:\n{output}");
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "promtool exit {code:?}:\n{output}"
+    );
+    assert!(
+        !output.contains("error while linting"),
+        "promtool could not parse:\n{output}"
+    );
+    assert!(
+        !output.contains("parsing error"),
+        "promtool could not parse:\n{output}"
+    );
 }
 
 fn config(path: Option<&std::path::Path>, overwrite: bool) -> LogStorageConfig {
@@ -214,8 +269,12 @@ fn log_storage_appends() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("metrics.prom");
     let mut storage = LogStorage::new(config(Some(&path), false)).expect("config");
-    storage.store(&[Metric::gauge("a", "A.", 1.0)]).expect("first store");
-    storage.store(&[Metric::gauge("a", "A.", 2.0)]).expect("second store");
+    storage
+        .store(&[Metric::gauge("a", "A.", 1.0)])
+        .expect("first store");
+    storage
+        .store(&[Metric::gauge("a", "A.", 2.0)])
+        .expect("second store");
     let content = fs::read_to_string(&path).expect("read output");
     assert_eq!(
         content,
@@ -228,11 +287,16 @@ fn log_storage_overwrites_atomically_without_leftovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("metrics.prom");
     let mut storage = LogStorage::new(config(Some(&path), true)).expect("config");
-    storage.store(&[Metric::gauge("a", "A.", 1.0)]).expect("first store");
+    storage
+        .store(&[Metric::gauge("a", "A.", 1.0)])
+        .expect("first store");
     storage
         .store(&[Metric::gauge("a", "A.", 2.0), Metric::gauge("a", "A.", 3.0)])
         .expect("second store");
-    assert_eq!(fs::read_to_string(&path).expect("read"), "# HELP a A.\n# TYPE a gauge\na 2\n");
+    assert_eq!(
+        fs::read_to_string(&path).expect("read"),
+        "# HELP a A.\n# TYPE a gauge\na 2\n"
+    );
     assert_eq!(storage.dropped_total(), 1);
     let names: Vec<_> = fs::read_dir(dir.path())
         .expect("read_dir")
@@ -249,17 +313,41 @@ fn log_storage_errors_name_the_file() {
         let mut storage = LogStorage::new(config(Some(&path), overwrite)).expect("config");
         let err = storage.store(&[]).expect_err("directory does not exist");
         let message = err.to_string();
-        assert!(message.contains(&*dir.path().join("missing").to_string_lossy()), "{message}");
+        assert!(
+            message.contains(&*dir.path().join("missing").to_string_lossy()),
+            "{message}"
+        );
         assert!(message.contains("metrics.prom"), "{message}");
     }
 }
 
 #[test]
 fn log_storage_rejects_overwrite_of_stderr() {
-    assert!(matches!(LogStorage::new(config(None, true)), Err(StorageError::OverwriteWithoutFile)));
+    assert!(matches!(
+        LogStorage::new(config(None, true)),
+        Err(StorageError::OverwriteWithoutFile)
+    ));
     assert!(matches!(
         LogStorage::new(config(Some("/tmp/..".as_ref()), false)),
         Err(StorageError::NotAFile { .. })
     ));
     assert!(LogStorage::new(LogStorageConfig::default()).is_ok());
+}
+
+#[test]
+fn log_storage_config_from_yaml() {
+    let path = std::path::Path::new("s.yaml");
+    let parsed: LogStorageConfig =
+        crate::config::from_str("output_filename: /tmp/owca.prom\noverwrite: true\n", path)
+            .expect("valid");
+    assert_eq!(parsed, config(Some("/tmp/owca.prom".as_ref()), true));
+    let parsed: LogStorageConfig = crate::config::from_str("{}", path).expect("valid");
+    assert_eq!(parsed, LogStorageConfig::default());
+    let err = crate::config::from_str::<LogStorageConfig>("overwrite: true\nfilename: x\n", path)
+        .expect_err("unknown field");
+    assert!(
+        err.to_string()
+            .starts_with("s.yaml:2:1: filename: unknown field `filename`"),
+        "{err}"
+    );
 }

@@ -1,0 +1,82 @@
+//! Turns one task's kernel counters into metrics.
+
+use owca_common::{CgroupCounters, HIST_BUCKETS, HIST_SHIFT_NS};
+
+use crate::metrics::{Metric, MetricType, names};
+
+const NS: f64 = 1e9;
+
+/// Metrics from the eBPF collector's counters of one task. `events` are the counter event
+/// names in slot order; `runq` tells whether run-queue latency is measured on this kernel.
+pub fn from_counters(c: &CgroupCounters, events: &[String], runq: bool) -> Vec<Metric> {
+    let mut out = vec![
+        Metric::counter(names::TASK_ONCPU, names::TASK_ONCPU_HELP, c.oncpu_ns as f64 / NS),
+        Metric::counter(names::TASK_SWITCHES, names::TASK_SWITCHES_HELP, c.switches_voluntary as f64)
+            .with_label("kind", "voluntary"),
+        Metric::counter(names::TASK_SWITCHES, names::TASK_SWITCHES_HELP, c.switches_involuntary as f64)
+            .with_label("kind", "involuntary"),
+    ];
+    if runq {
+        out.extend(runq_histogram(c));
+    }
+    for (name, value) in events.iter().zip(c.perf) {
+        out.push(Metric::counter(name.as_str(), names::COUNTER_EVENT_HELP, value as f64));
+    }
+    out
+}
+
+/// The log2 buckets as a Prometheus histogram: bucket `b` holds waits below
+/// `2^(b + HIST_SHIFT_NS + 1)` ns, the last one is open (`+Inf`).
+fn runq_histogram(c: &CgroupCounters) -> Vec<Metric> {
+    let sample = |suffix: &'static str, value: f64| Metric {
+        suffix,
+        kind: MetricType::Histogram,
+        ..Metric::counter(names::TASK_RUNQ, names::TASK_RUNQ_HELP, value)
+    };
+    let mut out = Vec::with_capacity(HIST_BUCKETS + 2);
+    let mut cumulative = 0u64;
+    for (b, n) in c.runq_hist.iter().enumerate() {
+        cumulative += n;
+        let le = if b + 1 == HIST_BUCKETS {
+            "+Inf".to_owned()
+        } else {
+            format!("{}", (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS)
+        };
+        out.push(sample("_bucket", cumulative as f64).with_label("le", le));
+    }
+    out.push(sample("_sum", c.runq_wait_ns as f64 / NS));
+    out.push(sample("_count", c.runq_waits as f64));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_ends_with_count() {
+        let mut c = CgroupCounters {
+            runq_wait_ns: 3_000_000,
+            runq_waits: 3,
+            ..Default::default()
+        };
+        c.runq_hist[0] = 1;
+        c.runq_hist[5] = 1;
+        c.runq_hist[HIST_BUCKETS - 1] = 1;
+        let m = from_counters(&c, &["cycles".to_owned()], true);
+        let buckets: Vec<_> = m.iter().filter(|m| m.suffix == "_bucket").collect();
+        assert_eq!(buckets.len(), HIST_BUCKETS);
+        assert_eq!(buckets[0].labels["le"], "0.000001024");
+        assert_eq!(buckets[0].value, 1.0);
+        assert_eq!(buckets[4].value, 1.0);
+        assert_eq!(buckets[5].value, 2.0);
+        assert_eq!(buckets[HIST_BUCKETS - 1].labels["le"], "+Inf");
+        assert_eq!(buckets[HIST_BUCKETS - 1].value, 3.0);
+        let count = m.iter().find(|m| m.suffix == "_count").unwrap();
+        assert_eq!(count.value, 3.0);
+        assert!(m.iter().any(|m| m.name == "cycles"));
+        // No PMU events → no counter metrics; no sched_info → no histogram.
+        let bare = from_counters(&c, &[], false);
+        assert_eq!(bare.len(), 3);
+    }
+}
