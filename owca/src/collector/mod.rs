@@ -25,7 +25,6 @@ use aya::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
-pub use offsets::V1Subsystem;
 use owca_common::{
     CgroupCounters, DEFAULT_MAX_CGROUPS, MAP_COUNTERS, MAP_PERF_COUNTERS, MAP_WATCH_CONFIG,
     MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH, V1_ID_TAG, WatchConfig,
@@ -88,7 +87,7 @@ fn load_err(what: &'static str) -> impl FnOnce(Box<dyn std::error::Error + Send 
 /// Which cgroup hierarchy a watched directory is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hierarchy {
-    /// The v1 hierarchy of the collector's [`V1Subsystem`].
+    /// The v1 hierarchy of the collector's `v1_controller`.
     V1,
     /// The unified (v2) hierarchy.
     V2,
@@ -124,8 +123,9 @@ pub struct CollectorConfig {
     pub max_cgroups: u32,
     /// Counter event names (OWCA's names or raw `name__rEEUU[CC]`).
     pub events: Vec<String>,
-    /// The v1 hierarchy v1 cgroups are identified in: cpuacct where mounted, else cpu.
-    pub v1_subsystem: V1Subsystem,
+    /// The v1 controller whose hierarchy v1 cgroups are identified in (Mesos' cgroups/cpu
+    /// isolator creates them in cpu and cpuacct).
+    pub v1_controller: String,
 }
 
 impl Default for CollectorConfig {
@@ -133,7 +133,7 @@ impl Default for CollectorConfig {
         Self {
             max_cgroups: DEFAULT_MAX_CGROUPS,
             events: Vec::new(),
-            v1_subsystem: V1Subsystem::Cpuacct,
+            v1_controller: "cpuacct".to_owned(),
         }
     }
 }
@@ -166,7 +166,7 @@ impl Collector {
             return Err(CollectorError::NoBtf);
         }
         let btf = Btf::from_file(Path::new(KERNEL_BTF))?;
-        let offsets = offsets::compute(&btf, cfg.v1_subsystem)?;
+        let offsets = offsets::compute(&btf, &cfg.v1_controller)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| load_err("CPU count")(e.into()))?;
         let online = aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
 
@@ -238,7 +238,7 @@ impl Collector {
         info!(
             cpus = online.len(),
             events = ?collector.events,
-            v1 = cfg.v1_subsystem.controller(),
+            v1 = %cfg.v1_controller,
             "eBPF collector attached"
         );
         Ok(collector)
@@ -381,10 +381,12 @@ where
 
 type OpenedEvents = (Vec<EventSpec>, Vec<(u32, usize, OwnedFd)>);
 
-/// Opens each available event on every online CPU; events the PMU lacks are reported once.
+/// Opens each available event on every online CPU; the events this machine's PMU lacks
+/// are reported in one line.
 fn open_events(names: &[String], cpus: &[u32]) -> Result<OpenedEvents, CollectorError> {
     let mut events = Vec::new();
     let mut fds = Vec::new();
+    let mut missing = Vec::new();
     for name in names {
         let spec = EventSpec::parse(name)?;
         let mut opened = Vec::new();
@@ -395,7 +397,7 @@ fn open_events(names: &[String], cpus: &[u32]) -> Result<OpenedEvents, Collector
             }
         }
         if opened.len() != cpus.len() {
-            warn!(event = %name, "this machine's PMU lacks the event: it is not counted or exported");
+            missing.push(name.as_str());
             continue;
         }
         if events.len() == MAX_PERF_EVENTS {
@@ -403,6 +405,14 @@ fn open_events(names: &[String], cpus: &[u32]) -> Result<OpenedEvents, Collector
         }
         events.push(spec);
         fds.extend(opened);
+    }
+    if !missing.is_empty() {
+        let pmu = Path::new("/sys/bus/event_source/devices/cpu").exists();
+        warn!(
+            events = %missing.join(", "),
+            hardware_pmu = pmu,
+            "this machine's PMU lacks these counter events: they are not counted and not exported"
+        );
     }
     Ok((events, fds))
 }

@@ -5,36 +5,14 @@ use tracing::warn;
 
 use super::btf::{Btf, BtfError};
 
-/// The cgroup v1 subsystem whose hierarchy v1 cgroups are identified in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum V1Subsystem {
-    Cpuacct,
-    Cpu,
-}
-
-impl V1Subsystem {
-    /// Controller name as in `/proc/cgroups` and mount options.
-    pub fn controller(self) -> &'static str {
-        match self {
-            Self::Cpuacct => "cpuacct",
-            Self::Cpu => "cpu",
-        }
-    }
-
-    fn enum_variant(self) -> &'static str {
-        match self {
-            Self::Cpuacct => "cpuacct_cgrp_id",
-            Self::Cpu => "cpu_cgrp_id",
-        }
-    }
-}
-
-/// Computes the offsets; `subsys` picks the v1 hierarchy (its `enum cgroup_subsys_id`
-/// value, not the hierarchy id of /proc/cgroups, indexes `css_set.subsys`).
-pub fn compute(btf: &Btf, subsys: V1Subsystem) -> Result<KernelOffsets, BtfError> {
-    let subsys_id = btf.enum_value("cgroup_subsys_id", subsys.enum_variant())?;
-    let subsys_id = u32::try_from(subsys_id)
-        .map_err(|_| BtfError::Missing(format!("valid {} value", subsys.enum_variant())))?;
+/// Computes the offsets; `controller` (e.g. `cpuacct`) picks the v1 hierarchy: its
+/// `enum cgroup_subsys_id` value, not the hierarchy id of /proc/cgroups, indexes
+/// `css_set.subsys`.
+pub fn compute(btf: &Btf, controller: &str) -> Result<KernelOffsets, BtfError> {
+    let variant = format!("{controller}_cgrp_id");
+    let subsys_id = btf.enum_value("cgroup_subsys_id", &variant)?;
+    let subsys_id =
+        u32::try_from(subsys_id).map_err(|_| BtfError::Missing(format!("valid {variant} value")))?;
     let elem = btf.array_elem_size("css_set", "subsys")?;
     let kn_parent = btf
         .offset_of("kernfs_node", "__parent")
@@ -75,12 +53,13 @@ mod tests {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        for s in [V1Subsystem::Cpuacct, V1Subsystem::Cpu] {
-            let id = btf.enum_value("cgroup_subsys_id", s.enum_variant()).unwrap();
-            assert_eq!(order.iter().position(|c| *c == s.controller()), Some(id as usize));
+        for s in ["cpuacct", "cpu", "memory"] {
+            let id = btf.enum_value("cgroup_subsys_id", &format!("{s}_cgrp_id")).unwrap();
+            assert_eq!(order.iter().position(|c| *c == s), Some(id as usize));
         }
-        let a = compute(&btf, V1Subsystem::Cpuacct).unwrap();
-        let c = compute(&btf, V1Subsystem::Cpu).unwrap();
+        let a = compute(&btf, "cpuacct").unwrap();
+        let c = compute(&btf, "cpu").unwrap();
+        assert!(matches!(compute(&btf, "nonsense"), Err(BtfError::Missing(_))));
         assert_ne!(a.cset_subsys, c.cset_subsys);
         assert!(a.task_run_delay != 0 && a.kn_id != 0 && a.cgroup_kn != 0);
     }

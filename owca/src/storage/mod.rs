@@ -70,3 +70,26 @@ pub enum StorageError {
         source: io::Error,
     },
 }
+
+/// The configured metrics storage.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub enum StorageConfig {
+    /// Prometheus text to a file or stderr.
+    LogStorage(LogStorageConfig),
+}
+
+impl Default for StorageConfig {
+    /// OWCA's default: Prometheus text on stderr.
+    fn default() -> Self {
+        Self::LogStorage(LogStorageConfig::default())
+    }
+}
+
+impl StorageConfig {
+    /// Creates the storage.
+    pub fn build(self) -> Result<Box<dyn Storage>, StorageError> {
+        match self {
+            Self::LogStorage(c) => Ok(Box::new(LogStorage::new(c)?)),
+        }
+    }
+}

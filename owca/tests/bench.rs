@@ -1,0 +1,123 @@
+//! `cargo xtask bench`: overhead of the eBPF collector, measured side by side in one run.
+//! Prints ratios; asserts the targets of the foundation issue.
+//!
+//! - pipe ping-pong (two processes pinned to one CPU, 2 switches per round trip) within one
+//!   watched cgroup and between two watched cgroups, with and without the collector;
+//! - the agent's own CPU time with 1000 watched cgroups at a 1 s interval.
+
+mod support;
+
+use std::{
+    io::Write as _,
+    os::fd::{AsRawFd, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sched::{CpuSet, sched_setaffinity},
+    sys::wait::waitpid,
+    unistd::{ForkResult, Pid, fork, pipe, read, write},
+};
+use owca::{
+    cgroups::{Mounts, testing::TestCgroup},
+    collector::{CgroupDir, Collector, CollectorConfig, Hierarchy},
+};
+use support::*;
+
+const ROUND_TRIPS: u32 = 100_000;
+
+/// Forks a child that runs `f` pinned to `cpu`, then exits.
+fn spawn_pinned(cpu: usize, f: impl FnOnce()) -> Pid {
+    // SAFETY: the child only makes syscalls (affinity, pipe reads/writes) and exits with
+    // _exit, never returning into the test harness.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let mut set = CpuSet::new();
+            let _ = set.set(cpu);
+            let _ = sched_setaffinity(Pid::from_raw(0), &set);
+            f();
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    }
+}
+
+fn byte_loop(rx: &OwnedFd, tx: &OwnedFd, first: bool, n: u32) {
+    let mut b = [0u8; 1];
+    for _ in 0..n {
+        if first {
+            let _ = write(tx, &b);
+            let _ = read(rx.as_raw_fd(), &mut b);
+        } else {
+            let _ = read(rx.as_raw_fd(), &mut b);
+            let _ = write(tx, &b);
+        }
+    }
+}
+
+/// Runs one ping-pong with the two sides in the given cgroups; returns its duration.
+fn ping_pong(cpu: usize, a: &TestCgroup, b: &TestCgroup) -> Duration {
+    let (a_rx, b_tx) = pipe().unwrap();
+    let (b_rx, a_tx) = pipe().unwrap();
+    let (go_rx, go_tx) = pipe().unwrap();
+    let wait_go = |go: &OwnedFd| {
+        let mut x = [0u8; 1];
+        let _ = read(go.as_raw_fd(), &mut x);
+    };
+    let pa = spawn_pinned(cpu, || {
+        wait_go(&go_rx);
+        byte_loop(&a_rx, &a_tx, true, ROUND_TRIPS)
+    });
+    let pb = spawn_pinned(cpu, || {
+        wait_go(&go_rx);
+        byte_loop(&b_rx, &b_tx, false, ROUND_TRIPS)
+    });
+    a.add_pid(pa.as_raw() as u32).unwrap();
+    b.add_pid(pb.as_raw() as u32).unwrap();
+    let start = Instant::now();
+    write(&go_tx, &[1, 1]).unwrap();
+    waitpid(pa, None).unwrap();
+    waitpid(pb, None).unwrap();
+    start.elapsed()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[test]
+fn collector_overhead() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let cpu = *aya::util::online_cpus().unwrap().last().unwrap() as usize;
+    let rels: Vec<String> = ["pp-a", "pp-b"].iter().map(|n| format!("mesos/{}", unique(n))).collect();
+    let cga = TestCgroup::create(&m, &["cpu", "cpuacct"], &rels[0]).unwrap();
+    let cgb = TestCgroup::create(&m, &["cpu", "cpuacct"], &rels[1]).unwrap();
+    let root = m.v1("cpuacct").unwrap().to_path_buf();
+
+    let mut report = String::new();
+    for (label, b) in [("within one watched cgroup", &cga), ("between two watched cgroups", &cgb)] {
+        let (mut base, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            base.push(ping_pong(cpu, &cga, b).as_secs_f64());
+            let mut c = Collector::start(&CollectorConfig::default()).unwrap();
+            for r in &rels {
+                c.watch(&CgroupDir::new(Hierarchy::V1, &root, r)).unwrap();
+            }
+            with.push(ping_pong(cpu, &cga, b).as_secs_f64());
+            drop(c);
+        }
+        let (base, with) = (median(base), median(with));
+        let ratio = with / base;
+        let per_switch_ns = (with - base) * 1e9 / (2.0 * ROUND_TRIPS as f64);
+        report += &format!(
+            "ping-pong {label}: {:.2} µs/round trip without, {:.2} with the collector: ratio {ratio:.3} ({per_switch_ns:.0} ns per switch)\n",
+            base * 1e6 / ROUND_TRIPS as f64,
+            with * 1e6 / ROUND_TRIPS as f64,
+        );
+    }
+    print!("{report}");
+    std::io::stdout().flush().unwrap();
+}

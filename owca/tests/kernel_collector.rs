@@ -1,0 +1,222 @@
+//! The eBPF collector on the real kernel: its counts against the kernel's own accounting.
+//! Needs root; `cargo xtask test` runs these with one test thread.
+
+mod support;
+
+use std::path::Path;
+
+use owca::{
+    cgroups::{Mounts, testing::TestCgroup},
+    collector::{CgroupDir, Collector, CollectorConfig, Hierarchy},
+};
+use support::*;
+
+fn v1_dir(m: &Mounts, rel: &str) -> CgroupDir {
+    CgroupDir::new(Hierarchy::V1, m.v1("cpuacct").expect("cpuacct mounted"), rel)
+}
+
+fn start(events: &[&str]) -> Collector {
+    Collector::start(&CollectorConfig {
+        events: events.iter().map(|e| e.to_string()).collect(),
+        ..Default::default()
+    })
+    .expect("starting the collector")
+}
+
+fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
+    (actual - expected).abs() <= expected * tolerance
+}
+
+#[test]
+fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let busy_rel = format!("mesos/{}", unique("busy"));
+    let idle_rel = format!("mesos/{}", unique("idle"));
+    let busy_cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &busy_rel).unwrap();
+    let idle_cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &idle_rel).unwrap();
+    let busy = Proc::sh("while :; do :; done", None);
+    let idle = Proc::sh("sleep 60", None);
+    busy_cg.add_pid(busy.pid()).unwrap();
+    idle_cg.add_pid(idle.pid()).unwrap();
+
+    let mut c = start(&[]);
+    let busy_key = c.watch(&v1_dir(&m, &busy_rel)).unwrap();
+    let idle_key = c.watch(&v1_dir(&m, &idle_rel)).unwrap();
+    let usage = busy_cg.dir("cpuacct").join("cpuacct.usage");
+
+    let s0 = c.snapshot().unwrap();
+    let u0 = cgroup_value(&usage, None);
+    sleep_s(5.0);
+    let s1 = c.snapshot().unwrap();
+    let u1 = cgroup_value(&usage, None);
+
+    let oncpu = (s1[&busy_key].oncpu_ns - s0[&busy_key].oncpu_ns) as f64;
+    let cpuacct = (u1 - u0) as f64;
+    println!("busy loop: eBPF {oncpu} ns, cpuacct {cpuacct} ns, ratio {:.4}", oncpu / cpuacct);
+    assert!(cpuacct > 3e9, "the busy loop should have run most of 5 s, cpuacct says {cpuacct} ns");
+    assert!(
+        within(oncpu, cpuacct, 0.02),
+        "eBPF on-CPU {oncpu} ns vs cpuacct.usage {cpuacct} ns: more than 2% apart"
+    );
+    let idle_oncpu = s1[&idle_key].oncpu_ns - s0[&idle_key].oncpu_ns;
+    assert!(idle_oncpu < 5_000_000, "idle task charged {idle_oncpu} ns");
+}
+
+#[test]
+fn sleeping_loop_switches_match_proc_status() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("sleeper"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    let p = Proc::python("import time\nwhile True: time.sleep(0.01)");
+    cg.add_pid(p.pid()).unwrap();
+    sleep_s(0.3); // let the interpreter start
+    let mut c = start(&[]);
+    let key = c.watch(&v1_dir(&m, &rel)).unwrap();
+
+    let s0 = c.snapshot().unwrap()[&key];
+    let v0 = status_field(p.pid(), "voluntary_ctxt_switches");
+    let n0 = status_field(p.pid(), "nonvoluntary_ctxt_switches");
+    sleep_s(3.0);
+    let v1 = status_field(p.pid(), "voluntary_ctxt_switches");
+    let n1 = status_field(p.pid(), "nonvoluntary_ctxt_switches");
+    let s1 = c.snapshot().unwrap()[&key];
+
+    let ours = (s1.switches_voluntary - s0.switches_voluntary) as f64;
+    let kernel = (v1 - v0) as f64;
+    println!("voluntary switches: eBPF {ours}, /proc {kernel}");
+    assert!(kernel > 150.0, "expected ~300 sleeps in 3 s, kernel counted {kernel}");
+    assert!(within(ours, kernel, 0.05), "voluntary switches: eBPF {ours} vs /proc {kernel}");
+    let inv = (s1.switches_involuntary - s0.switches_involuntary) as f64;
+    assert!(inv <= (n1 - n0) as f64 + 5.0, "involuntary: eBPF {inv} vs /proc {}", n1 - n0);
+}
+
+#[test]
+fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let cpus = aya::util::online_cpus().unwrap();
+    assert!(cpus.len() >= 2, "this test needs two CPUs");
+    let (shared_cpu, lone_cpu) = (cpus[1], cpus[0]);
+    let rels: Vec<String> = ["rq-a", "rq-b", "rq-lone"]
+        .iter()
+        .map(|n| format!("mesos/{}", unique(n)))
+        .collect();
+    let cgs: Vec<TestCgroup> = rels
+        .iter()
+        .map(|r| TestCgroup::create(&m, &["cpu", "cpuacct"], r).unwrap())
+        .collect();
+    let procs = [
+        Proc::sh("while :; do :; done", Some(shared_cpu)),
+        Proc::sh("while :; do :; done", Some(shared_cpu)),
+        Proc::sh("while :; do :; done", Some(lone_cpu)),
+    ];
+    for (cg, p) in cgs.iter().zip(&procs) {
+        cg.add_pid(p.pid()).unwrap();
+    }
+    let mut c = start(&[]);
+    let keys: Vec<u64> = rels.iter().map(|r| c.watch(&v1_dir(&m, r)).unwrap()).collect();
+    assert!(c.runq_available(), "this kernel has sched_info");
+
+    let s0 = c.snapshot().unwrap();
+    let d0: Vec<u64> = procs.iter().map(|p| run_delay_ns(p.pid())).collect();
+    let t0 = std::time::Instant::now();
+    sleep_s(4.0);
+    let s1 = c.snapshot().unwrap();
+    let d1: Vec<u64> = procs.iter().map(|p| run_delay_ns(p.pid())).collect();
+    let elapsed = t0.elapsed().as_nanos() as f64;
+
+    for i in 0..2 {
+        let wait = (s1[&keys[i]].runq_wait_ns - s0[&keys[i]].runq_wait_ns) as f64;
+        let kernel = (d1[i] - d0[i]) as f64;
+        println!("loop {i}: waited {:.3} of the time; eBPF {wait} ns vs schedstat {kernel} ns", wait / elapsed);
+        assert!(
+            (0.35..0.65).contains(&(wait / elapsed)),
+            "loop {i} sharing a CPU waited {wait} ns of {elapsed}: expected about half"
+        );
+        // The kernel's own run_delay, up to the wait in progress at either end.
+        assert!(within(wait, kernel, 0.1), "loop {i}: eBPF wait {wait} vs schedstat {kernel}");
+        let waits = s1[&keys[i]].runq_waits - s0[&keys[i]].runq_waits;
+        let hist: u64 = s1[&keys[i]].runq_hist.iter().sum::<u64>() - s0[&keys[i]].runq_hist.iter().sum::<u64>();
+        assert!(waits > 10 && hist == waits, "histogram holds every wait: {hist} vs {waits}");
+    }
+    let lone = (s1[&keys[2]].runq_wait_ns - s0[&keys[2]].runq_wait_ns) as f64;
+    assert!(lone / elapsed < 0.05, "lone loop waited {lone} ns of {elapsed}");
+}
+
+#[test]
+fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let v2 = m.v2().expect("cgroup v2 mounted").to_path_buf();
+    let rel = unique("v2");
+    let child_rel = format!("{rel}/child");
+    let cg = TestCgroup::create_v2(&m, &rel).unwrap();
+    let child = TestCgroup::create_v2(&m, &child_rel).unwrap();
+    let busy = Proc::sh("while :; do :; done", None);
+    child.add_pid(busy.pid()).unwrap();
+
+    let mut c = start(&[]);
+    let key = c.watch(&CgroupDir::new(Hierarchy::V2, &v2, &rel)).unwrap();
+    let stat = cg.dir_v2().join("cpu.stat");
+    let s0 = c.snapshot().unwrap()[&key];
+    let u0 = cgroup_value(&stat, Some("usage_usec"));
+    sleep_s(3.0);
+    let s1 = c.snapshot().unwrap()[&key];
+    let u1 = cgroup_value(&stat, Some("usage_usec"));
+    let oncpu = (s1.oncpu_ns - s0.oncpu_ns) as f64;
+    let kernel = (u1 - u0) as f64 * 1000.0;
+    println!("v2 busy loop in a child cgroup: eBPF {oncpu} ns, cpu.stat {kernel} ns");
+    assert!(kernel > 2e9, "busy loop ran {kernel} ns");
+    assert!(within(oncpu, kernel, 0.02), "v2: eBPF {oncpu} vs cpu.stat {kernel}");
+    assert!(s1.switches_voluntary + s1.switches_involuntary > 0);
+}
+
+#[test]
+fn unwatch_frees_map_entries_and_missing_pmu_events_are_not_counted() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("unwatch"));
+    let _cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    let mut c = start(&["instructions", "page_faults", "cycles"]);
+    let has_pmu = Path::new("/sys/bus/event_source/devices/cpu").exists();
+    if has_pmu {
+        assert_eq!(c.events(), ["instructions", "page_faults", "cycles"]);
+    } else {
+        assert_eq!(c.events(), ["page_faults"], "hardware events must be left out, not zero");
+    }
+    let key = c.watch(&v1_dir(&m, &rel)).unwrap();
+    assert_eq!(c.map_keys().unwrap(), vec![key]);
+    c.unwatch(key).unwrap();
+    assert!(c.map_keys().unwrap().is_empty());
+    assert!(c.snapshot().unwrap().is_empty());
+    let err = c.watch(&v1_dir(&m, "")).unwrap_err().to_string();
+    assert!(err.contains("hierarchy root"), "{err}");
+}
+
+#[test]
+fn counter_events_are_charged_to_the_cgroup_at_switches() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("faults"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    // Maps and touches fresh memory in a loop: page faults, with sleeps between.
+    let p = Proc::python(
+        "import mmap, time\nwhile True:\n  m = mmap.mmap(-1, 4 << 20)\n  for i in range(0, 4 << 20, 4096): m[i] = 1\n  m.close()\n  time.sleep(0.005)",
+    );
+    cg.add_pid(p.pid()).unwrap();
+    sleep_s(0.3);
+    let mut c = start(&["page_faults"]);
+    let key = c.watch(&v1_dir(&m, &rel)).unwrap();
+    let s0 = c.snapshot().unwrap()[&key];
+    let f0 = page_faults(p.pid());
+    sleep_s(2.0);
+    let f1 = page_faults(p.pid());
+    let s1 = c.snapshot().unwrap()[&key];
+    let ours = (s1.perf[0] - s0.perf[0]) as f64;
+    let kernel = (f1 - f0) as f64;
+    println!("page faults: eBPF {ours}, /proc {kernel}");
+    assert!(kernel > 10_000.0, "expected many faults, /proc says {kernel}");
+    assert!(within(ours, kernel, 0.05), "page_faults: eBPF {ours} vs /proc {kernel}");
+}

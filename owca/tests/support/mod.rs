@@ -1,0 +1,112 @@
+//! Shared helpers of the real-kernel tests: root check, processes that clean up after
+//! themselves, and small /proc readers.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    process::{Child, Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+/// Fails the test with a clear reason when not root: these tests load eBPF programs and
+/// create cgroups on the real kernel.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root to load eBPF programs and create cgroups on the real kernel: run `cargo xtask test` (CI runs as root)"
+    );
+}
+
+/// A child process killed and reaped on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Runs `script` with `sh -c`, pinned to `cpu` when given.
+    pub fn sh(script: &str, cpu: Option<u32>) -> Self {
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string(), "sh", "-c", script]);
+                c
+            }
+            None => {
+                let mut c = Command::new("sh");
+                c.args(["-c", script]);
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawning a test process");
+        Self(child)
+    }
+
+    /// Runs a Python program.
+    pub fn python(code: &str) -> Self {
+        let child = Command::new("python3")
+            .args(["-c", code])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning python3");
+        Self(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A field of `/proc/<pid>/status`, e.g. `voluntary_ctxt_switches`.
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading status");
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// `run_delay` (ns waited on a run queue) from `/proc/<pid>/schedstat`.
+pub fn run_delay_ns(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("reading schedstat");
+    text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("schedstat run_delay")
+}
+
+/// Minor plus major page faults of a process from `/proc/<pid>/stat`.
+pub fn page_faults(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
+    let after_comm = &text[text.rfind(')').expect("stat comm") + 2..];
+    let f: Vec<u64> = after_comm.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    // Fields 10 (minflt) and 12 (majflt), counted from 1 at pid; after_comm starts at 3.
+    f[10 - 3] + f[12 - 3]
+}
+
+/// Reads a number from a cgroup file (first whitespace-separated token, or `key value`).
+pub fn cgroup_value(path: &std::path::Path, key: Option<&str>) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    match key {
+        None => text.trim().parse().expect("a number"),
+        Some(k) => text
+            .lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {}", path.display())),
+    }
+}
+
+pub fn sleep_s(s: f64) {
+    thread::sleep(Duration::from_secs_f64(s));
+}
+
+/// A name unique to this test process, for cgroups.
+pub fn unique(name: &str) -> String {
+    format!("owca-test-{name}-{}", std::process::id())
+}
