@@ -86,33 +86,47 @@ impl CgroupCounters {
     }
 }
 
-/// Per-CPU state of the switch program: which watched cgroup is on this CPU and what it has
-/// gathered since the last flush. Written and read only by the kernel programs.
+/// Entries of the per-CPU resolution cache.
+pub const CACHE_SLOTS: usize = 4;
+/// `CpuState::cur_slot` when the task on the CPU is not in a watched cgroup.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// One resolved `css_set` and the counts gathered for its cgroup on this CPU since the
+/// last flush.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheEntry {
+    /// `css_set` address; 0 for an empty entry.
+    pub cset: u64,
+    /// Watched cgroup key it resolved to, 0 for none.
+    pub key: u64,
+    /// 1 when `pending` holds counts, so flushing skips clean entries cheaply.
+    pub dirty: u64,
+    /// Counts not yet added to the key's [`CgroupCounters`].
+    pub pending: CgroupCounters,
+}
+
+/// Per-CPU state of the programs: which cached cgroup the running task belongs to and
+/// what it had counted when it was switched in. Written and read only by the kernel
+/// programs, on their own CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuState {
-    /// Key (see [`V1_ID_TAG`]) of the watched cgroup running here, 0 for none.
-    pub cur_key: u64,
-    /// `css_set` address of the task running here, to skip resolution on same-set switches.
-    pub cur_cset: u64,
-    /// When the current cgroup's on-CPU time was last charged.
-    pub start_ns: u64,
-    /// Thread id of the task running here.
+    /// Cache entry of the running task's cgroup, [`NO_SLOT`] when unwatched.
+    pub cur_slot: u32,
+    /// Thread id of the running task.
     pub cur_pid: u32,
-    pub _pad0: u32,
-    /// `sched_info.run_delay` of the running task when it was switched in.
+    /// The running task's `sched_info.run_delay` when it was switched in.
     pub in_run_delay_ns: u64,
-    /// [`WatchConfig::generation`] the resolution cache below was filled under.
+    /// The running task's `se.sum_exec_runtime` when last charged.
+    pub in_exec_ns: u64,
+    /// [`WatchConfig::generation`] the cache was filled under.
     pub cache_gen: u64,
-    /// Resolution cache: `css_set` addresses and the keys they resolved to (0 = unwatched).
-    pub cache_cset: [u64; 2],
-    pub cache_key: [u64; 2],
-    /// Next cache slot to replace.
+    /// Next cache entry to replace.
     pub cache_next: u64,
-    /// Hardware counter values when the current cgroup's counts were last charged.
+    /// Counter values when the running watched cgroup's counts were last charged.
     pub perf_last: [u64; MAX_PERF_EVENTS],
-    /// Counts gathered for `cur_key` not yet added to its [`CgroupCounters`].
-    pub pending: CgroupCounters,
+    pub cache: [CacheEntry; CACHE_SLOTS],
 }
 
 /// Which cgroup levels hold watched cgroups, per hierarchy, so the kernel walks no further
@@ -141,6 +155,8 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     /// `task_struct.sched_info.run_delay`; 0 when the kernel lacks `CONFIG_SCHED_INFO`.
     pub task_run_delay: u32,
+    /// `task_struct.se.sum_exec_runtime`: the scheduler's own on-CPU time of the task.
+    pub task_sum_exec: u32,
     /// `css_set.subsys[subsys_id]` (`struct cgroup_subsys_state *`).
     pub cset_subsys: u32,
     /// `css_set.dfl_cgrp` (`struct cgroup *`).
@@ -164,6 +180,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CpuState {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::CacheEntry {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::WatchConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
@@ -171,4 +189,4 @@ mod pod {
 
 const _: () = assert!(core::mem::size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
 const _: () = assert!(core::mem::size_of::<WatchConfig>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 40);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 44);

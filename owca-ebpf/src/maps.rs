@@ -77,6 +77,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     task_cgroups: 0,
     task_pid: 0,
     task_run_delay: 0,
+    task_sum_exec: 0,
     cset_subsys: 0,
     cset_dfl_cgrp: 0,
     css_cgroup: 0,

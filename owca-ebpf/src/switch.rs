@@ -1,19 +1,24 @@
 //! The switch and flush programs.
+//!
+//! Time and run-queue wait come from the scheduler's own per-task accounting
+//! (`se.sum_exec_runtime`, `sched_info.run_delay`), read when a task is switched in and
+//! again when it is switched out on the same CPU: no clock reads, no per-task map. Counts
+//! gather in the per-CPU cache entry of the task's `css_set` and reach `COUNTERS` when the
+//! entry is replaced or at the periodic flush, so switches between cached cgroups do no
+//! hash lookup at all.
 
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_CPU, bpf_perf_event_value},
-    helpers::{bpf_ktime_get_ns, bpf_perf_event_read_value},
+    helpers::{bpf_get_current_task_btf, bpf_perf_event_read_value},
     macros::{btf_tracepoint, perf_event},
     programs::{BtfTracePointContext, PerfEventContext},
 };
 use owca_common::{
-    CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS, KernelOffsets, MAX_PERF_EVENTS,
-    MAX_WALK_DEPTH, V1_ID_TAG, WatchConfig,
+    CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS,
+    KernelOffsets, MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WatchConfig,
 };
 
-use crate::maps::{
-    COUNTERS, CPU_STATE, NUM_PERF_EVENTS, OFFSETS, WATCH_CONFIG, perf_counters,
-};
+use crate::maps::{COUNTERS, CPU_STATE, NUM_PERF_EVENTS, OFFSETS, WATCH_CONFIG, perf_counters};
 
 /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
 /// unsigned int prev_state)`.
@@ -29,18 +34,59 @@ pub fn owca_sched_switch(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// Fires periodically on every CPU: charges the running watched cgroup's time so far.
+/// Fires periodically on every busy CPU: charges the running task's time so far and adds
+/// all pending counts to `COUNTERS`, so snapshots are at most one period behind even for a
+/// task that never switches out. Also picks up a running task whose cgroup was just
+/// watched, which would otherwise be counted only from its next switch.
 #[perf_event]
 pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
     let Some(st) = CPU_STATE.get_ptr_mut(0) else {
         return 0;
     };
+    let Some(cfg) = WATCH_CONFIG.get(0) else {
+        return 0;
+    };
     // SAFETY: the map value of this CPU, valid for the program's run.
     let st = unsafe { &mut *st };
-    if st.cur_key != 0 {
-        charge(st, unsafe { bpf_ktime_get_ns() });
+    let off = offsets();
+    // SAFETY: the interrupted task, the one switched in last on this CPU; loads through it
+    // are BTF-checked like the switch program's.
+    let cur = unsafe { bpf_get_current_task_btf() }.cast::<u8>().cast_const();
+    if st.cur_slot != NO_SLOT {
+        let slot = (st.cur_slot as usize) % CACHE_SLOTS;
+        let exec: u64 = unsafe { load(cur, off.task_sum_exec) };
+        if exec > st.in_exec_ns {
+            st.cache[slot].pending.oncpu_ns += exec - st.in_exec_ns;
+            st.cache[slot].dirty = 1;
+            st.in_exec_ns = exec;
+        }
+        charge_perf(st, slot);
+    }
+    if st.cache_gen != cfg.generation {
+        let cset: u64 = unsafe { load(cur, off.task_cgroups) };
+        let slot = unsafe { lookup(st, cfg, &off, cset) };
+        if key_of(st, slot) != 0 {
+            unsafe { switch_in(st, &off, cur, slot) };
+            read_perf(st, None);
+        }
+    }
+    for slot in 0..CACHE_SLOTS {
+        flush(&mut st.cache[slot]);
     }
     0
+}
+
+/// Records the task now running in a watched cgroup: what it has counted so far.
+#[inline(always)]
+unsafe fn switch_in(st: &mut CpuState, off: &KernelOffsets, task: *const u8, slot: u32) {
+    st.cur_slot = slot;
+    st.cur_pid = unsafe { load(task, off.task_pid) };
+    st.in_exec_ns = unsafe { load(task, off.task_sum_exec) };
+    st.in_run_delay_ns = if off.task_run_delay != 0 {
+        unsafe { load(task, off.task_run_delay) }
+    } else {
+        0
+    };
 }
 
 #[inline(always)]
@@ -50,7 +96,7 @@ fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
-/// A kernel load at `base + off`.
+/// A kernel load at `base + off` from a BTF pointer.
 #[inline(always)]
 unsafe fn load<T: Copy>(base: *const u8, off: u32) -> T {
     // SAFETY: see callers; the verifier checks the type at this offset and handles faults.
@@ -70,46 +116,62 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
     let off = offsets();
 
     // The task leaving was switched in here while its cgroup was watched.
-    if st.cur_key != 0 && unsafe { load::<u32>(prev, off.task_pid) } == st.cur_pid {
+    let prev_slot = st.cur_slot;
+    if prev_slot != NO_SLOT && unsafe { load::<u32>(prev, off.task_pid) } == st.cur_pid {
+        let e = &mut st.cache[(prev_slot as usize) % CACHE_SLOTS];
+        e.dirty = 1;
+        let p = &mut e.pending;
         if !preempt && prev_state != 0 {
-            st.pending.switches_voluntary += 1;
+            p.switches_voluntary += 1;
         } else {
-            st.pending.switches_involuntary += 1;
+            p.switches_involuntary += 1;
+        }
+        let exec: u64 = unsafe { load(prev, off.task_sum_exec) };
+        if exec > st.in_exec_ns {
+            p.oncpu_ns += exec - st.in_exec_ns;
         }
         if off.task_run_delay != 0 {
             // run_delay grew by the wait that ended when this task was switched in.
             let run_delay: u64 = unsafe { load(prev, off.task_run_delay) };
             if run_delay > st.in_run_delay_ns {
-                add_wait(&mut st.pending, run_delay - st.in_run_delay_ns);
+                add_wait(p, run_delay - st.in_run_delay_ns);
             }
         }
     }
 
     let cset: u64 = unsafe { load(next, off.task_cgroups) };
-    let key = if cset == st.cur_cset && st.cache_gen == cfg.generation {
-        st.cur_key
-    } else {
-        unsafe { resolve(st, cfg, &off, cset) }
-    };
-    st.cur_cset = cset;
-    if key != st.cur_key {
-        let now = unsafe { bpf_ktime_get_ns() };
-        if st.cur_key != 0 {
-            charge(st, now);
+    let slot = unsafe { lookup(st, cfg, &off, cset) };
+    let prev_key = key_of(st, prev_slot);
+    let next_key = key_of(st, slot);
+    if prev_key != next_key {
+        // bperf-cgroup: counters are read only when the watched cgroup on the CPU changes.
+        if prev_key != 0 {
+            charge_perf(st, (prev_slot as usize) % CACHE_SLOTS);
         }
-        st.cur_key = key;
-        st.start_ns = now;
-        if key != 0 {
-            read_perf(st, false);
+        if next_key != 0 {
+            read_perf(st, None);
         }
     }
-    if key != 0 {
-        st.cur_pid = unsafe { load(next, off.task_pid) };
-        st.in_run_delay_ns = if off.task_run_delay != 0 {
-            unsafe { load(next, off.task_run_delay) }
-        } else {
-            0
-        };
+    if next_key == 0 {
+        st.cur_slot = NO_SLOT;
+        if prev_key != 0 {
+            // Leaving watched tasks (often for idle): hand in their counts now, as the
+            // periodic flush may not fire on a CPU that stays idle.
+            for slot in 0..CACHE_SLOTS {
+                flush(&mut st.cache[slot]);
+            }
+        }
+        return;
+    }
+    unsafe { switch_in(st, &off, next, slot) };
+}
+
+#[inline(always)]
+fn key_of(st: &CpuState, slot: u32) -> u64 {
+    if slot == NO_SLOT {
+        0
+    } else {
+        st.cache[(slot as usize) % CACHE_SLOTS].key
     }
 }
 
@@ -124,35 +186,37 @@ fn add_wait(c: &mut CgroupCounters, wait_ns: u64) {
     }
 }
 
-/// Charges the current cgroup's time and counter deltas up to `now`, then adds everything
-/// pending to its `COUNTERS` entry.
+/// Adds an entry's pending counts to its `COUNTERS` entry and clears them. A key that is
+/// no longer watched has no entry: its counts are dropped with it.
 #[inline(always)]
-fn charge(st: &mut CpuState, now: u64) {
-    st.pending.oncpu_ns += now.saturating_sub(st.start_ns);
-    st.start_ns = now;
-    read_perf(st, true);
-    if let Some(c) = COUNTERS.get_ptr_mut(st.cur_key) {
-        // SAFETY: this CPU's value of an existing entry; only this CPU writes it.
-        unsafe { &mut *c }.add(&st.pending);
-    }
-    // An unwatched key's pending counts are dropped with it.
-    st.pending = CgroupCounters::default();
-}
-
-/// Reads this CPU's hardware counters; with `accumulate`, adds the deltas since the last
-/// read to the pending counts.
-#[inline(always)]
-fn read_perf(st: &mut CpuState, accumulate: bool) {
-    // SAFETY: a read of a frozen read-only global.
-    let n = unsafe { core::ptr::read_volatile(&NUM_PERF_EVENTS) } as usize;
-    if n == 0 {
+fn flush(e: &mut CacheEntry) {
+    if e.key == 0 || e.dirty == 0 {
         return;
     }
-    for slot in 0..MAX_PERF_EVENTS {
-        if slot >= n {
+    if let Some(c) = COUNTERS.get_ptr_mut(e.key) {
+        // SAFETY: this CPU's value of an existing entry; only this CPU writes it.
+        unsafe { &mut *c }.add(&e.pending);
+    }
+    e.pending = CgroupCounters::default();
+    e.dirty = 0;
+}
+
+/// Adds the counter deltas since the last read to the entry at `slot`.
+#[inline(always)]
+fn charge_perf(st: &mut CpuState, slot: usize) {
+    read_perf(st, Some(slot % CACHE_SLOTS));
+}
+
+/// Reads this CPU's counters into `perf_last`; with a slot, first adds the deltas to it.
+#[inline(always)]
+fn read_perf(st: &mut CpuState, charge: Option<usize>) {
+    // SAFETY: a read of a frozen read-only global.
+    let n = unsafe { core::ptr::read_volatile(&NUM_PERF_EVENTS) } as usize;
+    for event in 0..MAX_PERF_EVENTS {
+        if event >= n {
             break;
         }
-        let Some(map) = perf_counters(slot) else {
+        let Some(map) = perf_counters(event) else {
             break;
         };
         let mut v = bpf_perf_event_value {
@@ -172,41 +236,65 @@ fn read_perf(st: &mut CpuState, accumulate: bool) {
         if ret != 0 {
             continue;
         }
-        if accumulate {
-            st.pending.perf[slot] += v.counter.wrapping_sub(st.perf_last[slot]);
+        if let Some(slot) = charge {
+            let delta = v.counter.wrapping_sub(st.perf_last[event]);
+            let e = &mut st.cache[slot % CACHE_SLOTS];
+            e.pending.perf[event] += delta;
+            e.dirty = 1;
         }
-        st.perf_last[slot] = v.counter;
+        st.perf_last[event] = v.counter;
     }
 }
 
-/// The watched cgroup key of a task with this `css_set`, or 0; cached per CPU.
+/// The cache entry of a `css_set`, resolving and caching it on a miss.
 #[inline(always)]
-unsafe fn resolve(st: &mut CpuState, cfg: &WatchConfig, off: &KernelOffsets, cset: u64) -> u64 {
+unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, off: &KernelOffsets, cset: u64) -> u32 {
     if st.cache_gen != cfg.generation {
+        // Watched cgroups changed: hand in what was gathered, then forget resolutions.
+        for slot in 0..CACHE_SLOTS {
+            flush(&mut st.cache[slot]);
+            st.cache[slot].cset = 0;
+            st.cache[slot].key = 0;
+        }
         st.cache_gen = cfg.generation;
-        st.cache_cset = [0; 2];
-        st.cache_key = [0; 2];
-    } else if st.cache_cset[0] == cset {
-        return st.cache_key[0];
-    } else if st.cache_cset[1] == cset {
-        return st.cache_key[1];
+        st.cur_slot = NO_SLOT;
     }
+    for slot in 0..CACHE_SLOTS {
+        if st.cache[slot].cset == cset {
+            return slot as u32;
+        }
+    }
+    let key = unsafe { resolve(cfg, off, cset) };
+    let mut victim = (st.cache_next as usize) % CACHE_SLOTS;
+    // The running task's entry still has counter deltas to receive.
+    if victim as u32 == st.cur_slot {
+        victim = (victim + 1) % CACHE_SLOTS;
+    }
+    st.cache_next = victim as u64 + 1;
+    let e = &mut st.cache[victim];
+    flush(e);
+    e.cset = cset;
+    e.key = key;
+    victim as u32
+}
+
+/// The watched cgroup key of a task with this `css_set`, or 0.
+#[inline(always)]
+unsafe fn resolve(cfg: &WatchConfig, off: &KernelOffsets, cset: u64) -> u64 {
     let cset_ptr = cset as *const u8;
-    let mut key = 0;
     if cfg.v1_max_level != 0 {
         let css: *const u8 = unsafe { load(cset_ptr, off.cset_subsys) };
         let cgrp: *const u8 = unsafe { load(css, off.css_cgroup) };
-        key = unsafe { walk(cgrp, off, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG) };
+        let key = unsafe { walk(cgrp, off, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG) };
+        if key != 0 {
+            return key;
+        }
     }
-    if key == 0 && cfg.v2_max_level != 0 {
+    if cfg.v2_max_level != 0 {
         let cgrp: *const u8 = unsafe { load(cset_ptr, off.cset_dfl_cgrp) };
-        key = unsafe { walk(cgrp, off, cfg.v2_min_level, cfg.v2_max_level, 0) };
+        return unsafe { walk(cgrp, off, cfg.v2_min_level, cfg.v2_max_level, 0) };
     }
-    let slot = (st.cache_next & 1) as usize;
-    st.cache_cset[slot] = cset;
-    st.cache_key[slot] = key;
-    st.cache_next += 1;
-    key
+    0
 }
 
 /// Walks from a cgroup up through its ancestors within the watched levels and returns the

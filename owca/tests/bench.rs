@@ -9,7 +9,7 @@ mod support;
 
 use std::{
     io::Write as _,
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::OwnedFd,
     time::{Duration, Instant},
 };
 
@@ -48,9 +48,9 @@ fn byte_loop(rx: &OwnedFd, tx: &OwnedFd, first: bool, n: u32) {
     for _ in 0..n {
         if first {
             let _ = write(tx, &b);
-            let _ = read(rx.as_raw_fd(), &mut b);
+            let _ = read(rx, &mut b);
         } else {
-            let _ = read(rx.as_raw_fd(), &mut b);
+            let _ = read(rx, &mut b);
             let _ = write(tx, &b);
         }
     }
@@ -63,7 +63,7 @@ fn ping_pong(cpu: usize, a: &TestCgroup, b: &TestCgroup) -> Duration {
     let (go_rx, go_tx) = pipe().unwrap();
     let wait_go = |go: &OwnedFd| {
         let mut x = [0u8; 1];
-        let _ = read(go.as_raw_fd(), &mut x);
+        let _ = read(go, &mut x);
     };
     let pa = spawn_pinned(cpu, || {
         wait_go(&go_rx);

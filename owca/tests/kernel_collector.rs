@@ -85,7 +85,11 @@ fn sleeping_loop_switches_match_proc_status() {
 
     let ours = (s1.switches_voluntary - s0.switches_voluntary) as f64;
     let kernel = (v1 - v0) as f64;
-    println!("voluntary switches: eBPF {ours}, /proc {kernel}");
+    println!(
+        "voluntary switches: eBPF {ours}, /proc {kernel}; involuntary: eBPF {}, /proc {}",
+        s1.switches_involuntary - s0.switches_involuntary,
+        n1 - n0
+    );
     assert!(kernel > 150.0, "expected ~300 sleeps in 3 s, kernel counted {kernel}");
     assert!(within(ours, kernel, 0.05), "voluntary switches: eBPF {ours} vs /proc {kernel}");
     let inv = (s1.switches_involuntary - s0.switches_involuntary) as f64;

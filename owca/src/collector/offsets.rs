@@ -29,6 +29,7 @@ pub fn compute(btf: &Btf, controller: &str) -> Result<KernelOffsets, BtfError> {
         task_cgroups: btf.offset_of("task_struct", "cgroups")?,
         task_pid: btf.offset_of("task_struct", "pid")?,
         task_run_delay,
+        task_sum_exec: btf.offset_of("task_struct", "se.sum_exec_runtime")?,
         cset_subsys: btf.offset_of("css_set", "subsys")? + elem * subsys_id,
         cset_dfl_cgrp: btf.offset_of("css_set", "dfl_cgrp")?,
         css_cgroup: btf.offset_of("cgroup_subsys_state", "cgroup")?,
