@@ -63,7 +63,12 @@ fn init_logging(specs: &[String]) -> anyhow::Result<()> {
     for spec in specs {
         filter = filter.add_directive(directive(spec)?.parse().context("log level directive")?);
     }
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
     Ok(())
 }
 

@@ -1,0 +1,202 @@
+//! The `owca` binary end to end on the real kernel: config, output checked by promtool and
+//! node_exporter, values against cgroupfs, one warning for a missing PMU, clean shutdown.
+
+mod support;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use owca::cgroups::{Mounts, testing::TestCgroup};
+use support::*;
+
+const OWCA: &str = env!("CARGO_BIN_EXE_owca");
+
+/// The value of the first sample of `name` whose line contains `needle`.
+fn sample(text: &str, name: &str, needle: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(needle))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+fn wait_for(path: &Path, what: &str, timeout: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.contains(what) {
+                return text;
+            }
+        }
+        assert!(start.elapsed() < timeout, "{what} did not appear in {}", path.display());
+        sleep_s(0.1);
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn our_programs_loaded() -> bool {
+    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (Debian package bpftool)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("owca_sched_switch") || text.contains("owca_flush")
+}
+
+#[test]
+fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly() {
+    require_root();
+    assert!(!our_programs_loaded(), "another OWCA collector is loaded; stop it first");
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("agent"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct", "memory"], &rel).unwrap();
+    // Allocates only once in the cgroup (v1 charges memory where it is first touched).
+    let busy = Proc::python("import time\ntime.sleep(0.5)\nb = bytearray(64 << 20)\nwhile True: pass");
+    cg.add_pid(busy.pid()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("owca.prom");
+    let config = dir.path().join("owca.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runner: !MeasurementRunner\n  node: !StaticNode\n    tasks: [{rel}]\n  action_delay: 0.5\n  \
+             metrics_storage: !LogStorage\n    output_filename: {}\n    overwrite: true\n  \
+             extra_labels:\n    env_id: test\n",
+            prom.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(OWCA)
+        .args(["-c", config.to_str().unwrap(), "-0", "-l", "info"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&prom, "task_oncpu_seconds_total", Duration::from_secs(20));
+    sleep_s(2.0); // a few more iterations, so a repeated warning would show
+
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let task = format!("task_id=\"{rel}\"");
+    let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
+    let reported = sample(&text, "cpu_usage_per_task", &task).expect("cpu_usage_per_task of the task");
+    assert!(reported > 0.0 && reported <= usage, "cpu_usage_per_task {reported} vs cpuacct.usage {usage}");
+    let oncpu = sample(&text, "task_oncpu_seconds_total", &task).expect("on-CPU time") * 1e9;
+    assert!((oncpu - reported).abs() < 0.6e9, "eBPF {oncpu} ns vs cpuacct {reported} ns");
+    let mem = sample(&text, "memory_usage_per_task_bytes", &task).expect("memory usage");
+    let kernel_mem = cgroup_value(&cg.dir("memory").join("memory.usage_in_bytes"), None) as f64;
+    assert!(mem >= 64e6 && (mem - kernel_mem).abs() < 0.1 * kernel_mem, "memory {mem} vs {kernel_mem}");
+    assert!(text.contains("env_id=\"test\"") && text.contains("owca_version="));
+    assert!(sample(&text, "task_context_switches_total", "kind=\"involuntary\"").is_some());
+    assert!(sample(&text, "owca_up", "").is_some() && sample(&text, "owca_tasks", "") == Some(1.0));
+    let has_pmu = Path::new("/sys/bus/event_source/devices/cpu").exists();
+    assert_eq!(text.contains("\ninstructions{"), has_pmu, "no PMU → no instructions metric at all");
+
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus)");
+    let out = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+    // Exit 3 is lint advice only (OWCA's names predate Prometheus naming rules).
+    assert!(matches!(check.status.code(), Some(0 | 3)), "promtool: {out}");
+    assert!(!out.contains("error"), "promtool: {out}");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.id() as i32), nix::sys::signal::SIGTERM).unwrap();
+    let status = agent.wait().unwrap();
+    let mut stderr = String::new();
+    agent.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+    if !has_pmu {
+        assert_eq!(stderr.matches("PMU lacks").count(), 1, "one warning for the missing PMU:\n{stderr}");
+    }
+    // The kernel frees released programs after an RCU grace period.
+    let start = Instant::now();
+    while our_programs_loaded() && start.elapsed() < Duration::from_secs(5) {
+        sleep_s(0.1);
+    }
+    assert!(!our_programs_loaded(), "programs left attached 5 s after SIGTERM");
+}
+
+#[test]
+fn node_exporter_textfile_collector_reads_the_output_without_errors() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("textfile"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    let sleeper = Proc::sh("sleep 60", None);
+    cg.add_pid(sleeper.pid()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("owca.prom");
+    let config = dir.path().join("owca.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.2\n  \
+             event_names: []\n  metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
+            prom.display()
+        ),
+    )
+    .unwrap();
+    let agent = Proc(Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).stderr(Stdio::null()).spawn().unwrap());
+    wait_for(&prom, "owca_tasks", Duration::from_secs(20));
+    let port = free_port();
+    let _exporter = Proc(
+        Command::new("prometheus-node-exporter")
+            .args([
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                &format!("--collector.textfile.directory={}", dir.path().display()),
+                "--collector.disable-defaults",
+                "--collector.textfile",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-node-exporter (Debian package)"),
+    );
+    // Scrape repeatedly while the agent keeps replacing the file: never a torn read.
+    let start = Instant::now();
+    let mut scrapes = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            sleep_s(0.1);
+            continue;
+        };
+        drop(s.write_all(b""));
+        let body = http_get(port, "/metrics");
+        assert!(body.contains("node_textfile_scrape_error 0"), "textfile collector error:\n{body}");
+        assert!(body.contains(&format!("task_id=\"{rel}\"")), "our metrics are exported");
+        scrapes += 1;
+        sleep_s(0.05);
+    }
+    assert!(scrapes > 10, "only {scrapes} scrapes");
+    drop(agent);
+}
+
+#[test]
+fn bad_config_and_root_without_flag_are_refused_with_clear_messages() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "runner: !MeasurementRunner\n  node: !StaticNode\n    tasks: [a]\n  action_delay: soon\n").unwrap();
+    let out = Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad.yaml:4:") && err.contains("action_delay"), "{err}");
+
+    let out = Command::new(OWCA).args(["-c", config.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("-0/--root"), "{err}");
+
+    let out = Command::new(OWCA).arg("-v").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
