@@ -11,6 +11,7 @@ pub fn bench() -> Result<()> {
     if !workspace_root().join("owca/tests/bench.rs").is_file() {
         bail!("no benchmarks exist yet (owca/tests/bench.rs is missing)");
     }
+    crate::root::reexec_unless_root("the benchmarks load eBPF programs and create cgroups")?;
     setup::toolchain()?;
     cmd::run(
         Command::new(crate::cargo())

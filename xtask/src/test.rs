@@ -6,8 +6,9 @@ use anyhow::{Context as _, Result};
 
 use crate::{cmd, root, setup, workspace_root};
 
-/// Re-runs itself as root if needed, prepares the machine and runs `cargo test
-/// --workspace` with one test thread (kernel tests share kernel state).
+/// Re-runs itself as root if needed, prepares the machine and runs `cargo test` on the
+/// default members (the kernel crate is built and exercised through `owca`) with one test
+/// thread (kernel tests share kernel state).
 /// `args` go to cargo; after a further `--` they go to the test binaries.
 pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
@@ -18,7 +19,7 @@ pub fn test(args: &[String]) -> Result<()> {
     let (cargo_args, binary_args) = split_args(args);
     let mut cmd = Command::new(crate::cargo());
     cmd.current_dir(workspace_root())
-        .args(["test", "--workspace"])
+        .arg("test")
         .args(cargo_args)
         .arg("--");
     if !binary_args.iter().any(|a| a.starts_with("--test-threads")) {
