@@ -200,3 +200,65 @@ fn bad_config_and_root_without_flag_are_refused_with_clear_messages() {
     let out = Command::new(OWCA).arg("-v").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn real_prometheus_scrapes_the_exporter() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("scrape"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    let sleeper = Proc::sh("while :; do sleep 0.01; done", None);
+    cg.add_pid(sleeper.pid()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (exporter_port, prom_port) = (free_port(), free_port());
+    let config = dir.path().join("owca.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.5\n  \
+             metrics_storage: !PrometheusExporter {{listen: '127.0.0.1:{exporter_port}'}}\n"
+        ),
+    )
+    .unwrap();
+    let _agent = Proc(Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).stderr(Stdio::null()).spawn().unwrap());
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: owca\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Proc(
+        Command::new("prometheus")
+            .args([
+                &format!("--config.file={}", prom_cfg.display()),
+                &format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
+                &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    let query = |q: &str| {
+        let body = http_get(prom_port, &format!("/api/v1/query?query={q}"));
+        body.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+    };
+    let start = Instant::now();
+    loop {
+        let switches = TcpStream::connect(("127.0.0.1", prom_port))
+            .ok()
+            .map(|_| query("task_context_switches_total%7Bkind%3D%22voluntary%22%7D"));
+        if let Some(body) = switches.filter(|b| b.contains(&rel)) {
+            let up = query("up%7Bjob%3D%22owca%22%7D");
+            assert!(up.contains("\"1\"]"), "scrape target up: {up}");
+            let health = http_get(prom_port, "/api/v1/targets");
+            assert!(health.contains("\"health\":\"up\"") && !health.contains("\"lastError\":\"e"), "{health}");
+            assert!(body.contains("\"kind\":\"voluntary\""), "{body}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "Prometheus never stored our metrics");
+        sleep_s(0.5);
+    }
+}

@@ -4,6 +4,7 @@
 //! - [`LogStorage`] writes that text to a file or stderr, appending or atomically
 //!   replacing the file (for node_exporter's textfile collector).
 
+mod exporter;
 mod log_storage;
 pub mod prometheus;
 #[cfg(test)]
@@ -12,7 +13,10 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
-pub use self::log_storage::{LogStorage, LogStorageConfig};
+pub use self::{
+    exporter::{PrometheusExporter, PrometheusExporterConfig},
+    log_storage::{LogStorage, LogStorageConfig},
+};
 use crate::metrics::Metric;
 
 /// A destination for metrics, called once per iteration by the runner.
@@ -28,6 +32,14 @@ pub trait Storage: Send {
 /// Why a storage could not be created or could not store metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The Prometheus endpoint could not listen on its address.
+    #[error("listening for Prometheus scrapes on {addr}: {source}")]
+    Listen {
+        /// The configured `listen` address.
+        addr: std::net::SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// `overwrite: true` replaces a file by renaming, which stderr cannot do.
     #[error("overwrite: true needs output_filename (stderr cannot be overwritten)")]
     OverwriteWithoutFile,
@@ -76,6 +88,8 @@ pub enum StorageError {
 pub enum StorageConfig {
     /// Prometheus text to a file or stderr.
     LogStorage(LogStorageConfig),
+    /// Prometheus text served over HTTP at `/metrics`.
+    PrometheusExporter(PrometheusExporterConfig),
 }
 
 impl Default for StorageConfig {
@@ -90,6 +104,7 @@ impl StorageConfig {
     pub fn build(self) -> Result<Box<dyn Storage>, StorageError> {
         match self {
             Self::LogStorage(c) => Ok(Box::new(LogStorage::new(c)?)),
+            Self::PrometheusExporter(c) => Ok(Box::new(PrometheusExporter::start(&c)?)),
         }
     }
 }
