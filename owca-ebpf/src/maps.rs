@@ -1,12 +1,14 @@
 //! Maps and read-only globals. Names are the constants in `owca_common`.
 //!
 //! Why this layout: a first program doing one hash update per switch cost 0.3-0.5 µs per
-//! switch. Here a switch touches only this CPU's `CPU_STATE` (an inlined array lookup) unless
-//! the watched cgroup on the CPU changes: only then is `COUNTERS` looked up, once, to add the
-//! pending counts. Which cgroup a task belongs to is cached per CPU by `css_set` address,
-//! so switches between tasks of the same cgroups resolve nothing. Run-queue wait comes from
-//! the kernel's own `sched_info.run_delay`, read at switch-in and switch-out on the same
-//! CPU, so no wakeup program and no per-task map are needed.
+//! switch. Here a switch touches only this CPU's `CPU_STATE` (an inlined array lookup):
+//! the cgroup of the incoming task is found in a small per-CPU cache keyed by `css_set`
+//! address, its counts gather in that cache entry, and `COUNTERS` (a hash) is looked up
+//! only when an entry is replaced, when a CPU leaves watched tasks, and at the periodic
+//! flush. Time and run-queue wait are the scheduler's own per-task sums
+//! (`se.sum_exec_runtime`, `sched_info.run_delay`) read at switch-in and switch-out, so
+//! no clock is read and no per-task map or wakeup program is needed. Hardware counters
+//! are read only when the watched cgroup on a CPU changes, as bperf-cgroup does.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
@@ -24,9 +26,10 @@ use owca_common::{CgroupCounters, CpuState, DEFAULT_MAX_CGROUPS, KernelOffsets, 
 pub static COUNTERS: PerCpuHashMap<u64, CgroupCounters> =
     PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
 
-/// One entry per CPU: which watched cgroup runs there and its pending counts. Written and
-/// read by both programs on their own CPU only (both run with interrupts off on it, so they
-/// never interleave); the agent never touches it.
+/// One entry per CPU: the resolution cache with its pending counts, and what the running
+/// task had counted when switched in. Written and read by both programs on their own CPU
+/// only (both run with interrupts off there, so they never interleave); the agent never
+/// touches it.
 #[map]
 pub static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 

@@ -136,7 +136,7 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
         let kernel = (d1[i] - d0[i]) as f64;
         println!("loop {i}: waited {:.3} of the time; eBPF {wait} ns vs schedstat {kernel} ns", wait / elapsed);
         assert!(
-            (0.35..0.65).contains(&(wait / elapsed)),
+            (0.3..0.7).contains(&(wait / elapsed)),
             "loop {i} sharing a CPU waited {wait} ns of {elapsed}: expected about half"
         );
         // The kernel's own run_delay, up to the wait in progress at either end.
@@ -172,7 +172,7 @@ fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
     let oncpu = (s1.oncpu_ns - s0.oncpu_ns) as f64;
     let kernel = (u1 - u0) as f64 * 1000.0;
     println!("v2 busy loop in a child cgroup: eBPF {oncpu} ns, cpu.stat {kernel} ns");
-    assert!(kernel > 2e9, "busy loop ran {kernel} ns");
+    assert!(kernel > 1e9, "busy loop ran {kernel} ns");
     assert!(within(oncpu, kernel, 0.02), "v2: eBPF {oncpu} vs cpu.stat {kernel}");
     assert!(s1.switches_voluntary + s1.switches_involuntary > 0);
 }

@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, Mounts};
+use super::{CgroupError, Hierarchy, Mounts};
 
-/// v1 memory limit values at or above this mean "unlimited" (PAGE_COUNTER_MAX pages).
-const V1_UNLIMITED: u64 = 0x7FFF_FFFF_FFFF_F000;
+/// v1 memory limit values at or above this mean "unlimited". The kernel shows
+/// PAGE_COUNTER_MAX pages, i.e. i64::MAX rounded down to the page size
+/// (9223372036854771712 with 4 KiB pages); rounding to 64 KiB covers every page size in use.
+const V1_UNLIMITED: u64 = i64::MAX as u64 & !0xFFFF;
 
-/// One cgroup, by its path below the hierarchy roots (e.g. `/mesos/abc`).
+/// One cgroup, by its path below the hierarchy roots (e.g. `/mesos/abc`), in whichever
+/// hierarchy holds each controller's accounting ([`Mounts::preferred`]).
 #[derive(Debug, Clone)]
 pub struct Cgroup<'a> {
     mounts: &'a Mounts,
@@ -16,20 +19,33 @@ pub struct Cgroup<'a> {
 }
 
 impl<'a> Cgroup<'a> {
-    /// The cgroup at `path` in every mounted hierarchy.
+    /// The cgroup at `path` (`/mesos/abc` or `mesos/abc`) in every mounted hierarchy.
     pub fn new(mounts: &'a Mounts, path: &str) -> Self {
         Self {
             mounts,
-            path: path.trim_start_matches('/').to_owned(),
+            path: path.to_owned(),
         }
     }
 
-    /// The file in the v1 hierarchy of `controller`, else in v2.
+    /// The cgroup path this was made with.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The hierarchy holding `controller`'s accounting and the cgroup's directory there;
+    /// `None` when neither a v1 hierarchy of `controller` nor v2 is mounted.
+    pub fn dir(&self, controller: &str) -> Option<(Hierarchy, PathBuf)> {
+        let hierarchy = self.mounts.preferred(controller)?;
+        let dir = self.mounts.dir(&hierarchy, &self.path)?;
+        Some((hierarchy, dir))
+    }
+
+    /// `v1` in the v1 directory of `controller`, else `v2` in the v2 directory; the bool
+    /// says whether it is v1.
     fn file(&self, controller: &str, v1: &str, v2: &str) -> Option<(PathBuf, bool)> {
-        match (self.mounts.v1(controller), self.mounts.v2()) {
-            (Some(root), _) => Some((root.join(&self.path).join(v1), true)),
-            (None, Some(root)) => Some((root.join(&self.path).join(v2), false)),
-            (None, None) => None,
+        match self.dir(controller)? {
+            (Hierarchy::V1 { .. }, dir) => Some((dir.join(v1), true)),
+            (Hierarchy::V2, dir) => Some((dir.join(v2), false)),
         }
     }
 
@@ -37,7 +53,7 @@ impl<'a> Cgroup<'a> {
     pub fn cpu_usage_ns(&self) -> Result<Option<u64>, CgroupError> {
         match self.file("cpuacct", "cpuacct.usage", "cpu.stat") {
             Some((p, true)) => read_number(&p),
-            Some((p, false)) => Ok(read_key(&p, "usage_usec")?.map(|us| us * 1000)),
+            Some((p, false)) => Ok(read_key(&p, "usage_usec")?.map(|us| us.saturating_mul(1000))),
             None => Ok(None),
         }
     }
@@ -50,7 +66,8 @@ impl<'a> Cgroup<'a> {
         }
     }
 
-    /// Memory limit in bytes; `None` when unlimited or absent.
+    /// Memory limit in bytes (`memory.limit_in_bytes` or `memory.max`); `None` when
+    /// unlimited or absent.
     pub fn memory_limit_bytes(&self) -> Result<Option<u64>, CgroupError> {
         match self.file("memory", "memory.limit_in_bytes", "memory.max") {
             Some((p, true)) => Ok(read_number(&p)?.filter(|&v| v < V1_UNLIMITED)),
@@ -72,9 +89,19 @@ impl<'a> Cgroup<'a> {
             None => Ok(None),
         }
     }
+
+    /// Whether the cgroup has processes, in the hierarchy of `controller`; `None` when it
+    /// does not exist there.
+    pub fn has_processes(&self, controller: &str) -> Result<Option<bool>, CgroupError> {
+        match self.dir(controller) {
+            Some((_, dir)) => super::has_processes(&dir),
+            None => Ok(None),
+        }
+    }
 }
 
-fn read_text(path: &Path) -> Result<Option<String>, CgroupError> {
+/// A file's text; `None` when it does not exist.
+pub(super) fn read_text(path: &Path) -> Result<Option<String>, CgroupError> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -85,6 +112,7 @@ fn read_text(path: &Path) -> Result<Option<String>, CgroupError> {
     }
 }
 
+/// One number, or an error naming the file and quoting the text.
 fn parse(path: &Path, text: &str) -> Result<u64, CgroupError> {
     text.trim().parse().map_err(|_| CgroupError::Parse {
         path: path.to_path_buf(),
@@ -92,6 +120,7 @@ fn parse(path: &Path, text: &str) -> Result<u64, CgroupError> {
     })
 }
 
+/// A file holding one number; `None` when it does not exist.
 fn read_number(path: &Path) -> Result<Option<u64>, CgroupError> {
     read_text(path)?.map(|t| parse(path, &t)).transpose()
 }
@@ -108,10 +137,11 @@ fn read_key(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    /// A temp dir holding `files` (path, content).
+    pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             let p = dir.path().join(name);
@@ -121,45 +151,182 @@ mod tests {
         dir
     }
 
+    fn v1_mounts(root: &Path) -> Mounts {
+        let root = root.display();
+        Mounts::parse(&format!(
+            "1 1 0:1 / {root}/cpuacct rw - cgroup cgroup rw,cpuacct\n\
+             2 1 0:2 / {root}/memory rw - cgroup cgroup rw,memory\n\
+             3 1 0:3 / {root}/cpu rw - cgroup cgroup rw,cpu\n"
+        ))
+    }
+
     #[test]
     fn v1_files() {
         let d = tree(&[
             ("cpuacct/mesos/a/cpuacct.usage", "123456\n"),
+            ("cpuacct/mesos/a/cgroup.procs", "42\n"),
             ("memory/mesos/a/memory.usage_in_bytes", "4096\n"),
-            ("memory/mesos/a/memory.limit_in_bytes", "9223372036854771712\n"),
-            ("cpu/mesos/a/cpu.stat", "nr_periods 3\nnr_throttled 1\nthrottled_time 2500000000\n"),
+            (
+                "memory/mesos/a/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+            (
+                "cpu/mesos/a/cpu.stat",
+                "nr_periods 3\nnr_throttled 1\nthrottled_time 2500000000\n",
+            ),
         ]);
-        let root = d.path().display();
-        let m = Mounts::parse(&format!(
-            "1 1 0:1 / {root}/cpuacct rw - cgroup cgroup rw,cpuacct\n\
-             2 1 0:2 / {root}/memory rw - cgroup cgroup rw,memory\n\
-             3 1 0:3 / {root}/cpu rw - cgroup cgroup rw,cpu\n"
-        ));
+        let m = v1_mounts(d.path());
         let cg = Cgroup::new(&m, "/mesos/a");
         assert_eq!(cg.cpu_usage_ns().unwrap(), Some(123456));
         assert_eq!(cg.memory_usage_bytes().unwrap(), Some(4096));
         assert_eq!(cg.memory_limit_bytes().unwrap(), None, "unlimited");
         assert_eq!(cg.cpu_throttled_seconds().unwrap(), Some(2.5));
-        assert_eq!(Cgroup::new(&m, "/mesos/gone").cpu_usage_ns().unwrap(), None);
-        std::fs::write(d.path().join("cpuacct/mesos/a/cpuacct.usage"), "garbage").unwrap();
+        assert_eq!(cg.has_processes("cpuacct").unwrap(), Some(true));
+        assert_eq!(
+            cg.dir("cpu").unwrap(),
+            (Hierarchy::v1("cpu"), d.path().join("cpu/mesos/a"))
+        );
+
+        std::fs::write(
+            d.path().join("memory/mesos/a/memory.limit_in_bytes"),
+            "1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(cg.memory_limit_bytes().unwrap(), Some(1 << 30));
+        // "Unlimited" with 64 KiB pages (arm64, ppc64) is a little lower.
+        std::fs::write(
+            d.path().join("memory/mesos/a/memory.limit_in_bytes"),
+            "9223372036854710272\n",
+        )
+        .unwrap();
+        assert_eq!(cg.memory_limit_bytes().unwrap(), None);
+        std::fs::write(
+            d.path().join("memory/mesos/a/memory.limit_in_bytes"),
+            "4611686018427387904\n",
+        )
+        .unwrap();
+        assert_eq!(cg.memory_limit_bytes().unwrap(), Some(1 << 62));
+        std::fs::write(
+            d.path().join("memory/mesos/a/memory.limit_in_bytes"),
+            "9223372036854775807\n",
+        )
+        .unwrap();
+        assert_eq!(cg.memory_limit_bytes().unwrap(), None);
+    }
+
+    #[test]
+    fn absent_is_none() {
+        let d = tree(&[("cpu/mesos/a/cpu.stat", "nr_periods 0\n")]);
+        let m = v1_mounts(d.path());
+        let gone = Cgroup::new(&m, "/mesos/gone");
+        assert_eq!(gone.cpu_usage_ns().unwrap(), None);
+        assert_eq!(gone.memory_usage_bytes().unwrap(), None);
+        assert_eq!(gone.memory_limit_bytes().unwrap(), None);
+        assert_eq!(gone.cpu_throttled_seconds().unwrap(), None);
+        assert_eq!(gone.has_processes("cpu").unwrap(), None);
+        let no_key = Cgroup::new(&m, "/mesos/a");
+        assert_eq!(
+            no_key.cpu_throttled_seconds().unwrap(),
+            None,
+            "no throttled_time line"
+        );
+        let unmounted = Mounts::default();
+        assert_eq!(Cgroup::new(&unmounted, "/a").cpu_usage_ns().unwrap(), None);
+        assert_eq!(Cgroup::new(&unmounted, "/a").dir("cpu"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_file() {
+        let d = tree(&[
+            ("cpuacct/a/cpuacct.usage", "garbage"),
+            ("memory/a/memory.usage_in_bytes", ""),
+            ("cpu/a/cpu.stat", "throttled_time -1\n"),
+        ]);
+        let m = v1_mounts(d.path());
+        let cg = Cgroup::new(&m, "a");
         let err = cg.cpu_usage_ns().unwrap_err().to_string();
-        assert!(err.contains("cpuacct.usage") && err.contains("garbage"), "{err}");
+        assert!(
+            err.contains("cpuacct/a/cpuacct.usage") && err.contains("garbage"),
+            "{err}"
+        );
+        let err = cg.memory_usage_bytes().unwrap_err().to_string();
+        assert!(err.contains("memory.usage_in_bytes"), "{err}");
+        let err = cg.cpu_throttled_seconds().unwrap_err().to_string();
+        assert!(err.contains("cpu.stat") && err.contains("-1"), "{err}");
+        // A directory where a file should be: a read error, not "absent".
+        std::fs::create_dir_all(d.path().join("memory/a/memory.limit_in_bytes")).unwrap();
+        let err = cg.memory_limit_bytes().unwrap_err().to_string();
+        assert!(
+            err.starts_with("reading ") && err.contains("memory.limit_in_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn co_mounted_cpu_and_cpuacct() {
+        let d = tree(&[
+            ("cc/m/t/cpuacct.usage", "9\n"),
+            ("cc/m/t/cpu.stat", "throttled_time 1000\n"),
+        ]);
+        let m = Mounts::parse(&format!(
+            "1 1 0:1 / {}/cc rw - cgroup cgroup rw,cpu,cpuacct\n",
+            d.path().display()
+        ));
+        let cg = Cgroup::new(&m, "/m/t");
+        assert_eq!(cg.cpu_usage_ns().unwrap(), Some(9));
+        assert_eq!(cg.cpu_throttled_seconds().unwrap(), Some(1e-6));
+        assert_eq!(
+            cg.memory_usage_bytes().unwrap(),
+            None,
+            "memory not mounted at all"
+        );
     }
 
     #[test]
     fn v2_files() {
         let d = tree(&[
-            ("u/t/cpu.stat", "usage_usec 7\nuser_usec 5\nthrottled_usec 1500000\n"),
+            (
+                "u/t/cpu.stat",
+                "usage_usec 7\nuser_usec 5\nthrottled_usec 1500000\n",
+            ),
             ("u/t/memory.current", "8192\n"),
             ("u/t/memory.max", "1048576\n"),
+            ("u/t/cgroup.procs", ""),
         ]);
-        let m = Mounts::parse(&format!("1 1 0:1 / {}/u rw - cgroup2 cgroup2 rw\n", d.path().display()));
+        let m = Mounts::parse(&format!(
+            "1 1 0:1 / {}/u rw - cgroup2 cgroup2 rw\n",
+            d.path().display()
+        ));
         let cg = Cgroup::new(&m, "t");
         assert_eq!(cg.cpu_usage_ns().unwrap(), Some(7000));
         assert_eq!(cg.memory_usage_bytes().unwrap(), Some(8192));
         assert_eq!(cg.memory_limit_bytes().unwrap(), Some(1048576));
         assert_eq!(cg.cpu_throttled_seconds().unwrap(), Some(1.5));
+        assert_eq!(cg.has_processes("cpu").unwrap(), Some(false));
         std::fs::write(d.path().join("u/t/memory.max"), "max\n").unwrap();
         assert_eq!(cg.memory_limit_bytes().unwrap(), None);
+        std::fs::write(d.path().join("u/t/memory.max"), "lots\n").unwrap();
+        let err = cg.memory_limit_bytes().unwrap_err().to_string();
+        assert!(
+            err.contains("u/t/memory.max") && err.contains("lots"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn v1_wins_over_v2_per_controller() {
+        // Hybrid host: cpuacct on v1, memory only on v2.
+        let d = tree(&[
+            ("a/t/cpuacct.usage", "5\n"),
+            ("u/t/cpu.stat", "usage_usec 1\n"),
+            ("u/t/memory.current", "3\n"),
+        ]);
+        let root = d.path().display();
+        let m = Mounts::parse(&format!(
+            "1 1 0:1 / {root}/a rw - cgroup cgroup rw,cpuacct\n2 1 0:2 / {root}/u rw - cgroup2 cgroup2 rw\n"
+        ));
+        let cg = Cgroup::new(&m, "/t");
+        assert_eq!(cg.cpu_usage_ns().unwrap(), Some(5));
+        assert_eq!(cg.memory_usage_bytes().unwrap(), Some(3));
     }
 }

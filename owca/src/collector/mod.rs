@@ -2,7 +2,8 @@
 //! returns per-cgroup counter snapshots summed over CPUs.
 //!
 //! Everything is detached when the [`Collector`] is dropped: the programs' links and the
-//! perf fds are owned by it, so no program or perf fd outlives the agent.
+//! perf fds are owned by it, so no program or perf fd outlives the agent. Both programs
+//! attach without tracefs (`tp_btf` and a perf event), so none is mounted.
 
 pub mod btf;
 mod offsets;
@@ -34,8 +35,9 @@ use tracing::{info, warn};
 
 use self::{btf::Btf, perf::EventSpec};
 
-/// How often each CPU charges the running cgroup's time, so that a task that never
-/// switches out is counted within this period (10 ms: 0.2% of a 5 s window).
+/// How often each busy CPU charges the running task's time and hands in pending counts, so
+/// that a task that never switches out is counted within this period (10 ms: 0.2% of a
+/// 5 s window).
 const FLUSH_PERIOD_NS: u64 = 10_000_000;
 
 /// Where BTF of the running kernel lives.

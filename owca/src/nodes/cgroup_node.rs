@@ -1,11 +1,9 @@
 //! `!CgroupNode`: every cgroup below a prefix that holds processes is a task.
 
-use std::path::{Path, PathBuf};
-
 use serde::Deserialize;
 
 use super::{NodeError, Task};
-use crate::cgroups::Mounts;
+use crate::cgroups::{Mounts, has_processes};
 
 /// Discovers tasks from the cgroup tree itself, for hosts without an orchestrator and for
 /// trying the agent out: each cgroup below `prefix` with processes in it is a task whose
@@ -33,59 +31,34 @@ fn default_controller() -> String {
 impl CgroupNode {
     /// The cgroups below the prefix that hold processes now.
     pub fn tasks(&self, mounts: &Mounts) -> Result<Vec<Task>, NodeError> {
-        let root = mounts
-            .v1(&self.controller)
-            .or_else(|| mounts.v2())
-            .ok_or_else(|| {
-                NodeError::NotMounted(format!(
-                    "neither a v1 {} hierarchy nor cgroup v2 is mounted",
-                    self.controller
-                ))
-            })?;
-        let start = root.join(self.prefix.trim_start_matches('/'));
-        let mut found = Vec::new();
-        walk(&start, &mut found).map_err(|source| NodeError::Cgroups {
-            path: start.display().to_string(),
-            source,
+        let hierarchy = mounts.preferred(&self.controller).ok_or_else(|| {
+            NodeError::NotMounted(format!(
+                "neither a v1 {} hierarchy nor cgroup v2 is mounted",
+                self.controller
+            ))
         })?;
-        let mut tasks: Vec<Task> = found
-            .into_iter()
-            .filter_map(|dir| {
-                let rel = dir.strip_prefix(root).ok()?.to_str()?.to_owned();
-                // The hierarchy root is every process not placed elsewhere: not a task.
-                (!rel.is_empty()).then(|| Task {
-                    task_id: rel.clone(),
-                    name: rel.clone(),
-                    cgroup_path: format!("/{rel}"),
-                    labels: Default::default(),
-                    resources: Default::default(),
-                })
-            })
-            .collect();
-        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        let mut tasks = Vec::new();
+        for path in mounts.cgroups_under(&hierarchy, &self.prefix)? {
+            let rel = path.trim_start_matches('/');
+            // The hierarchy root holds every process not placed elsewhere: not a task.
+            if rel.is_empty() {
+                continue;
+            }
+            let Some(dir) = mounts.dir(&hierarchy, &path) else {
+                continue;
+            };
+            // A cgroup removed since the walk (None) is simply not a task any more.
+            if has_processes(&dir)? != Some(true) {
+                continue;
+            }
+            tasks.push(Task {
+                task_id: rel.to_owned(),
+                name: rel.to_owned(),
+                cgroup_path: format!("/{rel}"),
+                labels: Default::default(),
+                resources: Default::default(),
+            });
+        }
         Ok(tasks)
     }
-}
-
-/// Collects `dir` and its descendants that have processes. A cgroup removed while walking
-/// is simply not there.
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    match std::fs::read_to_string(dir.join("cgroup.procs")) {
-        Ok(procs) if !procs.trim().is_empty() => found.push(dir.to_path_buf()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            walk(&entry.path(), found)?;
-        }
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Nodes: where the tasks to measure come from. One closed enum, selected by the YAML tag.
 
 mod cgroup_node;
+pub mod mesos;
 mod static_node;
 
 use std::collections::BTreeMap;
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use thiserror::Error;
 
-pub use self::{cgroup_node::CgroupNode, static_node::StaticNode};
+pub use self::{cgroup_node::CgroupNode, mesos::MesosNode, static_node::StaticNode};
 use crate::{cgroups::Mounts, metrics::Labels};
 
 /// One task running on this node.
@@ -30,14 +31,15 @@ pub struct Task {
 #[derive(Debug, Error)]
 pub enum NodeError {
     /// The cgroup tree could not be read.
-    #[error("listing cgroups under {path}: {source}")]
-    Cgroups {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("listing cgroups: {0}")]
+    Cgroups(#[from] crate::cgroups::CgroupError),
     /// The hierarchy the node needs is not mounted.
     #[error("{0}")]
     NotMounted(String),
+    /// The Mesos agent could not be asked, or its answer is unusable; the message names
+    /// the endpoint.
+    #[error(transparent)]
+    Mesos(#[from] mesos::MesosError),
 }
 
 /// The configured node.
@@ -47,6 +49,8 @@ pub enum NodeConfig {
     StaticNode(StaticNode),
     /// Every cgroup below a prefix that holds processes.
     CgroupNode(CgroupNode),
+    /// The tasks a Mesos agent runs, as in OWCA.
+    MesosNode(MesosNode),
 }
 
 impl NodeConfig {
@@ -55,6 +59,8 @@ impl NodeConfig {
         match self {
             Self::CgroupNode(n) => &n.controller,
             Self::StaticNode(_) => "cpuacct",
+            // The Mesos cgroups/cpu isolator creates the task's cgroup in cpu and cpuacct.
+            Self::MesosNode(_) => "cpuacct",
         }
     }
 
@@ -63,6 +69,7 @@ impl NodeConfig {
         match self {
             Self::StaticNode(n) => Ok(n.tasks()),
             Self::CgroupNode(n) => n.tasks(mounts),
+            Self::MesosNode(n) => Ok(n.tasks().await?),
         }
     }
 }

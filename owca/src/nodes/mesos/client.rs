@@ -17,11 +17,15 @@ const BODY_START_CHARS: usize = 200;
 pub(super) fn build(node: &MesosNode) -> Result<Client, MesosError> {
     let endpoint = node.mesos_agent_endpoint.as_str();
     if node.timeout.is_zero() {
-        return Err(MesosError::ZeroTimeout { endpoint: endpoint.to_owned() });
+        return Err(MesosError::ZeroTimeout {
+            endpoint: endpoint.to_owned(),
+        });
     }
     let (verify, verify_field) = match (&node.ssl_verify, &node.ssl) {
         (Some(_), Some(_)) => {
-            return Err(MesosError::BothSslSettings { endpoint: endpoint.to_owned() });
+            return Err(MesosError::BothSslSettings {
+                endpoint: endpoint.to_owned(),
+            });
         }
         (Some(v), None) => (v.clone(), "ssl_verify"),
         (None, Some(ssl)) => (ssl.server_verify.clone(), "ssl.server_verify"),
@@ -33,14 +37,23 @@ pub(super) fn build(node: &MesosNode) -> Result<Client, MesosError> {
     match verify {
         ServerVerify::SystemRoots => {}
         ServerVerify::Disabled => {
-            warn!(endpoint, "{verify_field}: false: the Mesos agent's certificate is not verified");
+            warn!(
+                endpoint,
+                "{verify_field}: false: the Mesos agent's certificate is not verified"
+            );
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         ServerVerify::CaBundle(path) => {
             let pem = read(endpoint, verify_field, &path)?;
-            let certs = Certificate::from_pem_bundle(&pem).map_err(|e| bad_pem(endpoint, verify_field, &path, &e))?;
+            let certs = Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad_pem(endpoint, verify_field, &path, &e))?;
             if certs.is_empty() {
-                return Err(bad_pem(endpoint, verify_field, &path, &"no PEM certificate in the file"));
+                return Err(bad_pem(
+                    endpoint,
+                    verify_field,
+                    &path,
+                    &"no PEM certificate in the file",
+                ));
             }
             // requests' `verify=<path>` trusts only that bundle; so do we.
             builder = builder.tls_certs_only(certs);
@@ -49,7 +62,11 @@ pub(super) fn build(node: &MesosNode) -> Result<Client, MesosError> {
     if let Some(ssl) = &node.ssl {
         let identity = match (&ssl.client_cert_path, &ssl.client_key_path) {
             (None, None) => None,
-            (None, Some(_)) => return Err(MesosError::KeyWithoutCert { endpoint: endpoint.to_owned() }),
+            (None, Some(_)) => {
+                return Err(MesosError::KeyWithoutCert {
+                    endpoint: endpoint.to_owned(),
+                });
+            }
             (Some(cert), key) => {
                 let mut pem = read(endpoint, "ssl.client_cert_path", cert)?;
                 if let Some(key) = key {
@@ -67,7 +84,10 @@ pub(super) fn build(node: &MesosNode) -> Result<Client, MesosError> {
             builder = builder.identity(identity);
         }
     }
-    builder.build().map_err(|error| MesosError::Client { endpoint: endpoint.to_owned(), error })
+    builder.build().map_err(|error| MesosError::Client {
+        endpoint: endpoint.to_owned(),
+        error,
+    })
 }
 
 fn read(endpoint: &str, field: &'static str, path: &Path) -> Result<Vec<u8>, MesosError> {
@@ -79,7 +99,12 @@ fn read(endpoint: &str, field: &'static str, path: &Path) -> Result<Vec<u8>, Mes
     })
 }
 
-fn bad_pem(endpoint: &str, field: &'static str, path: &Path, reason: &dyn std::fmt::Display) -> MesosError {
+fn bad_pem(
+    endpoint: &str,
+    field: &'static str,
+    path: &Path,
+    reason: &dyn std::fmt::Display,
+) -> MesosError {
     MesosError::BadPem {
         endpoint: endpoint.to_owned(),
         field,
@@ -89,12 +114,23 @@ fn bad_pem(endpoint: &str, field: &'static str, path: &Path, reason: &dyn std::f
 }
 
 /// `POST <url>` with `{"type": "GET_STATE"}`; the answer parsed as JSON, whatever its shape.
-pub(super) async fn get_state(client: &Client, url: &str, timeout: Duration) -> Result<Value, MesosError> {
+pub(super) async fn get_state(
+    client: &Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<Value, MesosError> {
     let request_error = |error: reqwest::Error| {
         if error.is_timeout() {
-            MesosError::Timeout { url: url.to_owned(), timeout }
+            MesosError::Timeout {
+                url: url.to_owned(),
+                timeout,
+            }
         } else {
-            MesosError::Request { url: url.to_owned(), error }
+            // The URL is already in our message.
+            MesosError::Request {
+                url: url.to_owned(),
+                error: error.without_url(),
+            }
         }
     };
     let response = client
@@ -110,8 +146,14 @@ pub(super) async fn get_state(client: &Client, url: &str, timeout: Duration) -> 
         return Err(MesosError::Status {
             url: url.to_owned(),
             status: status.as_u16(),
-            body_start: String::from_utf8_lossy(&body).chars().take(BODY_START_CHARS).collect(),
+            body_start: String::from_utf8_lossy(&body)
+                .chars()
+                .take(BODY_START_CHARS)
+                .collect(),
         });
     }
-    serde_json::from_slice(&body).map_err(|error| MesosError::NotJson { url: url.to_owned(), error })
+    serde_json::from_slice(&body).map_err(|error| MesosError::NotJson {
+        url: url.to_owned(),
+        error,
+    })
 }

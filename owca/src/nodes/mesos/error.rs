@@ -59,7 +59,10 @@ pub enum MesosError {
         reason: String,
     },
     /// The HTTP client could not be built from otherwise valid settings.
-    #[error("Mesos agent {endpoint}: cannot create the HTTP client: {}", chain(error))]
+    #[error(
+        "Mesos agent {endpoint}: cannot create the HTTP client: {}",
+        chain(error)
+    )]
     Client {
         /// The configured endpoint.
         endpoint: String,

@@ -36,10 +36,21 @@ impl Visitor<'_> for ServerVerifyVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<ServerVerify, E> {
-        Ok(if v { ServerVerify::SystemRoots } else { ServerVerify::Disabled })
+        Ok(if v {
+            ServerVerify::SystemRoots
+        } else {
+            ServerVerify::Disabled
+        })
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ServerVerify, E> {
+        // PyYAML, which read OWCA's configs, took YAML 1.1's yes/no/on/off as booleans;
+        // serde_yaml_ng passes them as strings. No CA bundle is named like that.
+        match v {
+            "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Ok(ServerVerify::SystemRoots),
+            "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Ok(ServerVerify::Disabled),
+            _ => {}
+        }
         if v.is_empty() {
             return Err(E::invalid_value(de::Unexpected::Str(v), &self));
         }
@@ -65,7 +76,9 @@ pub struct Ssl {
 
 /// Deserializes `ssl:` as a mapping tagged `!SSL` (as WCA wrote it) or untagged; any other
 /// tag is an error rather than silently accepted.
-pub(super) fn tagged_ssl<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Ssl>, D::Error> {
+pub(super) fn tagged_ssl<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Ssl>, D::Error> {
     deserializer.deserialize_any(SslVisitor)
 }
 
@@ -100,6 +113,8 @@ impl<'de> Visitor<'de> for SslVisitor {
             ));
         }
         // `ssl: !SSL` with nothing after it: every setting at its default.
-        value.newtype_variant::<Option<Ssl>>().map(|ssl| Some(ssl.unwrap_or_default()))
+        value
+            .newtype_variant::<Option<Ssl>>()
+            .map(|ssl| Some(ssl.unwrap_or_default()))
     }
 }

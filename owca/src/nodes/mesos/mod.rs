@@ -1,0 +1,229 @@
+//! `!MesosNode`: the tasks a Mesos agent runs, from its v1 operator API (`GET_STATE`), as
+//! OWCA found them.
+//!
+//! - [`client`] builds the HTTP client once (TLS settings, client certificate) and makes
+//!   the call; [`parse`] reads the answer tolerantly; this file holds the settings and the
+//!   per-task warnings.
+//! - A broken answer (HTTP error, timeout, TLS failure, not JSON, no `get_state`) is an
+//!   error of the whole call: the runner keeps the previous task list. A broken task is
+//!   skipped with a [`SkipReason`], warned about once while it stays broken.
+
+mod client;
+#[cfg(test)]
+mod config_tests;
+mod error;
+mod parse;
+mod ssl;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use reqwest::{Client, Url};
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{debug, warn};
+
+pub use self::{
+    error::MesosError,
+    parse::{INITIAL_CPU_LABEL, SkipReason, python_float_str, sanitize_label},
+    ssl::{ServerVerify, Ssl},
+};
+use super::Task;
+use crate::config::duration_secs;
+
+/// Settings of `!MesosNode`, with OWCA's names and defaults, plus WCA 1.0.7's `ssl`.
+///
+/// Files named by the TLS settings are read when the HTTP client is built (the first
+/// [`MesosNode::client`] or [`MesosNode::tasks`] call), not while the config is parsed, so
+/// a config with placeholders still loads and the error names the missing file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MesosNode {
+    /// Base URL of the agent; `/api/v1` is appended.
+    #[serde(default = "default_endpoint")]
+    pub mesos_agent_endpoint: String,
+    /// OWCA's server verification: `true` (default), `false` or a CA bundle path.
+    #[serde(default)]
+    pub ssl_verify: Option<ServerVerify>,
+    /// WCA's `!SSL`: server verification and a client certificate. Not with `ssl_verify`.
+    #[serde(default, deserialize_with = "ssl::tagged_ssl")]
+    pub ssl: Option<Ssl>,
+    /// Seconds the whole call (connect, TLS, answer) may take.
+    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    pub timeout: Duration,
+    /// Where `/<pid>/cgroup` is read; `/proc` outside tests.
+    #[serde(skip, default = "default_proc_root")]
+    pub proc_root: PathBuf,
+    /// The client and the warnings already given, kept across iterations.
+    #[serde(skip)]
+    state: Arc<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Built on first use; a failed build is retried next time (the file may appear).
+    client: Mutex<Option<Client>>,
+    /// Tasks skipped in the last answer and why, so each is warned about once.
+    skipped: Mutex<BTreeMap<String, SkipReason>>,
+}
+
+impl Clone for MesosNode {
+    /// The same settings with a client and warnings of its own.
+    fn clone(&self) -> Self {
+        Self {
+            mesos_agent_endpoint: self.mesos_agent_endpoint.clone(),
+            ssl_verify: self.ssl_verify.clone(),
+            ssl: self.ssl.clone(),
+            timeout: self.timeout,
+            proc_root: self.proc_root.clone(),
+            state: Arc::default(),
+        }
+    }
+}
+
+impl Default for MesosNode {
+    /// OWCA's defaults: `https://127.0.0.1:5051`, system CAs, 5 s.
+    fn default() -> Self {
+        Self {
+            mesos_agent_endpoint: default_endpoint(),
+            ssl_verify: None,
+            ssl: None,
+            timeout: default_timeout(),
+            proc_root: default_proc_root(),
+            state: Arc::default(),
+        }
+    }
+}
+
+fn default_endpoint() -> String {
+    "https://127.0.0.1:5051".to_owned()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+
+/// What one `GET_STATE` answer yielded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discovery {
+    /// Running tasks with a cgroup of their own, in the agent's order.
+    pub tasks: Vec<Task>,
+    /// Launched tasks left out, by task id (or `launched_tasks[<i>]` without one).
+    pub skipped: BTreeMap<String, SkipReason>,
+    /// The skipped tasks warned about by this call: new ones, or skipped for a new reason.
+    pub warned: Vec<String>,
+}
+
+impl MesosNode {
+    /// The same node reading `/<pid>/cgroup` under `proc_root` instead of `/proc`.
+    pub fn with_proc_root(mut self, proc_root: impl Into<PathBuf>) -> Self {
+        self.proc_root = proc_root.into();
+        self
+    }
+
+    /// The URL asked: `<mesos_agent_endpoint>/api/v1`.
+    pub fn api_url(&self) -> String {
+        format!("{}/api/v1", self.mesos_agent_endpoint.trim_end_matches('/'))
+    }
+
+    /// Checks the settings, reads the CA bundle and client certificate they name, and
+    /// builds the HTTP client; later calls return the same client. Callers may call it at
+    /// start-up to fail early on a bad setting.
+    pub fn client(&self) -> Result<Client, MesosError> {
+        let mut cached = self
+            .state
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = cached.as_ref() {
+            return Ok(client.clone());
+        }
+        self.check_endpoint()?;
+        let client = client::build(self)?;
+        *cached = Some(client.clone());
+        Ok(client)
+    }
+
+    fn check_endpoint(&self) -> Result<(), MesosError> {
+        let invalid = |reason: String| MesosError::InvalidEndpoint {
+            endpoint: self.mesos_agent_endpoint.clone(),
+            reason,
+        };
+        // The endpoint itself: `http://` + `/api/v1` would parse with `api` as the host.
+        let url = Url::parse(&self.mesos_agent_endpoint).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                "expected http://host:port or https://host:port".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Asks the agent for its state and returns the running tasks that can be measured.
+    pub async fn tasks(&self) -> Result<Vec<Task>, MesosError> {
+        let client = self.client()?;
+        let answer = client::get_state(&client, &self.api_url(), self.timeout).await?;
+        Ok(self.discover(&answer)?.tasks)
+    }
+
+    /// Turns a `GET_STATE` answer into tasks, warning once about each task skipped.
+    pub fn discover(&self, answer: &Value) -> Result<Discovery, MesosError> {
+        let launched = parse::launched_tasks(answer).map_err(|problem| MesosError::BadAnswer {
+            url: self.api_url(),
+            problem,
+        })?;
+        let mut out = Discovery::default();
+        let mut ids = BTreeSet::new();
+        for (index, raw) in launched.iter().enumerate() {
+            match parse::task(raw, &self.proc_root) {
+                Ok(task) if !ids.insert(task.task_id.clone()) => {
+                    debug!(
+                        task_id = task.task_id,
+                        "Mesos lists the task twice; the first entry is used"
+                    );
+                }
+                Ok(task) => out.tasks.push(task),
+                Err(reason) => {
+                    out.skipped.insert(parse::skip_key(raw, index), reason);
+                }
+            }
+        }
+        let mut previous = self
+            .state
+            .skipped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (task_id, reason) in &out.skipped {
+            if previous.get(task_id) != Some(reason) {
+                warn!(
+                    task_id,
+                    endpoint = self.mesos_agent_endpoint,
+                    "Mesos task not measured: {reason}"
+                );
+                out.warned.push(task_id.clone());
+            }
+        }
+        // Tasks gone or measured now are forgotten: if skipped again, they are warned again.
+        *previous = out.skipped.clone();
+        Ok(out)
+    }
+
+    /// Tasks skipped in the last answer and why.
+    pub fn skipped(&self) -> BTreeMap<String, SkipReason> {
+        self.state
+            .skipped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

@@ -1,0 +1,539 @@
+//! `!MesosNode` against real local stand-ins of a Mesos agent (plain HTTP, HTTPS from an
+//! untrusted CA, mutual TLS) on 127.0.0.1, and a real process in a real `/mesos/<id>`
+//! cgroup. The cgroup test needs root; the others do not.
+
+mod support;
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use owca::{
+    cgroups::{Mounts, testing::TestCgroup},
+    nodes::{
+        NodeConfig,
+        mesos::{MesosError, MesosNode, SkipReason},
+    },
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio_rustls::{
+    TlsAcceptor,
+    rustls::{
+        self, RootCertStore, ServerConfig,
+        pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+        server::WebPkiClientVerifier,
+    },
+};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/mesos");
+const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
+/// A pid no process has (above the kernel's pid_max limit).
+const GONE_PID: u32 = 4_000_000_000;
+
+// ---------------------------------------------------------------- the stand-in agent
+
+/// What the stand-in agent answers to every request.
+#[derive(Clone)]
+enum Answer {
+    Json(Value),
+    Status(u16),
+    Garbage,
+    SlowJson(Duration, Value),
+}
+
+/// A request as the agent received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    content_type: Option<String>,
+    accept: Option<String>,
+    body: Vec<u8>,
+}
+
+/// An HTTP(S) server on an ephemeral 127.0.0.1 port, stopped on drop.
+struct Agent {
+    addr: SocketAddr,
+    tls: bool,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    async fn start(answer: Answer, tls: Option<Arc<ServerConfig>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (is_tls, acceptor) = (tls.is_some(), tls.map(TlsAcceptor::from));
+        let record = Arc::clone(&seen);
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (answer, record, acceptor) =
+                    (answer.clone(), Arc::clone(&record), acceptor.clone());
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |req| respond(req, answer.clone(), Arc::clone(&record)));
+                    let served = match acceptor {
+                        // A failed handshake is the client's error to report, not ours.
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(tls) => {
+                                http1::Builder::new()
+                                    .serve_connection(TokioIo::new(tls), service)
+                                    .await
+                            }
+                            Err(_) => return,
+                        },
+                        None => {
+                            http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                    };
+                    drop(served);
+                });
+            }
+        });
+        Self {
+            addr,
+            tls: is_tls,
+            seen,
+            accept_loop,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!(
+            "{}://127.0.0.1:{}",
+            if self.tls { "https" } else { "http" },
+            self.addr.port()
+        )
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+async fn respond(
+    req: Request<hyper::body::Incoming>,
+    answer: Answer,
+    record: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (content_type, accept) = (header("content-type"), header("accept"));
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    record.lock().unwrap().push(Seen {
+        method,
+        path,
+        content_type,
+        accept,
+        body,
+    });
+    let (status, body) = match answer {
+        Answer::Json(v) => (200, v.to_string()),
+        Answer::Status(status) => (status, "Agent is recovering".to_owned()),
+        Answer::Garbage => (200, "<html>not json".to_owned()),
+        Answer::SlowJson(delay, v) => {
+            tokio::time::sleep(delay).await;
+            (200, v.to_string())
+        }
+    };
+    let response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    Ok(response.body(Full::new(Bytes::from(body))).unwrap())
+}
+
+// ---------------------------------------------------------------- answers and nodes
+
+/// mesos_get_state.json with the task's executor `pid` and container id replaced.
+fn get_state(pid: u32, container_id: &str) -> Value {
+    let path = Path::new(FIXTURES).join("mesos_get_state.json");
+    let mut answer: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for status in answer["get_state"]["get_tasks"]["launched_tasks"][0]["statuses"]
+        .as_array_mut()
+        .unwrap()
+    {
+        status["container_status"]["executor_pid"] = json!(pid);
+        status["container_status"]["container_id"]["value"] = json!(container_id);
+    }
+    answer
+}
+
+fn node_config(settings: &str) -> NodeConfig {
+    owca::config::from_str(&format!("!MesosNode\n{settings}\n"), Path::new("test.yaml"))
+        .expect("node config")
+}
+
+fn mesos_node(settings: &str) -> MesosNode {
+    match node_config(settings) {
+        NodeConfig::MesosNode(n) => n,
+        other => panic!("not a MesosNode: {other:?}"),
+    }
+}
+
+/// The call's error, checked to name the agent.
+async fn error_of(node: &MesosNode, agent: &Agent) -> MesosError {
+    let err = node.tasks().await.expect_err("the call should fail");
+    assert!(err.to_string().contains(&agent.endpoint()), "{err}");
+    err
+}
+
+// ---------------------------------------------------------------- a real task
+
+/// Removes on drop the `mesos` parent cgroups this test created (not ones already there).
+struct CreatedParents(Vec<PathBuf>);
+
+impl CreatedParents {
+    fn note(roots: &[&Path]) -> Self {
+        Self(
+            roots
+                .iter()
+                .map(|r| r.join("mesos"))
+                .filter(|p| !p.exists())
+                .collect(),
+        )
+    }
+}
+
+impl Drop for CreatedParents {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn sleeper() -> support::Proc {
+    let child = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawning sleep");
+    support::Proc(child)
+}
+
+#[tokio::test]
+async fn task_in_a_real_mesos_cgroup_and_one_without_isolation() {
+    support::require_root();
+    let mounts = Mounts::discover().expect("reading mountinfo");
+    let id = support::unique("mesos-task");
+    let rel = format!("mesos/{id}");
+    // Dropped in reverse: processes killed, then their cgroups removed, then `mesos`.
+    let (_parents, cgroup, cpu_root) = match (mounts.v1("cpu"), mounts.v1("cpuacct")) {
+        (Some(cpu), Some(cpuacct)) => (
+            CreatedParents::note(&[cpu, cpuacct]),
+            TestCgroup::create(&mounts, &["cpu", "cpuacct"], &rel)
+                .expect("creating the task cgroup"),
+            cpu.to_path_buf(),
+        ),
+        _ => {
+            let root = mounts.v2().expect("cgroup v2 mounted when v1 cpu is not");
+            (
+                CreatedParents::note(&[root]),
+                TestCgroup::create_v2(&mounts, &rel).expect("creating the task cgroup"),
+                root.to_path_buf(),
+            )
+        }
+    };
+    let task_process = sleeper();
+    cgroup
+        .add_pid(task_process.pid())
+        .expect("moving the task process");
+    // As under an agent without the cgroups/cpu isolator: the executor stays in the root.
+    let unisolated = sleeper();
+    std::fs::write(cpu_root.join("cgroup.procs"), unisolated.pid().to_string())
+        .expect("moving to the root cgroup");
+
+    let mut answer = get_state(task_process.pid(), &id);
+    let mut second = answer["get_state"]["get_tasks"]["launched_tasks"][0].clone();
+    for status in second["statuses"].as_array_mut().unwrap() {
+        status["task_id"]["value"] = json!("unisolated");
+        status["container_status"]["executor_pid"] = json!(unisolated.pid());
+    }
+    answer["get_state"]["get_tasks"]["launched_tasks"]
+        .as_array_mut()
+        .unwrap()
+        .push(second);
+    let agent = Agent::start(Answer::Json(answer), None).await;
+    let config = node_config(&format!("mesos_agent_endpoint: {}", agent.endpoint()));
+
+    let tasks = config.tasks(&mounts).await.expect("tasks from the agent");
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].task_id, TASK_ID);
+    assert_eq!(tasks[0].cgroup_path, format!("/{rel}"));
+    assert_eq!(tasks[0].labels["initial_task_cpu_assignment"], "8.0");
+    let NodeConfig::MesosNode(node) = &config else {
+        unreachable!()
+    };
+    let skipped = node.skipped();
+    assert_eq!(
+        skipped.get("unisolated"),
+        Some(&SkipReason::RootCgroup {
+            pid: unisolated.pid()
+        }),
+        "{skipped:?}"
+    );
+
+    let seen = agent.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/api/v1")
+    );
+    assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
+    assert_eq!(seen[0].accept.as_deref(), Some("application/json"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&seen[0].body).unwrap(),
+        json!({"type": "GET_STATE"})
+    );
+}
+
+// ---------------------------------------------------------------- broken answers
+
+#[tokio::test]
+async fn http_error_status_is_an_error() {
+    let agent = Agent::start(Answer::Status(500), None).await;
+    let err = error_of(
+        &mesos_node(&format!("mesos_agent_endpoint: {}", agent.endpoint())),
+        &agent,
+    )
+    .await;
+    assert!(
+        matches!(err, MesosError::Status { status: 500, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Agent is recovering"), "{err}");
+}
+
+#[tokio::test]
+async fn garbage_and_shapeless_answers_are_errors() {
+    let agent = Agent::start(Answer::Garbage, None).await;
+    let err = error_of(
+        &mesos_node(&format!("mesos_agent_endpoint: {}", agent.endpoint())),
+        &agent,
+    )
+    .await;
+    assert!(matches!(err, MesosError::NotJson { .. }), "{err}");
+    let agent = Agent::start(Answer::Json(json!({"type": "GET_STATE"})), None).await;
+    let err = error_of(
+        &mesos_node(&format!("mesos_agent_endpoint: {}", agent.endpoint())),
+        &agent,
+    )
+    .await;
+    assert!(matches!(err, MesosError::BadAnswer { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_slow_agent_times_out() {
+    let agent = Agent::start(
+        Answer::SlowJson(Duration::from_secs(3), get_state(GONE_PID, "c")),
+        None,
+    )
+    .await;
+    let node = mesos_node(&format!(
+        "mesos_agent_endpoint: {}\ntimeout: 1",
+        agent.endpoint()
+    ));
+    let started = Instant::now();
+    let err = error_of(&node, &agent).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, MesosError::Timeout { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn nobody_listening_is_an_error() {
+    // The listener is dropped at the end of the statement: the port refuses connections.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let node = mesos_node(&format!("mesos_agent_endpoint: http://{closed}"));
+    let err = node.tasks().await.expect_err("nothing listens");
+    assert!(matches!(err, MesosError::Request { .. }), "{err}");
+    assert!(err.to_string().contains(&closed.to_string()), "{err}");
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A CA unknown to the system, a server certificate for 127.0.0.1 and a client
+/// certificate it signed, as PEM files.
+struct Pki {
+    dir: TempDir,
+    server: Arc<ServerConfig>,
+    mutual: Arc<ServerConfig>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = TempDir::new().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "OWCA test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let leaf = |usage| {
+            let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.extended_key_usages = vec![usage];
+            let key = KeyPair::generate().unwrap();
+            (p.signed_by(&key, &ca).unwrap(), key)
+        };
+        let (server_cert, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("ca.pem", &ca.pem());
+        write("client.crt", &client_cert.pem());
+        write("client.key", &client_key.serialize_pem());
+        write(
+            "client.pem",
+            &format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+        );
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = |client_auth: bool| {
+            let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let builder = if client_auth {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca.der().clone()).unwrap();
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_no_client_auth()
+            };
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+            let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
+            Arc::new(builder.with_single_cert(chain, key).unwrap())
+        };
+        Self {
+            server: config(false),
+            mutual: config(true),
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+#[tokio::test]
+async fn https_with_an_untrusted_ca() {
+    let pki = Pki::new();
+    let agent = Agent::start(
+        Answer::Json(get_state(GONE_PID, "c")),
+        Some(Arc::clone(&pki.server)),
+    )
+    .await;
+    let endpoint = format!("mesos_agent_endpoint: {}", agent.endpoint());
+
+    for settings in [format!("{endpoint}\nssl_verify: true"), endpoint.clone()] {
+        let err = error_of(&mesos_node(&settings), &agent).await;
+        assert!(matches!(err, MesosError::Request { .. }), "{err}");
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+    }
+    for settings in [
+        format!("{endpoint}\nssl_verify: {}", pki.path("ca.pem")),
+        format!("{endpoint}\nssl_verify: false"),
+        format!(
+            "{endpoint}\nssl: !SSL\n  server_verify: {}",
+            pki.path("ca.pem")
+        ),
+    ] {
+        let node = mesos_node(&settings);
+        assert_eq!(node.tasks().await.expect(&settings), vec![], "{settings}");
+        assert_eq!(
+            node.skipped()[TASK_ID],
+            SkipReason::ProcessGone { pid: GONE_PID }
+        );
+    }
+}
+
+#[tokio::test]
+async fn agent_requiring_a_client_certificate() {
+    let pki = Pki::new();
+    let agent = Agent::start(
+        Answer::Json(get_state(GONE_PID, "c")),
+        Some(Arc::clone(&pki.mutual)),
+    )
+    .await;
+    let endpoint = format!("mesos_agent_endpoint: {}", agent.endpoint());
+
+    let err = error_of(
+        &mesos_node(&format!("{endpoint}\nssl_verify: {}", pki.path("ca.pem"))),
+        &agent,
+    )
+    .await;
+    assert!(matches!(err, MesosError::Request { .. }), "{err}");
+    let separate = format!(
+        "{endpoint}\nssl: !SSL\n  server_verify: {}\n  client_cert_path: {}\n  client_key_path: {}",
+        pki.path("ca.pem"),
+        pki.path("client.crt"),
+        pki.path("client.key"),
+    );
+    let combined = format!(
+        "{endpoint}\nssl: !SSL\n  server_verify: {}\n  client_cert_path: {}",
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+    );
+    for settings in [separate, combined] {
+        let node = mesos_node(&settings);
+        assert_eq!(node.tasks().await.expect(&settings), vec![], "{settings}");
+        // The same client serves later iterations.
+        assert_eq!(node.tasks().await.expect(&settings), vec![], "{settings}");
+    }
+    assert_eq!(agent.seen().len(), 4);
+}
