@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use owca::{config, runners::RunnerConfig};
-use serde::Deserialize;
+use owca::{
+    config::{self, AgentConfig},
+    runners::RunnerConfig,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -25,16 +27,6 @@ struct Cli {
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: (),
-}
-
-/// The configuration file's top level.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentConfig {
-    runner: RunnerConfig,
-    /// Log levels per module, as `-l module:level`.
-    #[serde(default)]
-    loggers: std::collections::BTreeMap<String, String>,
 }
 
 /// `level` or `module:level` → a tracing directive for the owca crate.

@@ -8,6 +8,7 @@
 //! `node: !MesosNode {...}` selects `Node::MesosNode(MesosNodeConfig)`. Anchors and
 //! aliases (`&tester`, `*tester`) work as YAML defines them.
 
+mod agent;
 mod duration;
 mod load;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
+pub use self::agent::AgentConfig;
 pub use self::duration::{duration_secs, option_duration_secs};
 pub use self::load::{from_file, from_str};
 

@@ -64,6 +64,16 @@ impl NodeConfig {
         }
     }
 
+    /// Checks what can be checked before the first iteration (a Mesos node's certificate
+    /// and key files), so a broken config stops the agent at start instead of failing
+    /// every iteration.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        match self {
+            Self::MesosNode(n) => n.client().map(drop).map_err(NodeError::from),
+            Self::StaticNode(_) | Self::CgroupNode(_) => Ok(()),
+        }
+    }
+
     /// The tasks running now.
     pub async fn tasks(&self, mounts: &Mounts) -> Result<Vec<Task>, NodeError> {
         match self {

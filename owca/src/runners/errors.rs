@@ -18,11 +18,21 @@ pub struct ErrorCounter {
 impl ErrorCounter {
     /// Records a failure of `component` about `subject` (a task, a file...). Logged the
     /// first time; again only after it has cleared for one iteration.
-    pub fn record(&mut self, component: &'static str, subject: &str, error: &dyn std::fmt::Display) {
+    pub fn record(&mut self, component: &'static str, subject: &str, error: &dyn std::error::Error) {
         *self.totals.entry(component).or_default() += 1;
         let key = format!("{component}\0{subject}");
         if !self.active.contains(&key) {
-            warn!(component, subject, "{error}");
+            // The whole chain: wrappers often hide the errno in their source.
+            let mut message = error.to_string();
+            let mut source = error.source();
+            while let Some(s) = source {
+                let s_text = s.to_string();
+                if !message.contains(&s_text) {
+                    message = format!("{message}: {s_text}");
+                }
+                source = s.source();
+            }
+            warn!(component, subject, "{message}");
             self.active.insert(key.clone());
         }
         self.seen_this_iteration.insert(key);
@@ -58,9 +68,10 @@ mod tests {
     #[test]
     fn counts_every_error_and_rearms_after_clearing() {
         let mut e = ErrorCounter::default();
-        e.record("node", "agent", &"down");
+        let down = std::io::Error::other("down");
+        e.record("node", "agent", &down);
         e.end_iteration();
-        e.record("node", "agent", &"down");
+        e.record("node", "agent", &down);
         assert_eq!(e.active.len(), 1);
         e.end_iteration();
         e.end_iteration();

@@ -107,6 +107,7 @@ impl MeasurementRunner {
         if cfg.enable_derived_metrics {
             warn!("enable_derived_metrics: derived metrics are not implemented yet");
         }
+        cfg.node.validate().map_err(|e| RunnerError::Config(format!("node: {e}")))?;
         let mounts = Mounts::discover().map_err(|e| RunnerError::Mounts(e.to_string()))?;
         let controller = cfg.node.v1_controller();
         let (hierarchy, hierarchy_root) = match (mounts.v1(controller), mounts.v2()) {

@@ -25,24 +25,26 @@ pub fn from_counters(c: &CgroupCounters, events: &[String], runq: bool) -> Vec<M
     out
 }
 
-/// The log2 buckets as a Prometheus histogram: bucket `b` holds waits below
-/// `2^(b + HIST_SHIFT_NS + 1)` ns, the last one is open (`+Inf`).
+/// The log2 buckets as a Prometheus histogram with a boundary at every other power of two
+/// (4x apart, 1 µs to 4 s): half the series of the kernel's buckets, which matters at
+/// thousands of tasks. Kernel bucket `b` holds waits below `2^(b + HIST_SHIFT_NS + 1)` ns;
+/// the last one is open (`+Inf`).
 fn runq_histogram(c: &CgroupCounters) -> Vec<Metric> {
     let sample = |suffix: &'static str, value: f64| Metric {
         suffix,
         kind: MetricType::Histogram,
         ..Metric::counter(names::TASK_RUNQ, names::TASK_RUNQ_HELP, value)
     };
-    let mut out = Vec::with_capacity(HIST_BUCKETS + 2);
+    let mut out = Vec::with_capacity(HIST_BUCKETS / 2 + 3);
     let mut cumulative = 0u64;
     for (b, n) in c.runq_hist.iter().enumerate() {
         cumulative += n;
-        let le = if b + 1 == HIST_BUCKETS {
-            "+Inf".to_owned()
-        } else {
-            format!("{}", (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS)
-        };
-        out.push(sample("_bucket", cumulative as f64).with_label("le", le));
+        if b + 1 == HIST_BUCKETS {
+            out.push(sample("_bucket", cumulative as f64).with_label("le", "+Inf"));
+        } else if b % 2 == 0 {
+            let le = (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS;
+            out.push(sample("_bucket", cumulative as f64).with_label("le", format!("{le}")));
+        }
     }
     out.push(sample("_sum", c.runq_wait_ns as f64 / NS));
     out.push(sample("_count", c.runq_waits as f64));
@@ -65,13 +67,16 @@ mod tests {
         c.runq_hist[HIST_BUCKETS - 1] = 1;
         let m = from_counters(&c, &["cycles".to_owned()], true);
         let buckets: Vec<_> = m.iter().filter(|m| m.suffix == "_bucket").collect();
-        assert_eq!(buckets.len(), HIST_BUCKETS);
+        assert_eq!(buckets.len(), HIST_BUCKETS / 2 + 1);
         assert_eq!(buckets[0].labels["le"], "0.000001024");
         assert_eq!(buckets[0].value, 1.0);
-        assert_eq!(buckets[4].value, 1.0);
-        assert_eq!(buckets[5].value, 2.0);
-        assert_eq!(buckets[HIST_BUCKETS - 1].labels["le"], "+Inf");
-        assert_eq!(buckets[HIST_BUCKETS - 1].value, 3.0);
+        // Kernel bucket 5 (below 32.768 µs) is counted from the boundary le=32.768 µs on.
+        assert_eq!(buckets[2].labels["le"], "0.000016384");
+        assert_eq!(buckets[2].value, 1.0);
+        assert_eq!(buckets[3].labels["le"], "0.000065536");
+        assert_eq!(buckets[3].value, 2.0);
+        let last = buckets.last().unwrap();
+        assert_eq!((last.labels["le"].as_str(), last.value), ("+Inf", 3.0));
         let count = m.iter().find(|m| m.suffix == "_count").unwrap();
         assert_eq!(count.value, 3.0);
         assert!(m.iter().any(|m| m.name == "cycles"));

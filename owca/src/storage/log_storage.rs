@@ -122,10 +122,13 @@ fn append(path: &Path, text: &str) -> Result<(), StorageError> {
         })
 }
 
-/// Replaces `path` with `text` atomically: write and fsync a temporary file in the same
-/// directory (rename is atomic only within one filesystem), then rename it over `path`.
+/// Replaces `path` with `text` atomically: write a temporary file in the same directory
+/// (rename is atomic only within one filesystem), then rename it over `path`. Readers see
+/// the old or the new file, never a part. No fsync: the file is rewritten every
+/// iteration, so after a power loss it is whole again one interval later, and syncing
+/// megabytes each second would cost the node disk I/O for nothing.
 fn replace(path: &Path, temp: &Path, text: &str) -> Result<(), StorageError> {
-    let written = write_synced(temp, text).map_err(|source| StorageError::Write {
+    let written = write_file(temp, text).map_err(|source| StorageError::Write {
         path: temp.to_owned(),
         source,
     });
@@ -143,13 +146,10 @@ fn replace(path: &Path, temp: &Path, text: &str) -> Result<(), StorageError> {
     renamed
 }
 
-fn write_synced(temp: &Path, text: &str) -> io::Result<()> {
+fn write_file(temp: &Path, text: &str) -> io::Result<()> {
     // Truncating is safe: the name holds our pid, so only a crashed earlier run with the
     // same pid can have left this file behind.
-    let mut file = File::create(temp)?;
-    file.write_all(text.as_bytes())?;
-    // Without fsync a crash after the rename could leave an empty or partial file.
-    file.sync_all()
+    File::create(temp)?.write_all(text.as_bytes())
 }
 
 /// `dir/.name.tmp.<pid>`: hidden and not ending in `.prom`, so the textfile collector

@@ -1,0 +1,68 @@
+//! The configuration file's top level.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::runners::RunnerConfig;
+
+/// What a config file holds: the runner and optional log levels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The runner and its components.
+    pub runner: RunnerConfig,
+    /// Log levels per module (`module: level`), as `-l module:level`.
+    #[serde(default)]
+    pub loggers: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(yaml_files(&path));
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_shipped_config_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let files = yaml_files(&root);
+        assert!(files.len() >= 4, "{files:?}");
+        for f in files {
+            let cfg: AgentConfig = crate::config::from_file(&f).unwrap_or_else(|e| panic!("{e}"));
+            let RunnerConfig::MeasurementRunner(r) = cfg.runner;
+            assert!(!r.action_delay.is_zero(), "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn owca_static_measurement_examples_load_unchanged() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/owca-configs");
+        for name in [
+            "07_static_measurements_owca.yaml",
+            "08_static_measurements_for_node_exporter_owca.yaml",
+            "09_static_measurements_with_extra_metrics_owca.yaml",
+        ] {
+            let cfg: AgentConfig =
+                crate::config::from_file(dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+            let RunnerConfig::MeasurementRunner(r) = cfg.runner;
+            if name.starts_with("09") {
+                assert!(r.enable_derived_metrics);
+                assert!(r.event_names.contains(&"instructionraw__rC000".to_owned()));
+            }
+        }
+    }
+}
