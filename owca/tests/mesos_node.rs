@@ -4,18 +4,15 @@
 
 mod support;
 
+use support::mesos_agent::{Agent, Answer, get_state};
+
 use std::{
-    convert::Infallible,
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use owca::{
     cgroups::{Mounts, testing::TestCgroup},
     nodes::{
@@ -31,7 +28,6 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio_rustls::{
-    TlsAcceptor,
     rustls::{
         self, RootCertStore, ServerConfig,
         pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
@@ -39,159 +35,9 @@ use tokio_rustls::{
     },
 };
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/mesos");
 const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
 /// A pid no process has (above the kernel's pid_max limit).
 const GONE_PID: u32 = 4_000_000_000;
-
-// ---------------------------------------------------------------- the stand-in agent
-
-/// What the stand-in agent answers to every request.
-#[derive(Clone)]
-enum Answer {
-    Json(Value),
-    Status(u16),
-    Garbage,
-    SlowJson(Duration, Value),
-}
-
-/// A request as the agent received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    content_type: Option<String>,
-    accept: Option<String>,
-    body: Vec<u8>,
-}
-
-/// An HTTP(S) server on an ephemeral 127.0.0.1 port, stopped on drop.
-struct Agent {
-    addr: SocketAddr,
-    tls: bool,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    accept_loop: tokio::task::JoinHandle<()>,
-}
-
-impl Agent {
-    async fn start(answer: Answer, tls: Option<Arc<ServerConfig>>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (is_tls, acceptor) = (tls.is_some(), tls.map(TlsAcceptor::from));
-        let record = Arc::clone(&seen);
-        let accept_loop = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (answer, record, acceptor) =
-                    (answer.clone(), Arc::clone(&record), acceptor.clone());
-                tokio::spawn(async move {
-                    let service =
-                        service_fn(move |req| respond(req, answer.clone(), Arc::clone(&record)));
-                    let served = match acceptor {
-                        // A failed handshake is the client's error to report, not ours.
-                        Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(tls) => {
-                                http1::Builder::new()
-                                    .serve_connection(TokioIo::new(tls), service)
-                                    .await
-                            }
-                            Err(_) => return,
-                        },
-                        None => {
-                            http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await
-                        }
-                    };
-                    drop(served);
-                });
-            }
-        });
-        Self {
-            addr,
-            tls: is_tls,
-            seen,
-            accept_loop,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!(
-            "{}://127.0.0.1:{}",
-            if self.tls { "https" } else { "http" },
-            self.addr.port()
-        )
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
-}
-
-async fn respond(
-    req: Request<hyper::body::Incoming>,
-    answer: Answer,
-    record: Arc<Mutex<Vec<Seen>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let header = |name| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (content_type, accept) = (header("content-type"), header("accept"));
-    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
-    record.lock().unwrap().push(Seen {
-        method,
-        path,
-        content_type,
-        accept,
-        body,
-    });
-    let (status, body) = match answer {
-        Answer::Json(v) => (200, v.to_string()),
-        Answer::Status(status) => (status, "Agent is recovering".to_owned()),
-        Answer::Garbage => (200, "<html>not json".to_owned()),
-        Answer::SlowJson(delay, v) => {
-            tokio::time::sleep(delay).await;
-            (200, v.to_string())
-        }
-    };
-    let response = Response::builder()
-        .status(status)
-        .header("content-type", "application/json");
-    Ok(response.body(Full::new(Bytes::from(body))).unwrap())
-}
-
-// ---------------------------------------------------------------- answers and nodes
-
-/// mesos_get_state.json with the task's executor `pid` and container id replaced.
-fn get_state(pid: u32, container_id: &str) -> Value {
-    let path = Path::new(FIXTURES).join("mesos_get_state.json");
-    let mut answer: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for status in answer["get_state"]["get_tasks"]["launched_tasks"][0]["statuses"]
-        .as_array_mut()
-        .unwrap()
-    {
-        status["container_status"]["executor_pid"] = json!(pid);
-        status["container_status"]["container_id"]["value"] = json!(container_id);
-    }
-    answer
-}
 
 fn node_config(settings: &str) -> NodeConfig {
     owca::config::from_str(&format!("!MesosNode\n{settings}\n"), Path::new("test.yaml"))

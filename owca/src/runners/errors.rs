@@ -20,18 +20,19 @@ impl ErrorCounter {
     /// first time; again only after it has cleared for one iteration.
     pub fn record(&mut self, component: &'static str, subject: &str, error: &dyn std::error::Error) {
         *self.totals.entry(component).or_default() += 1;
-        let key = format!("{component}\0{subject}");
-        if !self.active.contains(&key) {
-            // The whole chain: wrappers often hide the errno in their source.
-            let mut message = error.to_string();
-            let mut source = error.source();
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !message.contains(&s_text) {
-                    message = format!("{message}: {s_text}");
-                }
-                source = s.source();
+        // The whole chain: wrappers often hide the errno in their source.
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !message.contains(&s_text) {
+                message = format!("{message}: {s_text}");
             }
+            source = s.source();
+        }
+        // A different failure of the same subject is a new problem, worth its own line.
+        let key = format!("{component}\0{subject}\0{message}");
+        if !self.active.contains(&key) {
             warn!(component, subject, "{message}");
             self.active.insert(key.clone());
         }

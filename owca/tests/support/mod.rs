@@ -2,6 +2,8 @@
 //! themselves, and small /proc readers.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod mesos_agent;
+
 use std::{
     process::{Child, Command, Stdio},
     thread,

@@ -1,0 +1,121 @@
+//! The `owca` binary against a stand-in Mesos agent: every running task with OWCA's labels
+//! and kernel-checked values, and no answer the agent can give makes it exit or lose the
+//! task's metrics.
+
+mod support;
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use owca::cgroups::{Mounts, testing::TestCgroup};
+use support::{
+    mesos_agent::{Agent, Answer, get_state},
+    *,
+};
+
+const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
+
+/// The value of the first sample of `name` whose line contains every needle.
+fn sample(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// Waits until the output file satisfies `ok`, returning its text.
+fn wait_until(path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if ok(&text) {
+                return text;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        sleep_s(0.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let container = unique("container");
+    let rel = format!("mesos/{container}");
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct", "memory"], &rel).unwrap();
+    let executor = Proc::sh("while :; do :; done", None);
+    cg.add_pid(executor.pid()).unwrap();
+    let mesos = Agent::start(Answer::Json(get_state(executor.pid(), &container)), None).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("owca.prom");
+    let config = dir.path().join("mesos.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runner: !MeasurementRunner\n  node: !MesosNode\n    mesos_agent_endpoint: '{}'\n    timeout: 1\n  \
+             action_delay: 0.3\n  metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
+            mesos.endpoint(),
+            prom.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_owca"))
+        .args(["-c", config.to_str().unwrap(), "-0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let task = format!("task_id=\"{TASK_ID}\"");
+    let text = wait_until(&prom, "the Mesos task's metrics", |t| {
+        sample(t, "task_oncpu_seconds_total", &[&task]).is_some_and(|v| v > 0.5)
+    });
+    // OWCA's label treatment of the Aurora task's labels, and its cpus assignment.
+    for label in [
+        "initial_task_cpu_assignment=\"8.0\"",
+        "tier=\"preemptible\"",
+        "env_uniq_id=\"14\"",
+        "application=\"cassandra\"",
+    ] {
+        assert!(sample(&text, "cpu_usage_per_task", &[&task, label]).is_some(), "{label} missing:\n{text}");
+    }
+    let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
+    let reported = sample(&text, "cpu_usage_per_task", &[&task]).unwrap();
+    let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).unwrap() * 1e9;
+    assert!(reported > 0.0 && reported <= usage, "cpuacct {reported} vs now {usage}");
+    assert!((oncpu - reported).abs() < 0.5e9, "eBPF {oncpu} vs cpuacct {reported}");
+
+    // Broken answers: the agent keeps running and keeps measuring the task it knows.
+    for broken in [Answer::Garbage, Answer::Status(500), Answer::SlowJson(Duration::from_secs(3), get_state(1, "x"))] {
+        mesos.set_answer(broken);
+        let before = sample(&std::fs::read_to_string(&prom).unwrap(), "owca_errors_total", &["component=\"node\""]).unwrap();
+        let text = wait_until(&prom, "a node error to be counted", |t| {
+            sample(t, "owca_errors_total", &["component=\"node\""]).is_some_and(|v| v > before)
+        });
+        assert!(sample(&text, "task_oncpu_seconds_total", &[&task]).is_some(), "task lost:\n{text}");
+        assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
+    }
+    // The agent comes back by itself.
+    mesos.set_answer(Answer::Json(get_state(executor.pid(), &container)));
+    sleep_s(1.5);
+    // The task is gone from Mesos: its metrics go, its kernel entry is freed.
+    let mut finished = get_state(executor.pid(), &container);
+    finished["get_state"]["get_tasks"]["launched_tasks"] = serde_json::json!([]);
+    mesos.set_answer(Answer::Json(finished));
+    wait_until(&prom, "the finished task to disappear", |t| !t.contains(&task) && t.contains("owca_tasks"));
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.id() as i32), nix::sys::signal::SIGTERM).unwrap();
+    let status = agent.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    // Each broken answer is one log line, not one per iteration.
+    for what in ["not JSON", "HTTP 500", "no answer to GET_STATE within 1s"] {
+        let lines = stderr.lines().filter(|l| l.contains("WARN") && l.contains(what)).count();
+        assert_eq!(lines, 1, "{what}: {lines} warnings\n{stderr}");
+    }
+}
