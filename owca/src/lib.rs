@@ -9,5 +9,6 @@ pub mod config;
 pub mod metrics;
 pub mod nodes;
 pub mod platform;
+pub mod resctrl;
 pub mod runners;
 pub mod storage;

@@ -262,3 +262,60 @@ fn real_prometheus_scrapes_the_exporter() {
         sleep_s(0.5);
     }
 }
+
+#[test]
+fn rdt_monitoring_through_a_resctrl_shaped_tree() {
+    require_root();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("rdt"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    let busy = Proc::sh("while :; do :; done", None);
+    cg.add_pid(busy.pid()).unwrap();
+    // What the kernel shows at /sys/fs/resctrl on an RDT machine (this one has none).
+    let resctrl = tempfile::tempdir().unwrap();
+    for d in ["info/L3_MON", "mon_groups", "mon_data/mon_L3_00"] {
+        std::fs::create_dir_all(resctrl.path().join(d)).unwrap();
+    }
+    std::fs::write(resctrl.path().join("tasks"), "").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("owca.prom");
+    let config = dir.path().join("owca.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.2\n  rdt_enabled: true\n  \
+             metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
+            prom.display()
+        ),
+    )
+    .unwrap();
+    let _agent = Proc(
+        Command::new(OWCA)
+            .args(["-c", config.to_str().unwrap(), "-0"])
+            .env("OWCA_RESCTRL_ROOT", resctrl.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The agent makes the task's mon group; the kernel would then add its files.
+    let group = resctrl.path().join("mon_groups").join(format!("owca-{}", rel.replace('/', "%2F")));
+    let start = Instant::now();
+    while !group.is_dir() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no mon group {}", group.display());
+        sleep_s(0.05);
+    }
+    std::fs::write(group.join("tasks"), "").unwrap();
+    for (domain, occupancy, bandwidth) in [("mon_L3_00", 1000, 5000), ("mon_L3_01", 24, 96)] {
+        let d = group.join("mon_data").join(domain);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("llc_occupancy"), format!("{occupancy}\n")).unwrap();
+        std::fs::write(d.join("mbm_total_bytes"), format!("{bandwidth}\n")).unwrap();
+    }
+    let text = wait_for(&prom, "llc_occupancy{", Duration::from_secs(20));
+    let task = format!("task_id=\"{rel}\"");
+    assert_eq!(sample(&text, "llc_occupancy", &task), Some(1024.0), "summed over L3 domains");
+    assert_eq!(sample(&text, "memory_bandwidth", &task), Some(5096.0));
+    // The task's thread was written to the group's tasks file (one id per write).
+    let tasks = std::fs::read_to_string(group.join("tasks")).unwrap();
+    assert!(tasks.lines().any(|l| l.trim() == busy.pid().to_string()), "tasks: {tasks:?}");
+}

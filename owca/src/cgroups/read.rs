@@ -40,6 +40,16 @@ impl<'a> Cgroup<'a> {
         Some((hierarchy, dir))
     }
 
+    /// Thread ids in the cgroup (v1 `tasks`, v2 `cgroup.threads`) in the hierarchy of
+    /// `controller`; empty when the cgroup is gone.
+    pub fn thread_ids(&self, controller: &str) -> Result<Vec<u32>, CgroupError> {
+        let Some((path, _)) = self.file(controller, "tasks", "cgroup.threads") else {
+            return Ok(Vec::new());
+        };
+        let text = read_text(&path)?.unwrap_or_default();
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
     /// `v1` in the v1 directory of `controller`, else `v2` in the v2 directory; the bool
     /// says whether it is v1.
     fn file(&self, controller: &str, v1: &str, v2: &str) -> Option<(PathBuf, bool)> {

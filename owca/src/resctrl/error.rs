@@ -12,17 +12,28 @@ pub enum ResctrlError {
     #[error("cannot access {path}: {source}")]
     Access { path: PathBuf, source: io::Error },
     /// resctrl is mounted but the CPU or kernel offers no monitoring (no `mon_groups/`).
-    #[error("resctrl at {root} has no monitoring (no mon_groups directory): the CPU lacks CQM/MBM or the kernel disabled it")]
+    #[error(
+        "resctrl at {root} has no monitoring (no mon_groups directory): the CPU lacks CQM/MBM or the kernel disabled it"
+    )]
     NoMonitoring { root: PathBuf },
     /// The kernel has no free RMID for another monitoring group (mkdir gave ENOSPC).
     #[error("cannot create monitoring group {path}: no free RMID left{detail}")]
     NoRmids { path: PathBuf, detail: String },
     /// Creating a monitoring group failed otherwise.
     #[error("cannot create monitoring group {path}: {source}{detail}")]
-    CreateGroup { path: PathBuf, source: io::Error, detail: String },
+    CreateGroup {
+        path: PathBuf,
+        source: io::Error,
+        detail: String,
+    },
     /// Moving a thread into a group failed for a reason other than the thread being gone.
     #[error("cannot move thread {pid} into {path}: {source}{detail}")]
-    MovePid { path: PathBuf, pid: u32, source: io::Error, detail: String },
+    MovePid {
+        path: PathBuf,
+        pid: u32,
+        source: io::Error,
+        detail: String,
+    },
     /// Removing a monitoring group failed.
     #[error("cannot remove monitoring group {path}: {source}")]
     RemoveGroup { path: PathBuf, source: io::Error },
@@ -38,5 +49,9 @@ pub enum ResctrlError {
     /// Two live task ids map to the same group name (only possible for ids longer than a
     /// directory name allows, whose names end in a hash; see [`super::group_name`]).
     #[error("tasks {task_id} and {other} both map to monitoring group {name}")]
-    NameCollision { task_id: String, other: String, name: String },
+    NameCollision {
+        task_id: String,
+        other: String,
+        name: String,
+    },
 }

@@ -83,7 +83,11 @@ impl ResctrlMeasurement {
     pub fn metrics(&self) -> Vec<Metric> {
         let mut out = Vec::with_capacity(2);
         if let Some(v) = self.memory_bandwidth_bytes {
-            out.push(Metric::counter(MEMORY_BANDWIDTH, MEMORY_BANDWIDTH_HELP, v as f64));
+            out.push(Metric::counter(
+                MEMORY_BANDWIDTH,
+                MEMORY_BANDWIDTH_HELP,
+                v as f64,
+            ));
         }
         if let Some(v) = self.llc_occupancy_bytes {
             out.push(Metric::gauge(LLC_OCCUPANCY, LLC_OCCUPANCY_HELP, v as f64));
@@ -174,7 +178,9 @@ impl Resctrl {
         };
         let dir = self.group_dir(&name);
         match fs::create_dir(&dir) {
-            Ok(()) => info!(task_id, group = %dir.display(), "created the resctrl monitoring group"),
+            Ok(()) => {
+                info!(task_id, group = %dir.display(), "created the resctrl monitoring group")
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 return Err(ResctrlError::NoRmids {
@@ -221,12 +227,20 @@ impl Resctrl {
     /// [`GROUP_PREFIX`] that belongs to no live task: groups of tasks that ended while the
     /// agent was down, or whose removal failed. Groups without the prefix belong to others
     /// and are never touched. Returns the failures; one does not stop the rest.
-    pub fn cleanup_stale<'a>(&mut self, live_ids: impl IntoIterator<Item = &'a str>) -> Vec<ResctrlError> {
+    pub fn cleanup_stale<'a>(
+        &mut self,
+        live_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<ResctrlError> {
         let live: HashSet<&str> = live_ids.into_iter().collect();
         self.groups.retain(|id, _| live.contains(id.as_str()));
         let keep: HashSet<String> = live
             .iter()
-            .map(|id| self.groups.get(*id).cloned().unwrap_or_else(|| group_name(id)))
+            .map(|id| {
+                self.groups
+                    .get(*id)
+                    .cloned()
+                    .unwrap_or_else(|| group_name(id))
+            })
             .collect();
         let dir = self.root.join(MON_GROUPS);
         let entries = match fs::read_dir(&dir) {
@@ -247,7 +261,9 @@ impl Resctrl {
             };
             let file_name = entry.file_name();
             // OWCA's names are ASCII; anything else is someone else's.
-            let Some(name) = file_name.to_str() else { continue };
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
             if !name.starts_with(GROUP_PREFIX) || keep.contains(name) {
                 continue;
             }
@@ -262,9 +278,12 @@ impl Resctrl {
     /// The task's readings, summed over L3 domains (see [`ResctrlMeasurement`] for when a
     /// value is `None`). A group without `mon_data/` gives two `None`s.
     pub fn measure(&self, task_id: &str) -> Result<ResctrlMeasurement, ResctrlError> {
-        let name = self.groups.get(task_id).ok_or_else(|| ResctrlError::UnknownTask {
-            task_id: task_id.to_owned(),
-        })?;
+        let name = self
+            .groups
+            .get(task_id)
+            .ok_or_else(|| ResctrlError::UnknownTask {
+                task_id: task_id.to_owned(),
+            })?;
         measure_group(&self.group_dir(name).join(MON_DATA))
     }
 
@@ -286,15 +305,12 @@ impl Resctrl {
         for &pid in pids.iter().filter(|p| !present.contains(p)) {
             let f = match &mut file {
                 Some(f) => f,
-                None => file.insert(
-                    OpenOptions::new()
-                        .append(true)
-                        .open(&path)
-                        .map_err(|source| ResctrlError::Read {
-                            path: path.clone(),
-                            source,
-                        })?,
-                ),
+                None => file.insert(OpenOptions::new().append(true).open(&path).map_err(
+                    |source| ResctrlError::Read {
+                        path: path.clone(),
+                        source,
+                    },
+                )?),
             };
             match f.write_all(format!("{pid}\n").as_bytes()) {
                 Ok(()) => {}
@@ -316,7 +332,9 @@ impl Resctrl {
     /// or cannot be read. The file is global, so a concurrent command may have replaced it.
     fn kernel_status(&self) -> String {
         match fs::read_to_string(self.root.join("info/last_cmd_status")) {
-            Ok(s) if !s.trim().is_empty() && s.trim() != "ok" => format!("; kernel says: {}", s.trim()),
+            Ok(s) if !s.trim().is_empty() && s.trim() != "ok" => {
+                format!("; kernel says: {}", s.trim())
+            }
             _ => String::new(),
         }
     }
@@ -388,7 +406,11 @@ fn measure_group(mon_data: &Path) -> Result<ResctrlMeasurement, ResctrlError> {
             path: mon_data.to_owned(),
             source,
         })?;
-        if !entry.file_name().to_string_lossy().starts_with(L3_DOMAIN_PREFIX) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(L3_DOMAIN_PREFIX)
+        {
             continue;
         }
         let domain = entry.path();

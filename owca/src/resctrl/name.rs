@@ -88,7 +88,13 @@ mod tests {
         assert!(name.len() <= NAME_MAX);
         let (kept, _) = name.split_once('+').unwrap();
         assert_eq!((kept.len() - GROUP_PREFIX.len()) % 3, 0, "{kept}");
-        assert!(kept[GROUP_PREFIX.len()..].chars().collect::<Vec<_>>().chunks(3).all(|c| c == ['%', '2', 'F']));
+        assert!(
+            kept[GROUP_PREFIX.len()..]
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(3)
+                .all(|c| c == ['%', '2', 'F'])
+        );
     }
 
     #[test]

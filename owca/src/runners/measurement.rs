@@ -4,9 +4,9 @@ use std::{collections::BTreeMap, future::Future, path::PathBuf, time::{Duration,
 
 use serde::Deserialize;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{ErrorCounter, task_metrics};
+use super::{ErrorCounter, derived::DerivedMetrics, rdt::Rdt, task_metrics};
 use crate::{
     cgroups::{Cgroup, Mounts},
     collector::{CgroupDir, Collector, CollectorConfig, CollectorError, Hierarchy},
@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Components counted in `owca_errors_total`.
-const COMPONENTS: [&str; 4] = ["node", "collector", "cgroups", "storage"];
+const COMPONENTS: [&str; 6] = ["node", "collector", "cgroups", "resctrl", "platform", "storage"];
 
 /// Settings of the measurement runner, with OWCA's names and defaults.
 #[derive(Debug, Deserialize)]
@@ -41,7 +41,8 @@ pub struct MeasurementRunnerConfig {
     /// Derived metrics (ipc, ips, cache_hit_ratio, ...) from counter deltas.
     #[serde(default)]
     pub enable_derived_metrics: bool,
-    /// RDT monitoring through resctrl (not available on this agent version).
+    /// RDT monitoring (`memory_bandwidth`, `llc_occupancy`) through resctrl mon groups:
+    /// unset = where resctrl is mounted, `true` = wanted (reported when missing).
     #[serde(default)]
     pub rdt_enabled: Option<bool>,
     /// Most tasks watched in the kernel at once.
@@ -93,6 +94,8 @@ pub struct MeasurementRunner {
     watched: BTreeMap<String, Watched>,
     errors: ErrorCounter,
     platform_labels: Labels,
+    rdt: Option<Rdt>,
+    derived: Option<DerivedMetrics>,
 }
 
 impl MeasurementRunner {
@@ -100,12 +103,6 @@ impl MeasurementRunner {
     pub fn new(cfg: MeasurementRunnerConfig) -> Result<Self, RunnerError> {
         if cfg.action_delay.is_zero() {
             return Err(RunnerError::Config("action_delay must be greater than 0".into()));
-        }
-        if cfg.rdt_enabled == Some(true) {
-            warn!("rdt_enabled: RDT monitoring is not implemented yet; no RDT metrics are exported");
-        }
-        if cfg.enable_derived_metrics {
-            warn!("enable_derived_metrics: derived metrics are not implemented yet");
         }
         cfg.node.validate().map_err(|e| RunnerError::Config(format!("node: {e}")))?;
         let mounts = Mounts::discover().map_err(|e| RunnerError::Mounts(e.to_string()))?;
@@ -139,6 +136,8 @@ impl MeasurementRunner {
             watched: BTreeMap::new(),
             errors: ErrorCounter::default(),
             platform_labels,
+            rdt: Rdt::start(cfg.rdt_enabled),
+            derived: cfg.enable_derived_metrics.then(DerivedMetrics::default),
         })
     }
 
@@ -169,7 +168,13 @@ impl MeasurementRunner {
         }
         durations.push(("node", t.elapsed()));
 
+        if let Some(rdt) = &mut self.rdt {
+            let tasks: Vec<&Task> = self.watched.values().map(|w| &w.task).collect();
+            rdt.sync(&self.mounts, &tasks, &mut self.errors);
+        }
+
         let t = Instant::now();
+        let now = Instant::now();
         let counters = match self.collector.snapshot() {
             Ok(c) => c,
             Err(e) => {
@@ -184,13 +189,17 @@ impl MeasurementRunner {
         for w in self.watched.values() {
             let mut task = Vec::new();
             if let Some(c) = counters.get(&w.key) {
-                task.extend(task_metrics::from_counters(
-                    c,
-                    self.collector.events(),
-                    self.collector.runq_available(),
-                ));
+                let events = self.collector.events();
+                task.extend(task_metrics::from_counters(c, events, self.collector.runq_available()));
+                if let Some(derived) = &mut self.derived {
+                    let values = events.iter().cloned().zip(c.perf.iter().map(|&v| v as f64)).collect();
+                    task.extend(derived.update(&w.task.task_id, now, &values));
+                }
             }
             task.extend(cgroup_metrics(&self.mounts, &w.task, &mut self.errors));
+            if let Some(rdt) = &self.rdt {
+                task.extend(rdt.metrics(&w.task.task_id, &mut self.errors));
+            }
             metrics.extend(task.into_iter().map(|m| {
                 m.with_label("task_id", w.task.task_id.as_str()).with_labels(&w.task.labels)
             }));
@@ -223,6 +232,9 @@ impl MeasurementRunner {
             .filter(|id| !current.contains_key(*id))
             .cloned()
             .collect();
+        if let Some(derived) = &mut self.derived {
+            derived.retain(|id| current.contains_key(id));
+        }
         for id in gone {
             if let Some(w) = self.watched.remove(&id) {
                 info!(task_id = %id, "task is gone: no longer measured");

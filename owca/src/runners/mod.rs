@@ -1,8 +1,10 @@
 //! Runners: the agent's loop. Each iteration asks the node for tasks, reconciles what the
 //! collector watches, takes one snapshot of measurements and stores the metrics.
 
+pub mod derived;
 mod errors;
 mod measurement;
+mod rdt;
 pub mod task_metrics;
 
 use serde::Deserialize;
