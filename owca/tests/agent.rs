@@ -16,26 +16,6 @@ use support::*;
 
 const OWCA: &str = env!("CARGO_BIN_EXE_owca");
 
-/// The value of the first sample of `name` whose line contains `needle`.
-fn sample(text: &str, name: &str, needle: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(needle))
-        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
-}
-
-fn wait_for(path: &Path, what: &str, timeout: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.contains(what) {
-                return text;
-            }
-        }
-        assert!(start.elapsed() < timeout, "{what} did not appear in {}", path.display());
-        sleep_s(0.1);
-    }
-}
-
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
@@ -83,22 +63,22 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&prom, "task_oncpu_seconds_total", Duration::from_secs(20));
+    wait_until(&prom, "task_oncpu_seconds_total", |t| t.contains("task_oncpu_seconds_total"));
     sleep_s(2.0); // a few more iterations, so a repeated warning would show
 
     let text = std::fs::read_to_string(&prom).unwrap();
     let task = format!("task_id=\"{rel}\"");
     let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
-    let reported = sample(&text, "cpu_usage_per_task", &task).expect("cpu_usage_per_task of the task");
+    let reported = sample(&text, "cpu_usage_per_task", &[&task]).expect("cpu_usage_per_task of the task");
     assert!(reported > 0.0 && reported <= usage, "cpu_usage_per_task {reported} vs cpuacct.usage {usage}");
-    let oncpu = sample(&text, "task_oncpu_seconds_total", &task).expect("on-CPU time") * 1e9;
+    let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).expect("on-CPU time") * 1e9;
     assert!((oncpu - reported).abs() < 0.6e9, "eBPF {oncpu} ns vs cpuacct {reported} ns");
-    let mem = sample(&text, "memory_usage_per_task_bytes", &task).expect("memory usage");
+    let mem = sample(&text, "memory_usage_per_task_bytes", &[&task]).expect("memory usage");
     let kernel_mem = cgroup_value(&cg.dir("memory").join("memory.usage_in_bytes"), None) as f64;
     assert!(mem >= 64e6 && (mem - kernel_mem).abs() < 0.1 * kernel_mem, "memory {mem} vs {kernel_mem}");
     assert!(text.contains("env_id=\"test\"") && text.contains("owca_version="));
-    assert!(sample(&text, "task_context_switches_total", "kind=\"involuntary\"").is_some());
-    assert!(sample(&text, "owca_up", "").is_some() && sample(&text, "owca_tasks", "") == Some(1.0));
+    assert!(sample(&text, "task_context_switches_total", &["kind=\"involuntary\""]).is_some());
+    assert!(sample(&text, "owca_up", &[]).is_some() && sample(&text, "owca_tasks", &[]) == Some(1.0));
     let has_pmu = Path::new("/sys/bus/event_source/devices/cpu").exists();
     assert_eq!(text.contains("\ninstructions{"), has_pmu, "no PMU → no instructions metric at all");
 
@@ -149,7 +129,7 @@ fn node_exporter_textfile_collector_reads_the_output_without_errors() {
     )
     .unwrap();
     let agent = Proc(Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).stderr(Stdio::null()).spawn().unwrap());
-    wait_for(&prom, "owca_tasks", Duration::from_secs(20));
+    wait_until(&prom, "owca_tasks", |t| t.contains("owca_tasks"));
     let port = free_port();
     let _exporter = Proc(
         Command::new("prometheus-node-exporter")
@@ -311,10 +291,10 @@ fn rdt_monitoring_through_a_resctrl_shaped_tree() {
         std::fs::write(d.join("llc_occupancy"), format!("{occupancy}\n")).unwrap();
         std::fs::write(d.join("mbm_total_bytes"), format!("{bandwidth}\n")).unwrap();
     }
-    let text = wait_for(&prom, "llc_occupancy{", Duration::from_secs(20));
+    let text = wait_until(&prom, "llc_occupancy{", |t| t.contains("llc_occupancy{"));
     let task = format!("task_id=\"{rel}\"");
-    assert_eq!(sample(&text, "llc_occupancy", &task), Some(1024.0), "summed over L3 domains");
-    assert_eq!(sample(&text, "memory_bandwidth", &task), Some(5096.0));
+    assert_eq!(sample(&text, "llc_occupancy", &[&task]), Some(1024.0), "summed over L3 domains");
+    assert_eq!(sample(&text, "memory_bandwidth", &[&task]), Some(5096.0));
     // The task's thread was written to the group's tasks file (one id per write).
     let tasks = std::fs::read_to_string(group.join("tasks")).unwrap();
     assert!(tasks.lines().any(|l| l.trim() == busy.pid().to_string()), "tasks: {tasks:?}");

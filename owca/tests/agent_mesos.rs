@@ -5,9 +5,8 @@
 mod support;
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use owca::cgroups::{Mounts, testing::TestCgroup};
@@ -17,28 +16,6 @@ use support::{
 };
 
 const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
-
-/// The value of the first sample of `name` whose line contains every needle.
-fn sample(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
-}
-
-/// Waits until the output file satisfies `ok`, returning its text.
-fn wait_until(path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if ok(&text) {
-                return text;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        sleep_s(0.1);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_reports_mesos_tasks_and_survives_broken_answers() {

@@ -112,3 +112,25 @@ pub fn sleep_s(s: f64) {
 pub fn unique(name: &str) -> String {
     format!("owca-test-{name}-{}", std::process::id())
 }
+
+/// The value of the first sample of metric `name` whose line contains every needle.
+pub fn sample(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// Waits up to 20 s until the file's text satisfies `ok`, and returns that text.
+pub fn wait_until(path: &std::path::Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && ok(&text)
+        {
+            return text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what} in {}", path.display());
+        sleep_s(0.1);
+    }
+}
