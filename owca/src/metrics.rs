@@ -1,7 +1,7 @@
 //! The `Metric` value type and OWCA's metric names: what is measured, never how it is
 //! written out (only `storage` knows output formats).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 /// Label names to values; ordered so that output is stable.
 pub type Labels = BTreeMap<String, String>;
@@ -21,7 +21,11 @@ pub struct Metric {
     pub name: String,
     /// Sample suffix within the family: `""`, or `_bucket`, `_sum`, `_count` for histograms.
     pub suffix: &'static str,
+    /// Labels of this sample alone (e.g. `le`, `kind`); they win over `shared` ones.
     pub labels: Labels,
+    /// Labels many samples carry (a task's, the node's): shared rather than copied into
+    /// each sample, so that thousands of tasks cost no more than they must.
+    pub shared: Option<Arc<Labels>>,
     pub value: f64,
     pub kind: MetricType,
     pub help: &'static str,
@@ -43,6 +47,7 @@ impl Metric {
             name: name.into(),
             suffix: "",
             labels: Labels::new(),
+            shared: None,
             value,
             kind,
             help,
@@ -53,6 +58,20 @@ impl Metric {
     pub fn with_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(name.into(), value.into());
         self
+    }
+
+    /// Sets the shared labels.
+    pub fn with_shared(mut self, shared: &Arc<Labels>) -> Self {
+        self.shared = Some(Arc::clone(shared));
+        self
+    }
+
+    /// The value of a label, own or shared.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .get(name)
+            .or_else(|| self.shared.as_ref()?.get(name))
+            .map(String::as_str)
     }
 
     /// Adds labels, keeping those already set.

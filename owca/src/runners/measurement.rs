@@ -1,6 +1,12 @@
 //! `!MeasurementRunner`: measure every task each `action_delay` and store the metrics.
 
-use std::{collections::BTreeMap, future::Future, path::PathBuf, time::{Duration, Instant}};
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -185,6 +191,10 @@ impl MeasurementRunner {
         durations.push(("collector", t.elapsed()));
 
         let t = Instant::now();
+        // extra_labels win over the platform's.
+        let mut common = self.platform_labels.clone();
+        common.extend(self.extra_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let common = Arc::new(common);
         let mut metrics = Vec::new();
         for w in self.watched.values() {
             let mut task = Vec::new();
@@ -200,10 +210,17 @@ impl MeasurementRunner {
             if let Some(rdt) = &self.rdt {
                 task.extend(rdt.metrics(&w.task.task_id, &mut self.errors));
             }
-            metrics.extend(task.into_iter().map(|m| {
-                m.with_label("task_id", w.task.task_id.as_str()).with_labels(&w.task.labels)
-            }));
+            // One label set per task, shared by its samples: task_id, then the task's own
+            // labels, then the node's.
+            let mut labels = w.task.labels.clone();
+            labels.insert("task_id".to_owned(), w.task.task_id.clone());
+            for (k, v) in common.iter() {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            let labels = Arc::new(labels);
+            metrics.extend(task.into_iter().map(|m| m.with_shared(&labels)));
         }
+        let node_start = metrics.len();
         match Platform::collect() {
             Ok(p) => metrics.extend(p.metrics()),
             Err(e) => self.errors.record("platform", "platform", &e),
@@ -211,11 +228,9 @@ impl MeasurementRunner {
         durations.push(("measurements", t.elapsed()));
 
         metrics.extend(self.internal_metrics(&durations, started));
-        let common: Vec<_> = self.extra_labels.iter().chain(self.platform_labels.iter()).collect();
-        let metrics: Vec<Metric> = metrics
-            .into_iter()
-            .map(|m| m.with_labels(common.iter().copied()))
-            .collect();
+        for m in &mut metrics[node_start..] {
+            m.shared = Some(Arc::clone(&common));
+        }
         if let Err(e) = self.storage.store(&metrics) {
             self.errors.record("storage", "metrics_storage", &e);
         }

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::metrics::{Labels, Metric, MetricType};
 
@@ -35,9 +36,10 @@ struct Family<'a> {
     name: &'a str,
     kind: MetricType,
     help: &'a str,
-    samples: Vec<&'a Metric>,
-    /// Series already taken, to drop later duplicates.
-    seen: HashSet<(&'static str, &'a Labels)>,
+    samples: Vec<(&'a Metric, usize)>,
+    /// Series already taken (suffix, own labels, rendered shared labels), to drop later
+    /// duplicates.
+    seen: HashSet<(&'static str, &'a Labels, usize)>,
 }
 
 /// Encodes `metrics` as Prometheus text, grouped by family in order of first appearance.
@@ -49,12 +51,15 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
     let mut out = Encoded::default();
     let mut families: Vec<Family<'_>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut shared = SharedLabels::default();
 
     for metric in metrics {
-        if !is_valid_sample(metric) {
+        let rendered = shared.render(metric.shared.as_ref());
+        if !is_valid_sample(metric) || rendered.is_none() {
             out.invalid += 1;
             continue;
         }
+        let rendered = rendered.unwrap_or_default();
         let family = match index.get(metric.name.as_str()) {
             Some(&i) => &mut families[i],
             None => {
@@ -72,20 +77,70 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
         };
         if family.kind != metric.kind {
             out.type_conflicts += 1;
-        } else if !family.seen.insert((metric.suffix, &metric.labels)) {
+        } else if !family.seen.insert((metric.suffix, &metric.labels, rendered)) {
             out.duplicates += 1;
         } else {
-            family.samples.push(metric);
+            family.samples.push((metric, rendered));
         }
     }
 
     for family in &families {
-        write_family(&mut out.text, family);
+        write_family(&mut out.text, family, &shared);
     }
     out
 }
 
-fn write_family(text: &mut String, family: &Family<'_>) {
+/// Shared label sets rendered once each (`a="x",b="y"`), identified by content so that
+/// equal sets behind different `Arc`s still count as the same series.
+#[derive(Default)]
+struct SharedLabels {
+    by_ptr: HashMap<*const Labels, Option<usize>>,
+    by_text: HashMap<String, usize>,
+    texts: Vec<String>,
+}
+
+impl SharedLabels {
+    /// Index of the rendered set (0 = none); `None` when a label name is invalid.
+    fn render(&mut self, labels: Option<&Arc<Labels>>) -> Option<usize> {
+        let Some(labels) = labels else {
+            return Some(0);
+        };
+        if let Some(&known) = self.by_ptr.get(&Arc::as_ptr(labels)) {
+            return known;
+        }
+        if self.texts.is_empty() {
+            self.texts.push(String::new());
+        }
+        let rendered = labels.keys().all(|k| is_valid_label_name(k)).then(|| {
+            let mut text = String::new();
+            write_labels(&mut text, labels.iter());
+            let next = self.texts.len();
+            let i = *self.by_text.entry(text.clone()).or_insert(next);
+            if i == next {
+                self.texts.push(text);
+            }
+            i
+        });
+        self.by_ptr.insert(Arc::as_ptr(labels), rendered);
+        rendered
+    }
+
+    fn text(&self, i: usize) -> &str {
+        self.texts.get(i).map_or("", String::as_str)
+    }
+}
+
+/// Writes `name="value"` pairs separated by commas.
+fn write_labels<'a>(text: &mut String, labels: impl Iterator<Item = (&'a String, &'a String)>) {
+    for (i, (name, value)) in labels.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let _ = write!(text, "{name}=\"{}\"", escape_label_value(value));
+    }
+}
+
+fn write_family(text: &mut String, family: &Family<'_>, shared: &SharedLabels) {
     // Writing into a String cannot fail, so the fmt::Results below carry no information.
     if family.help.is_empty() {
         let _ = writeln!(text, "# HELP {}", family.name);
@@ -98,16 +153,28 @@ fn write_family(text: &mut String, family: &Family<'_>) {
         MetricType::Histogram => "histogram",
     };
     let _ = writeln!(text, "# TYPE {} {kind}", family.name);
-    for sample in &family.samples {
+    for &(sample, rendered) in &family.samples {
         text.push_str(&sample.name);
         text.push_str(sample.suffix);
-        if !sample.labels.is_empty() {
+        let shared_text = shared.text(rendered);
+        let overlap = sample.shared.as_ref().is_some_and(|s| sample.labels.keys().any(|k| s.contains_key(k)));
+        if !sample.labels.is_empty() || !shared_text.is_empty() {
             text.push('{');
-            for (i, (name, value)) in sample.labels.iter().enumerate() {
-                if i > 0 {
+            write_labels(text, sample.labels.iter());
+            if overlap {
+                // Rare: an own label replaces a shared one, so render this sample's rest.
+                let rest = sample.shared.iter().flat_map(|s| s.iter()).filter(|(k, _)| !sample.labels.contains_key(*k));
+                let mut rest_text = String::new();
+                write_labels(&mut rest_text, rest);
+                if !sample.labels.is_empty() && !rest_text.is_empty() {
                     text.push(',');
                 }
-                let _ = write!(text, "{name}=\"{}\"", escape_label_value(value));
+                text.push_str(&rest_text);
+            } else if !shared_text.is_empty() {
+                if !sample.labels.is_empty() {
+                    text.push(',');
+                }
+                text.push_str(shared_text);
             }
             text.push('}');
         }
