@@ -72,9 +72,12 @@ impl CgroupCounters {
     #[inline(always)]
     pub fn add(&mut self, other: &Self) {
         self.oncpu_ns = self.oncpu_ns.wrapping_add(other.oncpu_ns);
-        self.switches_voluntary = self.switches_voluntary.wrapping_add(other.switches_voluntary);
-        self.switches_involuntary =
-            self.switches_involuntary.wrapping_add(other.switches_involuntary);
+        self.switches_voluntary = self
+            .switches_voluntary
+            .wrapping_add(other.switches_voluntary);
+        self.switches_involuntary = self
+            .switches_involuntary
+            .wrapping_add(other.switches_involuntary);
         self.runq_wait_ns = self.runq_wait_ns.wrapping_add(other.runq_wait_ns);
         self.runq_waits = self.runq_waits.wrapping_add(other.runq_waits);
         for i in 0..HIST_BUCKETS {
@@ -187,6 +190,7 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
-const _: () = assert!(core::mem::size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
+const _: () =
+    assert!(core::mem::size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
 const _: () = assert!(core::mem::size_of::<WatchConfig>() == 24);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 44);

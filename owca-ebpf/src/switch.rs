@@ -14,8 +14,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, PerfEventContext},
 };
 use owca_common::{
-    CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS,
-    KernelOffsets, MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WatchConfig,
+    CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS, KernelOffsets,
+    MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WatchConfig,
 };
 
 use crate::maps::{COUNTERS, CPU_STATE, NUM_PERF_EVENTS, OFFSETS, WATCH_CONFIG, perf_counters};
@@ -51,7 +51,9 @@ pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
     let off = offsets();
     // SAFETY: the interrupted task, the one switched in last on this CPU; loads through it
     // are BTF-checked like the switch program's.
-    let cur = unsafe { bpf_get_current_task_btf() }.cast::<u8>().cast_const();
+    let cur = unsafe { bpf_get_current_task_btf() }
+        .cast::<u8>()
+        .cast_const();
     if st.cur_slot != NO_SLOT {
         let slot = (st.cur_slot as usize) % CACHE_SLOTS;
         let exec: u64 = unsafe { load(cur, off.task_sum_exec) };
@@ -180,7 +182,9 @@ fn add_wait(c: &mut CgroupCounters, wait_ns: u64) {
     c.runq_wait_ns += wait_ns;
     c.runq_waits += 1;
     let log2 = 63 - wait_ns.leading_zeros();
-    let bucket = log2.saturating_sub(HIST_SHIFT_NS).min(HIST_BUCKETS as u32 - 1);
+    let bucket = log2
+        .saturating_sub(HIST_SHIFT_NS)
+        .min(HIST_BUCKETS as u32 - 1);
     if let Some(b) = c.runq_hist.get_mut(bucket as usize) {
         *b += 1;
     }

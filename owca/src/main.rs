@@ -36,7 +36,11 @@ fn directive(spec: &str) -> anyhow::Result<String> {
         None => (None, spec),
     };
     let level = level.to_ascii_lowercase();
-    if !["trace", "debug", "info", "warn", "warning", "error", "critical", "off"].contains(&level.as_str()) {
+    if ![
+        "trace", "debug", "info", "warn", "warning", "error", "critical", "off",
+    ]
+    .contains(&level.as_str())
+    {
         bail!("invalid log level {spec:?}: expected [module:]trace|debug|info|warn|error");
     }
     let level = match level.as_str() {
@@ -46,7 +50,10 @@ fn directive(spec: &str) -> anyhow::Result<String> {
     };
     Ok(match module {
         None | Some("owca") => format!("owca={level}"),
-        Some(m) => format!("owca::{}={level}", m.trim_start_matches("owca.").replace('.', "::")),
+        Some(m) => format!(
+            "owca::{}={level}",
+            m.trim_start_matches("owca.").replace('.', "::")
+        ),
     })
 }
 
@@ -65,7 +72,10 @@ fn init_logging(specs: &[String]) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install SIGTERM/SIGINT handlers; stop the agent with SIGKILL");
         return std::future::pending().await;
     };
@@ -84,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let cfg: AgentConfig = config::from_file(&cli.config)?;
-    let mut levels: Vec<String> = cfg.loggers.iter().map(|(m, l)| format!("{m}:{l}")).collect();
+    let mut levels: Vec<String> = cfg
+        .loggers
+        .iter()
+        .map(|(m, l)| format!("{m}:{l}"))
+        .collect();
     levels.extend(cli.log_levels);
     init_logging(&levels)?;
     let RunnerConfig::MeasurementRunner(runner) = cfg.runner;
@@ -101,8 +115,14 @@ mod tests {
     #[test]
     fn log_level_directives() {
         assert_eq!(directive("debug").unwrap(), "owca=debug");
-        assert_eq!(directive("collector:trace").unwrap(), "owca::collector=trace");
-        assert_eq!(directive("owca.runners:WARNING").unwrap(), "owca::runners=warn");
+        assert_eq!(
+            directive("collector:trace").unwrap(),
+            "owca::collector=trace"
+        );
+        assert_eq!(
+            directive("owca.runners:WARNING").unwrap(),
+            "owca::runners=warn"
+        );
         assert!(directive("loud").unwrap_err().to_string().contains("loud"));
     }
 }

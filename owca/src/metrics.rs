@@ -75,7 +75,10 @@ impl Metric {
     }
 
     /// Adds labels, keeping those already set.
-    pub fn with_labels<'a>(mut self, labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+    pub fn with_labels<'a>(
+        mut self,
+        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Self {
         for (k, v) in labels {
             self.labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -93,21 +96,19 @@ pub mod names {
     pub const TASK_ONCPU_HELP: &str =
         "Time the task's threads spent on a CPU, counted in the kernel at context switches.";
     pub const TASK_SWITCHES: &str = "task_context_switches_total";
-    pub const TASK_SWITCHES_HELP: &str =
-        "Context switches out of the task's threads; kind=voluntary when the thread blocked, involuntary when it was preempted.";
+    pub const TASK_SWITCHES_HELP: &str = "Context switches out of the task's threads; kind=voluntary when the thread blocked, involuntary when it was preempted.";
     pub const TASK_RUNQ: &str = "task_runqueue_latency_seconds";
-    pub const TASK_RUNQ_HELP: &str =
-        "Time the task's threads waited on a run queue before running (from wakeup or preemption to running).";
+    pub const TASK_RUNQ_HELP: &str = "Time the task's threads waited on a run queue before running (from wakeup or preemption to running).";
     pub const MEMORY_USAGE_PER_TASK: &str = "memory_usage_per_task_bytes";
     pub const MEMORY_USAGE_PER_TASK_HELP: &str =
         "Memory used by the task's cgroup in bytes (memory.usage_in_bytes or memory.current).";
     pub const TASK_MEMORY_LIMIT: &str = "task_memory_limit_bytes";
-    pub const TASK_MEMORY_LIMIT_HELP: &str = "Memory limit of the task's cgroup in bytes; absent when unlimited.";
+    pub const TASK_MEMORY_LIMIT_HELP: &str =
+        "Memory limit of the task's cgroup in bytes; absent when unlimited.";
     pub const TASK_THROTTLED: &str = "task_cpu_throttled_seconds_total";
     pub const TASK_THROTTLED_HELP: &str =
         "Time the task's cgroup was throttled by its CPU quota (cpu.stat).";
-    pub const COUNTER_EVENT_HELP: &str =
-        "Hardware or software counter event of the task, counted per CPU and charged at cgroup switches.";
+    pub const COUNTER_EVENT_HELP: &str = "Hardware or software counter event of the task, counted per CPU and charged at cgroup switches.";
 
     pub const OWCA_UP: &str = "owca_up";
     pub const OWCA_UP_HELP: &str = "Always 1 while the agent runs.";

@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use owca::cgroups::{Mounts, testing::TestCgroup};
 use support::*;
 
 const OWCA: &str = env!("CARGO_BIN_EXE_owca");
@@ -25,11 +24,18 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn our_programs_loaded() -> bool {
-    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (Debian package bpftool)");
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool (Debian package bpftool)");
     let text = String::from_utf8_lossy(&out.stdout);
     text.contains("owca_sched_switch") || text.contains("owca_flush")
 }
@@ -37,98 +43,147 @@ fn our_programs_loaded() -> bool {
 #[test]
 fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly() {
     require_root();
-    assert!(!our_programs_loaded(), "another OWCA collector is loaded; stop it first");
-    let m = Mounts::discover().unwrap();
-    let rel = format!("mesos/{}", unique("agent"));
-    let cg = TestCgroup::create(&m, &["cpu", "cpuacct", "memory"], &rel).unwrap();
+    assert!(
+        !our_programs_loaded(),
+        "another OWCA collector is loaded; stop it first"
+    );
     // Allocates only once in the cgroup (v1 charges memory where it is first touched).
-    let busy = Proc::python("import time\ntime.sleep(0.5)\nb = bytearray(64 << 20)\nwhile True: pass");
-    cg.add_pid(busy.pid()).unwrap();
+    let busy =
+        Proc::python("import time\ntime.sleep(0.5)\nb = bytearray(64 << 20)\nwhile True: pass");
+    let PlacedTask {
+        rel,
+        cgroup: cg,
+        proc: _busy,
+    } = placed("agent", &["cpu", "cpuacct", "memory"], busy);
 
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("owca.prom");
-    let config = dir.path().join("owca.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode\n    tasks: [{rel}]\n  action_delay: 0.5\n  \
              metrics_storage: !LogStorage\n    output_filename: {}\n    overwrite: true\n  \
              extra_labels:\n    env_id: test\n",
             prom.display()
         ),
-    )
-    .unwrap();
+    );
     let mut agent = Command::new(OWCA)
         .args(["-c", config.to_str().unwrap(), "-0", "-l", "info"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until(&prom, "task_oncpu_seconds_total", |t| t.contains("task_oncpu_seconds_total"));
+    wait_until(&prom, "task_oncpu_seconds_total", |t| {
+        t.contains("task_oncpu_seconds_total")
+    });
     sleep_s(2.0); // a few more iterations, so a repeated warning would show
 
     let text = std::fs::read_to_string(&prom).unwrap();
     let task = format!("task_id=\"{rel}\"");
     let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
-    let reported = sample(&text, "cpu_usage_per_task", &[&task]).expect("cpu_usage_per_task of the task");
-    assert!(reported > 0.0 && reported <= usage, "cpu_usage_per_task {reported} vs cpuacct.usage {usage}");
+    let reported =
+        sample(&text, "cpu_usage_per_task", &[&task]).expect("cpu_usage_per_task of the task");
+    assert!(
+        reported > 0.0 && reported <= usage,
+        "cpu_usage_per_task {reported} vs cpuacct.usage {usage}"
+    );
     let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).expect("on-CPU time") * 1e9;
-    assert!((oncpu - reported).abs() < 0.6e9, "eBPF {oncpu} ns vs cpuacct {reported} ns");
+    assert!(
+        (oncpu - reported).abs() < 0.6e9,
+        "eBPF {oncpu} ns vs cpuacct {reported} ns"
+    );
     let mem = sample(&text, "memory_usage_per_task_bytes", &[&task]).expect("memory usage");
     let kernel_mem = cgroup_value(&cg.dir("memory").join("memory.usage_in_bytes"), None) as f64;
-    assert!(mem >= 64e6 && (mem - kernel_mem).abs() < 0.1 * kernel_mem, "memory {mem} vs {kernel_mem}");
+    assert!(
+        mem >= 64e6 && (mem - kernel_mem).abs() < 0.1 * kernel_mem,
+        "memory {mem} vs {kernel_mem}"
+    );
     assert!(text.contains("env_id=\"test\"") && text.contains("owca_version="));
-    assert!(sample(&text, "task_context_switches_total", &["kind=\"involuntary\""]).is_some());
-    assert!(sample(&text, "owca_up", &[]).is_some() && sample(&text, "owca_tasks", &[]) == Some(1.0));
+    assert!(
+        sample(
+            &text,
+            "task_context_switches_total",
+            &["kind=\"involuntary\""]
+        )
+        .is_some()
+    );
+    assert!(
+        sample(&text, "owca_up", &[]).is_some() && sample(&text, "owca_tasks", &[]) == Some(1.0)
+    );
     let has_pmu = Path::new("/sys/bus/event_source/devices/cpu").exists();
-    assert_eq!(text.contains("\ninstructions{"), has_pmu, "no PMU → no instructions metric at all");
+    assert_eq!(
+        text.contains("\ninstructions{"),
+        has_pmu,
+        "no PMU → no instructions metric at all"
+    );
 
     let check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(&prom).unwrap())
         .output()
         .expect("promtool (Debian package prometheus)");
-    let out = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+    let out = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
     // Exit 3 is lint advice only (OWCA's names predate Prometheus naming rules).
-    assert!(matches!(check.status.code(), Some(0 | 3)), "promtool: {out}");
+    assert!(
+        matches!(check.status.code(), Some(0 | 3)),
+        "promtool: {out}"
+    );
     assert!(!out.contains("error"), "promtool: {out}");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.id() as i32), nix::sys::signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
     let status = agent.wait().unwrap();
     let mut stderr = String::new();
-    agent.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    agent
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     if !has_pmu {
-        assert_eq!(stderr.matches("PMU lacks").count(), 1, "one warning for the missing PMU:\n{stderr}");
+        assert_eq!(
+            stderr.matches("PMU lacks").count(),
+            1,
+            "one warning for the missing PMU:\n{stderr}"
+        );
     }
     // The kernel frees released programs after an RCU grace period.
     let start = Instant::now();
     while our_programs_loaded() && start.elapsed() < Duration::from_secs(5) {
         sleep_s(0.1);
     }
-    assert!(!our_programs_loaded(), "programs left attached 5 s after SIGTERM");
+    assert!(
+        !our_programs_loaded(),
+        "programs left attached 5 s after SIGTERM"
+    );
 }
 
 #[test]
 fn node_exporter_textfile_collector_reads_the_output_without_errors() {
     require_root();
-    let m = Mounts::discover().unwrap();
-    let rel = format!("mesos/{}", unique("textfile"));
-    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
-    let sleeper = Proc::sh("sleep 60", None);
-    cg.add_pid(sleeper.pid()).unwrap();
+    let PlacedTask { rel, .. } =
+        &placed("textfile", &["cpu", "cpuacct"], Proc::sh("sleep 60", None));
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("owca.prom");
-    let config = dir.path().join("owca.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.2\n  \
              event_names: []\n  metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
             prom.display()
         ),
-    )
-    .unwrap();
-    let agent = Proc(Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).stderr(Stdio::null()).spawn().unwrap());
+    );
+    let agent = Proc(
+        Command::new(OWCA)
+            .args(["-c", config.to_str().unwrap(), "-0"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until(&prom, "owca_tasks", |t| t.contains("owca_tasks"));
     let port = free_port();
     let _exporter = Proc(
@@ -153,8 +208,14 @@ fn node_exporter_textfile_collector_reads_the_output_without_errors() {
         };
         drop(s.write_all(b""));
         let body = http_get(port, "/metrics");
-        assert!(body.contains("node_textfile_scrape_error 0"), "textfile collector error:\n{body}");
-        assert!(body.contains(&format!("task_id=\"{rel}\"")), "our metrics are exported");
+        assert!(
+            body.contains("node_textfile_scrape_error 0"),
+            "textfile collector error:\n{body}"
+        );
+        assert!(
+            body.contains(&format!("task_id=\"{rel}\"")),
+            "our metrics are exported"
+        );
         scrapes += 1;
         sleep_s(0.05);
     }
@@ -167,13 +228,26 @@ fn bad_config_and_root_without_flag_are_refused_with_clear_messages() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
-    std::fs::write(&config, "runner: !MeasurementRunner\n  node: !StaticNode\n    tasks: [a]\n  action_delay: soon\n").unwrap();
-    let out = Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).output().unwrap();
+    std::fs::write(
+        &config,
+        "runner: !MeasurementRunner\n  node: !StaticNode\n    tasks: [a]\n  action_delay: soon\n",
+    )
+    .unwrap();
+    let out = Command::new(OWCA)
+        .args(["-c", config.to_str().unwrap(), "-0"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("bad.yaml:4:") && err.contains("action_delay"), "{err}");
+    assert!(
+        err.contains("bad.yaml:4:") && err.contains("action_delay"),
+        "{err}"
+    );
 
-    let out = Command::new(OWCA).args(["-c", config.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(OWCA)
+        .args(["-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("-0/--root"), "{err}");
 
@@ -184,23 +258,24 @@ fn bad_config_and_root_without_flag_are_refused_with_clear_messages() {
 #[test]
 fn real_prometheus_scrapes_the_exporter() {
     require_root();
-    let m = Mounts::discover().unwrap();
-    let rel = format!("mesos/{}", unique("scrape"));
-    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
     let sleeper = Proc::sh("while :; do sleep 0.01; done", None);
-    cg.add_pid(sleeper.pid()).unwrap();
+    let PlacedTask { rel, .. } = &placed("scrape", &["cpu", "cpuacct"], sleeper);
     let dir = tempfile::tempdir().unwrap();
     let (exporter_port, prom_port) = (free_port(), free_port());
-    let config = dir.path().join("owca.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.5\n  \
              metrics_storage: !PrometheusExporter {{listen: '127.0.0.1:{exporter_port}'}}\n"
         ),
-    )
-    .unwrap();
-    let _agent = Proc(Command::new(OWCA).args(["-c", config.to_str().unwrap(), "-0"]).stderr(Stdio::null()).spawn().unwrap());
+    );
+    let _agent = Proc(
+        Command::new(OWCA)
+            .args(["-c", config.to_str().unwrap(), "-0"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let prom_cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &prom_cfg,
@@ -230,15 +305,21 @@ fn real_prometheus_scrapes_the_exporter() {
         let switches = TcpStream::connect(("127.0.0.1", prom_port))
             .ok()
             .map(|_| query("task_context_switches_total%7Bkind%3D%22voluntary%22%7D"));
-        if let Some(body) = switches.filter(|b| b.contains(&rel)) {
+        if let Some(body) = switches.filter(|b| b.contains(rel.as_str())) {
             let up = query("up%7Bjob%3D%22owca%22%7D");
             assert!(up.contains("\"1\"]"), "scrape target up: {up}");
             let health = http_get(prom_port, "/api/v1/targets");
-            assert!(health.contains("\"health\":\"up\"") && !health.contains("\"lastError\":\"e"), "{health}");
+            assert!(
+                health.contains("\"health\":\"up\"") && !health.contains("\"lastError\":\"e"),
+                "{health}"
+            );
             assert!(body.contains("\"kind\":\"voluntary\""), "{body}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "Prometheus never stored our metrics");
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "Prometheus never stored our metrics"
+        );
         sleep_s(0.5);
     }
 }
@@ -246,11 +327,13 @@ fn real_prometheus_scrapes_the_exporter() {
 #[test]
 fn rdt_monitoring_through_a_resctrl_shaped_tree() {
     require_root();
-    let m = Mounts::discover().unwrap();
-    let rel = format!("mesos/{}", unique("rdt"));
-    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
-    let busy = Proc::sh("while :; do :; done", None);
-    cg.add_pid(busy.pid()).unwrap();
+    let PlacedTask {
+        rel, proc: busy, ..
+    } = &placed(
+        "rdt",
+        &["cpu", "cpuacct"],
+        Proc::sh("while :; do :; done", None),
+    );
     // What the kernel shows at /sys/fs/resctrl on an RDT machine (this one has none).
     let resctrl = tempfile::tempdir().unwrap();
     for d in ["info/L3_MON", "mon_groups", "mon_data/mon_L3_00"] {
@@ -259,16 +342,14 @@ fn rdt_monitoring_through_a_resctrl_shaped_tree() {
     std::fs::write(resctrl.path().join("tasks"), "").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("owca.prom");
-    let config = dir.path().join("owca.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.2\n  rdt_enabled: true\n  \
              metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
             prom.display()
         ),
-    )
-    .unwrap();
+    );
     let _agent = Proc(
         Command::new(OWCA)
             .args(["-c", config.to_str().unwrap(), "-0"])
@@ -278,10 +359,17 @@ fn rdt_monitoring_through_a_resctrl_shaped_tree() {
             .unwrap(),
     );
     // The agent makes the task's mon group; the kernel would then add its files.
-    let group = resctrl.path().join("mon_groups").join(format!("owca-{}", rel.replace('/', "%2F")));
+    let group = resctrl
+        .path()
+        .join("mon_groups")
+        .join(format!("owca-{}", rel.replace('/', "%2F")));
     let start = Instant::now();
     while !group.is_dir() {
-        assert!(start.elapsed() < Duration::from_secs(20), "no mon group {}", group.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no mon group {}",
+            group.display()
+        );
         sleep_s(0.05);
     }
     std::fs::write(group.join("tasks"), "").unwrap();
@@ -293,9 +381,16 @@ fn rdt_monitoring_through_a_resctrl_shaped_tree() {
     }
     let text = wait_until(&prom, "llc_occupancy{", |t| t.contains("llc_occupancy{"));
     let task = format!("task_id=\"{rel}\"");
-    assert_eq!(sample(&text, "llc_occupancy", &[&task]), Some(1024.0), "summed over L3 domains");
+    assert_eq!(
+        sample(&text, "llc_occupancy", &[&task]),
+        Some(1024.0),
+        "summed over L3 domains"
+    );
     assert_eq!(sample(&text, "memory_bandwidth", &[&task]), Some(5096.0));
     // The task's thread was written to the group's tasks file (one id per write).
     let tasks = std::fs::read_to_string(group.join("tasks")).unwrap();
-    assert!(tasks.lines().any(|l| l.trim() == busy.pid().to_string()), "tasks: {tasks:?}");
+    assert!(
+        tasks.lines().any(|l| l.trim() == busy.pid().to_string()),
+        "tasks: {tasks:?}"
+    );
 }

@@ -58,22 +58,43 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
         "env_uniq_id=\"14\"",
         "application=\"cassandra\"",
     ] {
-        assert!(sample(&text, "cpu_usage_per_task", &[&task, label]).is_some(), "{label} missing:\n{text}");
+        assert!(
+            sample(&text, "cpu_usage_per_task", &[&task, label]).is_some(),
+            "{label} missing:\n{text}"
+        );
     }
     let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
     let reported = sample(&text, "cpu_usage_per_task", &[&task]).unwrap();
     let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).unwrap() * 1e9;
-    assert!(reported > 0.0 && reported <= usage, "cpuacct {reported} vs now {usage}");
-    assert!((oncpu - reported).abs() < 0.5e9, "eBPF {oncpu} vs cpuacct {reported}");
+    assert!(
+        reported > 0.0 && reported <= usage,
+        "cpuacct {reported} vs now {usage}"
+    );
+    assert!(
+        (oncpu - reported).abs() < 0.5e9,
+        "eBPF {oncpu} vs cpuacct {reported}"
+    );
 
     // Broken answers: the agent keeps running and keeps measuring the task it knows.
-    for broken in [Answer::Garbage, Answer::Status(500), Answer::SlowJson(Duration::from_secs(3), get_state(1, "x"))] {
+    for broken in [
+        Answer::Garbage,
+        Answer::Status(500),
+        Answer::SlowJson(Duration::from_secs(3), get_state(1, "x")),
+    ] {
         mesos.set_answer(broken);
-        let before = sample(&std::fs::read_to_string(&prom).unwrap(), "owca_errors_total", &["component=\"node\""]).unwrap();
+        let before = sample(
+            &std::fs::read_to_string(&prom).unwrap(),
+            "owca_errors_total",
+            &["component=\"node\""],
+        )
+        .unwrap();
         let text = wait_until(&prom, "a node error to be counted", |t| {
             sample(t, "owca_errors_total", &["component=\"node\""]).is_some_and(|v| v > before)
         });
-        assert!(sample(&text, "task_oncpu_seconds_total", &[&task]).is_some(), "task lost:\n{text}");
+        assert!(
+            sample(&text, "task_oncpu_seconds_total", &[&task]).is_some(),
+            "task lost:\n{text}"
+        );
         assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
     }
     // The agent comes back by itself.
@@ -83,16 +104,25 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
     let mut finished = get_state(executor.pid(), &container);
     finished["get_state"]["get_tasks"]["launched_tasks"] = serde_json::json!([]);
     mesos.set_answer(Answer::Json(finished));
-    wait_until(&prom, "the finished task to disappear", |t| !t.contains(&task) && t.contains("owca_tasks"));
+    wait_until(&prom, "the finished task to disappear", |t| {
+        !t.contains(&task) && t.contains("owca_tasks")
+    });
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.id() as i32), nix::sys::signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
     let status = agent.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{stderr}");
     // Each broken answer is one log line, not one per iteration.
     for what in ["not JSON", "HTTP 500", "no answer to GET_STATE within 1s"] {
-        let lines = stderr.lines().filter(|l| l.contains("WARN") && l.contains(what)).count();
+        let lines = stderr
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(what))
+            .count();
         assert_eq!(lines, 1, "{what}: {lines} warnings\n{stderr}");
     }
 }

@@ -92,13 +92,19 @@ fn collector_overhead() {
     require_root();
     let m = Mounts::discover().unwrap();
     let cpu = *aya::util::online_cpus().unwrap().last().unwrap() as usize;
-    let rels: Vec<String> = ["pp-a", "pp-b"].iter().map(|n| format!("mesos/{}", unique(n))).collect();
+    let rels: Vec<String> = ["pp-a", "pp-b"]
+        .iter()
+        .map(|n| format!("mesos/{}", unique(n)))
+        .collect();
     let cga = TestCgroup::create(&m, &["cpu", "cpuacct"], &rels[0]).unwrap();
     let cgb = TestCgroup::create(&m, &["cpu", "cpuacct"], &rels[1]).unwrap();
     let root = m.v1("cpuacct").unwrap().to_path_buf();
 
     let mut report = String::new();
-    for (label, b) in [("within one watched cgroup", &cga), ("between two watched cgroups", &cgb)] {
+    for (label, b) in [
+        ("within one watched cgroup", &cga),
+        ("between two watched cgroups", &cgb),
+    ] {
         let (mut base, mut with) = (Vec::new(), Vec::new());
         for _ in 0..11 {
             base.push(ping_pong(cpu, &cga, b).as_secs_f64());
@@ -149,7 +155,9 @@ fn agent_cpu(m: &Mounts) -> String {
     let _parent = TestCgroup::create(m, &["cpu", "cpuacct"], &format!("mesos/{base}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("scale.yaml");
-    let tasks: Vec<String> = (0..CGROUPS).map(|i| format!("      - mesos/{base}/t{i}\n")).collect();
+    let tasks: Vec<String> = (0..CGROUPS)
+        .map(|i| format!("      - mesos/{base}/t{i}\n"))
+        .collect();
     std::fs::write(
         &config,
         format!(
@@ -182,7 +190,10 @@ fn agent_cpu(m: &Mounts) -> String {
             Some(format!("{function} {:.1} ms", secs * 1e3))
         })
         .collect();
-    let tasks_seen = out.lines().filter(|l| l.starts_with("task_oncpu_seconds_total{")).count();
+    let tasks_seen = out
+        .lines()
+        .filter(|l| l.starts_with("task_oncpu_seconds_total{"))
+        .count();
     assert_eq!(tasks_seen, CGROUPS, "every cgroup measured");
     drop(agent);
     drop(cgs);

@@ -12,7 +12,11 @@ use owca::{
 use support::*;
 
 fn v1_dir(m: &Mounts, rel: &str) -> CgroupDir {
-    CgroupDir::new(Hierarchy::V1, m.v1("cpuacct").expect("cpuacct mounted"), rel)
+    CgroupDir::new(
+        Hierarchy::V1,
+        m.v1("cpuacct").expect("cpuacct mounted"),
+        rel,
+    )
 }
 
 fn start(events: &[&str]) -> Collector {
@@ -53,8 +57,14 @@ fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
 
     let oncpu = (s1[&busy_key].oncpu_ns - s0[&busy_key].oncpu_ns) as f64;
     let cpuacct = (u1 - u0) as f64;
-    println!("busy loop: eBPF {oncpu} ns, cpuacct {cpuacct} ns, ratio {:.4}", oncpu / cpuacct);
-    assert!(cpuacct > 3e9, "the busy loop should have run most of 5 s, cpuacct says {cpuacct} ns");
+    println!(
+        "busy loop: eBPF {oncpu} ns, cpuacct {cpuacct} ns, ratio {:.4}",
+        oncpu / cpuacct
+    );
+    assert!(
+        cpuacct > 3e9,
+        "the busy loop should have run most of 5 s, cpuacct says {cpuacct} ns"
+    );
     assert!(
         within(oncpu, cpuacct, 0.02),
         "eBPF on-CPU {oncpu} ns vs cpuacct.usage {cpuacct} ns: more than 2% apart"
@@ -90,10 +100,20 @@ fn sleeping_loop_switches_match_proc_status() {
         s1.switches_involuntary - s0.switches_involuntary,
         n1 - n0
     );
-    assert!(kernel > 150.0, "expected ~300 sleeps in 3 s, kernel counted {kernel}");
-    assert!(within(ours, kernel, 0.05), "voluntary switches: eBPF {ours} vs /proc {kernel}");
+    assert!(
+        kernel > 150.0,
+        "expected ~300 sleeps in 3 s, kernel counted {kernel}"
+    );
+    assert!(
+        within(ours, kernel, 0.05),
+        "voluntary switches: eBPF {ours} vs /proc {kernel}"
+    );
     let inv = (s1.switches_involuntary - s0.switches_involuntary) as f64;
-    assert!(inv <= (n1 - n0) as f64 + 5.0, "involuntary: eBPF {inv} vs /proc {}", n1 - n0);
+    assert!(
+        inv <= (n1 - n0) as f64 + 5.0,
+        "involuntary: eBPF {inv} vs /proc {}",
+        n1 - n0
+    );
 }
 
 #[test]
@@ -120,7 +140,10 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
         cg.add_pid(p.pid()).unwrap();
     }
     let mut c = start(&[]);
-    let keys: Vec<u64> = rels.iter().map(|r| c.watch(&v1_dir(&m, r)).unwrap()).collect();
+    let keys: Vec<u64> = rels
+        .iter()
+        .map(|r| c.watch(&v1_dir(&m, r)).unwrap())
+        .collect();
     assert!(c.runq_available(), "this kernel has sched_info");
 
     let s0 = c.snapshot().unwrap();
@@ -134,19 +157,32 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
     for i in 0..2 {
         let wait = (s1[&keys[i]].runq_wait_ns - s0[&keys[i]].runq_wait_ns) as f64;
         let kernel = (d1[i] - d0[i]) as f64;
-        println!("loop {i}: waited {:.3} of the time; eBPF {wait} ns vs schedstat {kernel} ns", wait / elapsed);
+        println!(
+            "loop {i}: waited {:.3} of the time; eBPF {wait} ns vs schedstat {kernel} ns",
+            wait / elapsed
+        );
         assert!(
             (0.3..0.7).contains(&(wait / elapsed)),
             "loop {i} sharing a CPU waited {wait} ns of {elapsed}: expected about half"
         );
         // The kernel's own run_delay, up to the wait in progress at either end.
-        assert!(within(wait, kernel, 0.1), "loop {i}: eBPF wait {wait} vs schedstat {kernel}");
+        assert!(
+            within(wait, kernel, 0.1),
+            "loop {i}: eBPF wait {wait} vs schedstat {kernel}"
+        );
         let waits = s1[&keys[i]].runq_waits - s0[&keys[i]].runq_waits;
-        let hist: u64 = s1[&keys[i]].runq_hist.iter().sum::<u64>() - s0[&keys[i]].runq_hist.iter().sum::<u64>();
-        assert!(waits > 10 && hist == waits, "histogram holds every wait: {hist} vs {waits}");
+        let hist: u64 =
+            s1[&keys[i]].runq_hist.iter().sum::<u64>() - s0[&keys[i]].runq_hist.iter().sum::<u64>();
+        assert!(
+            waits > 10 && hist == waits,
+            "histogram holds every wait: {hist} vs {waits}"
+        );
     }
     let lone = (s1[&keys[2]].runq_wait_ns - s0[&keys[2]].runq_wait_ns) as f64;
-    assert!(lone / elapsed < 0.05, "lone loop waited {lone} ns of {elapsed}");
+    assert!(
+        lone / elapsed < 0.05,
+        "lone loop waited {lone} ns of {elapsed}"
+    );
 }
 
 #[test]
@@ -173,7 +209,10 @@ fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
     let kernel = (u1 - u0) as f64 * 1000.0;
     println!("v2 busy loop in a child cgroup: eBPF {oncpu} ns, cpu.stat {kernel} ns");
     assert!(kernel > 1e9, "busy loop ran {kernel} ns");
-    assert!(within(oncpu, kernel, 0.02), "v2: eBPF {oncpu} vs cpu.stat {kernel}");
+    assert!(
+        within(oncpu, kernel, 0.02),
+        "v2: eBPF {oncpu} vs cpu.stat {kernel}"
+    );
     assert!(s1.switches_voluntary + s1.switches_involuntary > 0);
 }
 
@@ -188,7 +227,11 @@ fn unwatch_frees_map_entries_and_missing_pmu_events_are_not_counted() {
     if has_pmu {
         assert_eq!(c.events(), ["instructions", "page_faults", "cycles"]);
     } else {
-        assert_eq!(c.events(), ["page_faults"], "hardware events must be left out, not zero");
+        assert_eq!(
+            c.events(),
+            ["page_faults"],
+            "hardware events must be left out, not zero"
+        );
     }
     let key = c.watch(&v1_dir(&m, &rel)).unwrap();
     assert_eq!(c.map_keys().unwrap(), vec![key]);
@@ -221,6 +264,12 @@ fn counter_events_are_charged_to_the_cgroup_at_switches() {
     let ours = (s1.perf[0] - s0.perf[0]) as f64;
     let kernel = (f1 - f0) as f64;
     println!("page faults: eBPF {ours}, /proc {kernel}");
-    assert!(kernel > 10_000.0, "expected many faults, /proc says {kernel}");
-    assert!(within(ours, kernel, 0.05), "page_faults: eBPF {ours} vs /proc {kernel}");
+    assert!(
+        kernel > 10_000.0,
+        "expected many faults, /proc says {kernel}"
+    );
+    assert!(
+        within(ours, kernel, 0.05),
+        "page_faults: eBPF {ours} vs /proc {kernel}"
+    );
 }

@@ -27,12 +27,10 @@ use rcgen::{
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio_rustls::{
-    rustls::{
-        self, RootCertStore, ServerConfig,
-        pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
-        server::WebPkiClientVerifier,
-    },
+use tokio_rustls::rustls::{
+    self, RootCertStore, ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+    server::WebPkiClientVerifier,
 };
 
 const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
@@ -388,23 +386,41 @@ async fn agent_requiring_a_client_certificate() {
 /// and no task is taken that should not be, each skip has its reason.
 #[tokio::test]
 async fn every_fixture_served_over_http() {
-    let cases: [(&str, fn(&SkipReason) -> bool); 6] = [
+    type Expected = fn(&SkipReason) -> bool;
+    let cases: [(&str, Expected); 6] = [
         // The captured executor pid 32620 is no process here.
-        ("mesos_get_state.json", |r| matches!(r, SkipReason::ProcessGone { .. } | SkipReason::RootCgroup { .. })),
-        ("missing_executor_pid_in_mesos_response.json", |r| matches!(r, SkipReason::NoExecutorPid)),
-        ("missing_statuses_in_mesos_response.json", |r| matches!(r, SkipReason::NoStatuses)),
-        ("empty_statuses_in_mesos_response.json", |r| matches!(r, SkipReason::NoStatuses)),
-        ("mesos_invalid_response.json", |r| matches!(r, SkipReason::WrongType { .. })),
+        ("mesos_get_state.json", |r| {
+            matches!(
+                r,
+                SkipReason::ProcessGone { .. } | SkipReason::RootCgroup { .. }
+            )
+        }),
+        ("missing_executor_pid_in_mesos_response.json", |r| {
+            matches!(r, SkipReason::NoExecutorPid)
+        }),
+        ("missing_statuses_in_mesos_response.json", |r| {
+            matches!(r, SkipReason::NoStatuses)
+        }),
+        ("empty_statuses_in_mesos_response.json", |r| {
+            matches!(r, SkipReason::NoStatuses)
+        }),
+        ("mesos_invalid_response.json", |r| {
+            matches!(r, SkipReason::WrongType { .. })
+        }),
         ("docs_agent_get_state_response.json", |_| true),
     ];
     for (file, expected) in cases {
-        let text = std::fs::read_to_string(Path::new(support::mesos_agent::FIXTURES).join(file)).unwrap();
+        let text =
+            std::fs::read_to_string(Path::new(support::mesos_agent::FIXTURES).join(file)).unwrap();
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
         let agent = Agent::start(Answer::Json(answer), None).await;
         let node = mesos_node(&format!("mesos_agent_endpoint: {}", agent.endpoint()));
         let tasks = node.tasks().await.unwrap_or_else(|e| panic!("{file}: {e}"));
         let skipped = node.skipped();
-        assert!(tasks.is_empty(), "{file}: no executor here runs in a task cgroup: {tasks:?}");
+        assert!(
+            tasks.is_empty(),
+            "{file}: no executor here runs in a task cgroup: {tasks:?}"
+        );
         assert!(!skipped.is_empty(), "{file}: skipped tasks are explained");
         for (task, reason) in &skipped {
             assert!(expected(reason), "{file}: {task} skipped as {reason:?}");

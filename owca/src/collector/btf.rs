@@ -77,7 +77,9 @@ impl Btf {
 
     /// Parses raw BTF (little-endian, as on the hosts OWCA runs on).
     pub fn parse(bytes: Vec<u8>) -> Result<Self, BtfError> {
-        let magic = bytes.get(0..2).ok_or(BtfError::Malformed("truncated header"))?;
+        let magic = bytes
+            .get(0..2)
+            .ok_or(BtfError::Malformed("truncated header"))?;
         if magic != [0x9f, 0xeb] {
             return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
         }
@@ -264,10 +266,14 @@ mod tests {
         assert_eq!(parent, 8);
         assert_eq!(btf.offset_of("css_set", "subsys").unwrap(), 0);
         assert_eq!(btf.array_elem_size("css_set", "subsys").unwrap(), 8);
-        let run_delay = btf.offset_of("task_struct", "sched_info.run_delay").unwrap();
+        let run_delay = btf
+            .offset_of("task_struct", "sched_info.run_delay")
+            .unwrap();
         let sched_info = btf.offset_of("task_struct", "sched_info").unwrap();
         assert!(run_delay > sched_info && run_delay < sched_info + 64);
-        let cpuacct = btf.enum_value("cgroup_subsys_id", "cpuacct_cgrp_id").unwrap();
+        let cpuacct = btf
+            .enum_value("cgroup_subsys_id", "cpuacct_cgrp_id")
+            .unwrap();
         let cpu = btf.enum_value("cgroup_subsys_id", "cpu_cgrp_id").unwrap();
         assert!(cpuacct >= 0 && cpu >= 0 && cpuacct != cpu);
         assert!(matches!(
@@ -278,7 +284,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(Btf::parse(vec![1, 2, 3]), Err(BtfError::Malformed(_))));
-        assert!(matches!(Btf::parse(vec![0x9f, 0xeb, 1, 0]), Err(BtfError::Malformed(_))));
+        assert!(matches!(
+            Btf::parse(vec![1, 2, 3]),
+            Err(BtfError::Malformed(_))
+        ));
+        assert!(matches!(
+            Btf::parse(vec![0x9f, 0xeb, 1, 0]),
+            Err(BtfError::Malformed(_))
+        ));
     }
 }

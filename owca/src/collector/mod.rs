@@ -47,7 +47,9 @@ const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, Error)]
 pub enum CollectorError {
     /// The kernel has no BTF, which the programs need to find kernel structures.
-    #[error("kernel BTF is missing at {KERNEL_BTF} (needs CONFIG_DEBUG_INFO_BTF): cannot load the eBPF collector")]
+    #[error(
+        "kernel BTF is missing at {KERNEL_BTF} (needs CONFIG_DEBUG_INFO_BTF): cannot load the eBPF collector"
+    )]
     NoBtf,
     /// Reading kernel BTF failed.
     #[error("reading kernel structure offsets: {0}")]
@@ -82,7 +84,9 @@ pub enum CollectorError {
     Unwatchable { path: PathBuf, reason: String },
 }
 
-fn load_err(what: &'static str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> CollectorError {
+fn load_err(
+    what: &'static str,
+) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> CollectorError {
     move |source| CollectorError::Load { what, source }
 }
 
@@ -170,7 +174,8 @@ impl Collector {
         let btf = Btf::from_file(Path::new(KERNEL_BTF))?;
         let offsets = offsets::compute(&btf, &cfg.v1_controller)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| load_err("CPU count")(e.into()))?;
-        let online = aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
+        let online =
+            aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
 
         let (events, perf_fds) = open_events(&cfg.events, &online)?;
         let num_events = events.len() as u32;
@@ -178,15 +183,21 @@ impl Collector {
             .override_global("OFFSETS", &offsets, true)
             .override_global("NUM_PERF_EVENTS", &num_events, true)
             .map_max_entries(MAP_COUNTERS, cfg.max_cgroups)
-            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/owca")))
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/owca"
+            )))
             .map_err(|e| load_err("object")(e.into()))?;
 
         for (cpu, slot, fd) in &perf_fds {
             let name = MAP_PERF_COUNTERS[*slot];
             let Some(Map::PerfEventArray(data)) = ebpf.map(name) else {
-                return Err(load_err("perf event array")(format!("{name} missing").into()));
+                return Err(load_err("perf event array")(
+                    format!("{name} missing").into(),
+                ));
             };
-            set_perf_fd(data, *cpu, fd).map_err(|e| load_err("perf event array entry")(e.into()))?;
+            set_perf_fd(data, *cpu, fd)
+                .map_err(|e| load_err("perf event array entry")(e.into()))?;
         }
 
         let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
@@ -212,7 +223,9 @@ impl Collector {
             .map_err(|e| load_err("sched_switch attachment")(e.into()))?;
 
         let flush: &mut PerfEvent = program(&mut ebpf, PROG_FLUSH)?;
-        flush.load().map_err(|e| load_err("flush program")(e.into()))?;
+        flush
+            .load()
+            .map_err(|e| load_err("flush program")(e.into()))?;
         for &cpu in &online {
             flush
                 .attach(
@@ -284,18 +297,26 @@ impl Collector {
         if self.watched.len() >= self.max_cgroups as usize {
             return Err(CollectorError::Unwatchable {
                 path: dir.path.clone(),
-                reason: format!("{} cgroups are watched already (max_cgroups)", self.max_cgroups),
+                reason: format!(
+                    "{} cgroups are watched already (max_cgroups)",
+                    self.max_cgroups
+                ),
             });
         }
-        let zeros = PerCpuValues::try_from(vec![CgroupCounters::default(); self.nr_cpus])
-            .map_err(|source| CollectorError::Map {
+        let zeros = PerCpuValues::try_from(vec![CgroupCounters::default(); self.nr_cpus]).map_err(
+            |source| CollectorError::Map {
                 what: "sizing",
                 map: MAP_COUNTERS,
                 source: aya::maps::MapError::IoError(source),
-            })?;
+            },
+        )?;
         self.counters
             .insert(key, zeros, 0)
-            .map_err(|source| CollectorError::Map { what: "adding a cgroup", map: MAP_COUNTERS, source })?;
+            .map_err(|source| CollectorError::Map {
+                what: "adding a cgroup",
+                map: MAP_COUNTERS,
+                source,
+            })?;
         self.watched.insert(
             key,
             Watched {
@@ -325,11 +346,14 @@ impl Collector {
     pub fn snapshot(&self) -> Result<BTreeMap<u64, CgroupCounters>, CollectorError> {
         let mut out = BTreeMap::new();
         for &key in self.watched.keys() {
-            let values = self.counters.get(&key, 0).map_err(|source| CollectorError::Map {
-                what: "reading a cgroup",
-                map: MAP_COUNTERS,
-                source,
-            })?;
+            let values = self
+                .counters
+                .get(&key, 0)
+                .map_err(|source| CollectorError::Map {
+                    what: "reading a cgroup",
+                    map: MAP_COUNTERS,
+                    source,
+                })?;
             let mut sum = CgroupCounters::default();
             for v in values.iter() {
                 sum.add(v);
@@ -344,7 +368,11 @@ impl Collector {
         self.counters
             .keys()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| CollectorError::Map { what: "listing", map: MAP_COUNTERS, source })
+            .map_err(|source| CollectorError::Map {
+                what: "listing",
+                map: MAP_COUNTERS,
+                source,
+            })
     }
 
     fn push_config(&mut self) -> Result<(), CollectorError> {
@@ -358,17 +386,26 @@ impl Collector {
                 Hierarchy::V1 => (&mut cfg.v1_min_level, &mut cfg.v1_max_level),
                 Hierarchy::V2 => (&mut cfg.v2_min_level, &mut cfg.v2_max_level),
             };
-            *min = if *max == 0 { w.level } else { (*min).min(w.level) };
+            *min = if *max == 0 {
+                w.level
+            } else {
+                (*min).min(w.level)
+            };
             *max = (*max).max(w.level);
         }
         self.watch_config
             .set(0, cfg, 0)
-            .map_err(|source| CollectorError::Map { what: "updating", map: MAP_WATCH_CONFIG, source })
+            .map_err(|source| CollectorError::Map {
+                what: "updating",
+                map: MAP_WATCH_CONFIG,
+                source,
+            })
     }
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, CollectorError> {
-    ebpf.take_map(name).ok_or_else(|| load_err("map")(format!("{name} missing from the object").into()))
+    ebpf.take_map(name)
+        .ok_or_else(|| load_err("map")(format!("{name} missing from the object").into()))
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, CollectorError>
@@ -378,7 +415,8 @@ where
     let prog = ebpf
         .program_mut(name)
         .ok_or_else(|| load_err("program")(format!("{name} missing from the object").into()))?;
-    prog.try_into().map_err(|e: aya::programs::ProgramError| load_err("program")(e.into()))
+    prog.try_into()
+        .map_err(|e: aya::programs::ProgramError| load_err("program")(e.into()))
 }
 
 type OpenedEvents = (Vec<EventSpec>, Vec<(u32, usize, OwnedFd)>);

@@ -11,8 +11,8 @@ use super::btf::{Btf, BtfError};
 pub fn compute(btf: &Btf, controller: &str) -> Result<KernelOffsets, BtfError> {
     let variant = format!("{controller}_cgrp_id");
     let subsys_id = btf.enum_value("cgroup_subsys_id", &variant)?;
-    let subsys_id =
-        u32::try_from(subsys_id).map_err(|_| BtfError::Missing(format!("valid {variant} value")))?;
+    let subsys_id = u32::try_from(subsys_id)
+        .map_err(|_| BtfError::Missing(format!("valid {variant} value")))?;
     let elem = btf.array_elem_size("css_set", "subsys")?;
     let kn_parent = btf
         .offset_of("kernfs_node", "__parent")
@@ -55,12 +55,17 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .collect();
         for s in ["cpuacct", "cpu", "memory"] {
-            let id = btf.enum_value("cgroup_subsys_id", &format!("{s}_cgrp_id")).unwrap();
+            let id = btf
+                .enum_value("cgroup_subsys_id", &format!("{s}_cgrp_id"))
+                .unwrap();
             assert_eq!(order.iter().position(|c| *c == s), Some(id as usize));
         }
         let a = compute(&btf, "cpuacct").unwrap();
         let c = compute(&btf, "cpu").unwrap();
-        assert!(matches!(compute(&btf, "nonsense"), Err(BtfError::Missing(_))));
+        assert!(matches!(
+            compute(&btf, "nonsense"),
+            Err(BtfError::Missing(_))
+        ));
         assert_ne!(a.cset_subsys, c.cset_subsys);
         assert!(a.task_run_delay != 0 && a.kn_id != 0 && a.cgroup_kn != 0);
     }

@@ -42,18 +42,32 @@ impl EventSpec {
     /// Parses one of OWCA's event names.
     pub fn parse(name: &str) -> Result<Self, PerfError> {
         let (type_, config) = match name {
-            "instructions" => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_INSTRUCTIONS as u64),
-            "cycles" => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CPU_CYCLES as u64),
-            "cache_misses" => (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CACHE_MISSES as u64),
-            "cache_references" => {
-                (sys::PERF_TYPE_HARDWARE, sys::PERF_COUNT_HW_CACHE_REFERENCES as u64)
-            }
+            "instructions" => (
+                sys::PERF_TYPE_HARDWARE,
+                sys::PERF_COUNT_HW_INSTRUCTIONS as u64,
+            ),
+            "cycles" => (
+                sys::PERF_TYPE_HARDWARE,
+                sys::PERF_COUNT_HW_CPU_CYCLES as u64,
+            ),
+            "cache_misses" => (
+                sys::PERF_TYPE_HARDWARE,
+                sys::PERF_COUNT_HW_CACHE_MISSES as u64,
+            ),
+            "cache_references" => (
+                sys::PERF_TYPE_HARDWARE,
+                sys::PERF_COUNT_HW_CACHE_REFERENCES as u64,
+            ),
             // As OWCA: CYCLE_ACTIVITY.STALLS_MEM_ANY (event 0xA3, umask 0x14, cmask 20).
             "stalls_mem_load" => (sys::PERF_TYPE_RAW, 0xA3 | 0x14 << 8 | 20 << 24),
-            "page_faults" => (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_PAGE_FAULTS as u64),
-            "cpu_migrations" => {
-                (sys::PERF_TYPE_SOFTWARE, sys::PERF_COUNT_SW_CPU_MIGRATIONS as u64)
-            }
+            "page_faults" => (
+                sys::PERF_TYPE_SOFTWARE,
+                sys::PERF_COUNT_SW_PAGE_FAULTS as u64,
+            ),
+            "cpu_migrations" => (
+                sys::PERF_TYPE_SOFTWARE,
+                sys::PERF_COUNT_SW_CPU_MIGRATIONS as u64,
+            ),
             _ => (sys::PERF_TYPE_RAW, parse_raw(name)?),
         };
         Ok(Self {
@@ -121,12 +135,18 @@ mod tests {
 
     #[test]
     fn parses_owca_names_and_raw_events() {
-        assert_eq!(EventSpec::parse("instructions").unwrap().type_, sys::PERF_TYPE_HARDWARE);
+        assert_eq!(
+            EventSpec::parse("instructions").unwrap().type_,
+            sys::PERF_TYPE_HARDWARE
+        );
         let raw = EventSpec::parse("instructionraw__rC000").unwrap();
         assert_eq!((raw.type_, raw.config), (sys::PERF_TYPE_RAW, 0xC0));
         let cm = EventSpec::parse("stalls__rA31414").unwrap();
         assert_eq!(cm.config, 0x140014A3);
-        assert_eq!(EventSpec::parse("stalls_mem_load").unwrap().config, 0x140014A3);
+        assert_eq!(
+            EventSpec::parse("stalls_mem_load").unwrap().config,
+            0x140014A3
+        );
         for bad in ["nonsense", "x__rZZ00", "x__rC0", "x__rC00000FF"] {
             let err = EventSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains("instructions"), "{err}");
@@ -137,10 +157,17 @@ mod tests {
     fn software_events_open_and_missing_pmu_is_none() {
         let pf = EventSpec::parse("page_faults").unwrap();
         assert!(!pf.is_hardware());
-        assert!(pf.open_on_cpu(0).expect("needs root (perf_event_open on a CPU)").is_some());
+        assert!(
+            pf.open_on_cpu(0)
+                .expect("needs root (perf_event_open on a CPU)")
+                .is_some()
+        );
         // This machine has no hardware PMU: where one exists, the event opens instead.
         let has_pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu").exists();
-        let ins = EventSpec::parse("instructions").unwrap().open_on_cpu(0).unwrap();
+        let ins = EventSpec::parse("instructions")
+            .unwrap()
+            .open_on_cpu(0)
+            .unwrap();
         assert_eq!(ins.is_some(), has_pmu);
     }
 }

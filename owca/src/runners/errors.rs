@@ -18,7 +18,12 @@ pub struct ErrorCounter {
 impl ErrorCounter {
     /// Records a failure of `component` about `subject` (a task, a file...). Logged the
     /// first time; again only after it has cleared for one iteration.
-    pub fn record(&mut self, component: &'static str, subject: &str, error: &dyn std::error::Error) {
+    pub fn record(
+        &mut self,
+        component: &'static str,
+        subject: &str,
+        error: &dyn std::error::Error,
+    ) {
         *self.totals.entry(component).or_default() += 1;
         // The whole chain: wrappers often hide the errno in their source.
         let mut message = error.to_string();
@@ -55,8 +60,12 @@ impl ErrorCounter {
         components
             .iter()
             .map(|c| {
-                Metric::counter(names::OWCA_ERRORS, names::OWCA_ERRORS_HELP, self.total(c) as f64)
-                    .with_label("component", *c)
+                Metric::counter(
+                    names::OWCA_ERRORS,
+                    names::OWCA_ERRORS_HELP,
+                    self.total(c) as f64,
+                )
+                .with_label("component", *c)
             })
             .collect()
     }

@@ -24,7 +24,14 @@ use crate::{
 };
 
 /// Components counted in `owca_errors_total`.
-const COMPONENTS: [&str; 6] = ["node", "collector", "cgroups", "resctrl", "platform", "storage"];
+const COMPONENTS: [&str; 6] = [
+    "node",
+    "collector",
+    "cgroups",
+    "resctrl",
+    "platform",
+    "storage",
+];
 
 /// Settings of the measurement runner, with OWCA's names and defaults.
 #[derive(Debug, Deserialize)]
@@ -62,7 +69,9 @@ fn default_action_delay() -> Duration {
 
 /// OWCA's default events.
 fn default_event_names() -> Vec<String> {
-    ["instructions", "cycles", "cache_misses", "stalls_mem_load"].map(String::from).to_vec()
+    ["instructions", "cycles", "cache_misses", "stalls_mem_load"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_max_cgroups() -> u32 {
@@ -108,9 +117,13 @@ impl MeasurementRunner {
     /// Checks the machine, loads the collector and creates the storage.
     pub fn new(cfg: MeasurementRunnerConfig) -> Result<Self, RunnerError> {
         if cfg.action_delay.is_zero() {
-            return Err(RunnerError::Config("action_delay must be greater than 0".into()));
+            return Err(RunnerError::Config(
+                "action_delay must be greater than 0".into(),
+            ));
         }
-        cfg.node.validate().map_err(|e| RunnerError::Config(format!("node: {e}")))?;
+        cfg.node
+            .validate()
+            .map_err(|e| RunnerError::Config(format!("node: {e}")))?;
         let mounts = Mounts::discover().map_err(|e| RunnerError::Mounts(e.to_string()))?;
         let controller = cfg.node.v1_controller();
         let (hierarchy, hierarchy_root) = match (mounts.v1(controller), mounts.v2()) {
@@ -128,7 +141,9 @@ impl MeasurementRunner {
             events: cfg.event_names.clone(),
             v1_controller: controller.to_owned(),
         })?;
-        let platform_labels = Platform::collect().map(|p| p.common_labels()).unwrap_or_default();
+        let platform_labels = Platform::collect()
+            .map(|p| p.common_labels())
+            .unwrap_or_default();
         info!(hierarchy = %hierarchy_root.display(), "tasks are counted in this cgroup hierarchy");
         Ok(Self {
             node: cfg.node,
@@ -193,16 +208,28 @@ impl MeasurementRunner {
         let t = Instant::now();
         // extra_labels win over the platform's.
         let mut common = self.platform_labels.clone();
-        common.extend(self.extra_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        common.extend(
+            self.extra_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let common = Arc::new(common);
         let mut metrics = Vec::new();
         for w in self.watched.values() {
             let mut task = Vec::new();
             if let Some(c) = counters.get(&w.key) {
                 let events = self.collector.events();
-                task.extend(task_metrics::from_counters(c, events, self.collector.runq_available()));
+                task.extend(task_metrics::from_counters(
+                    c,
+                    events,
+                    self.collector.runq_available(),
+                ));
                 if let Some(derived) = &mut self.derived {
-                    let values = events.iter().cloned().zip(c.perf.iter().map(|&v| v as f64)).collect();
+                    let values = events
+                        .iter()
+                        .cloned()
+                        .zip(c.perf.iter().map(|&v| v as f64))
+                        .collect();
                     task.extend(derived.update(&w.task.task_id, now, &values));
                 }
             }
@@ -274,18 +301,34 @@ impl MeasurementRunner {
         }
     }
 
-    fn internal_metrics(&self, durations: &[(&'static str, Duration)], started: Instant) -> Vec<Metric> {
+    fn internal_metrics(
+        &self,
+        durations: &[(&'static str, Duration)],
+        started: Instant,
+    ) -> Vec<Metric> {
         let mut out = vec![
             Metric::gauge(names::OWCA_UP, names::OWCA_UP_HELP, 1.0),
-            Metric::gauge(names::OWCA_TASKS, names::OWCA_TASKS_HELP, self.watched.len() as f64),
+            Metric::gauge(
+                names::OWCA_TASKS,
+                names::OWCA_TASKS_HELP,
+                self.watched.len() as f64,
+            ),
         ];
         if let Some(rss) = own_rss_bytes() {
-            out.push(Metric::gauge(names::OWCA_MEMORY, names::OWCA_MEMORY_HELP, rss as f64));
+            out.push(Metric::gauge(
+                names::OWCA_MEMORY,
+                names::OWCA_MEMORY_HELP,
+                rss as f64,
+            ));
         }
         for (function, d) in durations.iter().chain(&[("iteration", started.elapsed())]) {
             out.push(
-                Metric::gauge(names::OWCA_DURATION, names::OWCA_DURATION_HELP, d.as_secs_f64())
-                    .with_label("function", *function),
+                Metric::gauge(
+                    names::OWCA_DURATION,
+                    names::OWCA_DURATION_HELP,
+                    d.as_secs_f64(),
+                )
+                .with_label("function", *function),
             );
         }
         out.extend(self.errors.metrics(&COMPONENTS));
@@ -297,16 +340,21 @@ impl MeasurementRunner {
 fn cgroup_metrics(mounts: &Mounts, task: &Task, errors: &mut ErrorCounter) -> Vec<Metric> {
     let cg = Cgroup::new(mounts, &task.cgroup_path);
     let mut out = Vec::new();
-    let mut push = |r: Result<Option<f64>, crate::cgroups::CgroupError>, m: fn(f64) -> Metric| match r {
-        Ok(Some(v)) => out.push(m(v)),
-        Ok(None) => {}
-        Err(e) => errors.record("cgroups", &task.task_id, &e),
-    };
+    let mut push =
+        |r: Result<Option<f64>, crate::cgroups::CgroupError>, m: fn(f64) -> Metric| match r {
+            Ok(Some(v)) => out.push(m(v)),
+            Ok(None) => {}
+            Err(e) => errors.record("cgroups", &task.task_id, &e),
+        };
     push(cg.cpu_usage_ns().map(|v| v.map(|v| v as f64)), |v| {
         Metric::counter(names::CPU_USAGE_PER_TASK, names::CPU_USAGE_PER_TASK_HELP, v)
     });
     push(cg.memory_usage_bytes().map(|v| v.map(|v| v as f64)), |v| {
-        Metric::gauge(names::MEMORY_USAGE_PER_TASK, names::MEMORY_USAGE_PER_TASK_HELP, v)
+        Metric::gauge(
+            names::MEMORY_USAGE_PER_TASK,
+            names::MEMORY_USAGE_PER_TASK_HELP,
+            v,
+        )
     });
     push(cg.memory_limit_bytes().map(|v| v.map(|v| v as f64)), |v| {
         Metric::gauge(names::TASK_MEMORY_LIMIT, names::TASK_MEMORY_LIMIT_HELP, v)

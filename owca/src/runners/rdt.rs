@@ -30,7 +30,9 @@ impl Rdt {
                 Some(Self { resctrl })
             }
             Ok(None) if enabled == Some(true) => {
-                warn!("rdt_enabled: resctrl is not mounted (or OWCA_RESCTRL_ROOT is wrong): memory_bandwidth and llc_occupancy are not exported");
+                warn!(
+                    "rdt_enabled: resctrl is not mounted (or OWCA_RESCTRL_ROOT is wrong): memory_bandwidth and llc_occupancy are not exported"
+                );
                 None
             }
             Ok(None) => {
@@ -46,7 +48,10 @@ impl Rdt {
 
     /// Creates, refreshes and removes mon groups so they match `tasks`.
     pub fn sync(&mut self, mounts: &Mounts, tasks: &[&Task], errors: &mut ErrorCounter) {
-        for err in self.resctrl.cleanup_stale(tasks.iter().map(|t| t.task_id.as_str())) {
+        for err in self
+            .resctrl
+            .cleanup_stale(tasks.iter().map(|t| t.task_id.as_str()))
+        {
             errors.record("resctrl", "cleanup", &err);
         }
         for task in tasks {

@@ -10,17 +10,33 @@ const NS: f64 = 1e9;
 /// names in slot order; `runq` tells whether run-queue latency is measured on this kernel.
 pub fn from_counters(c: &CgroupCounters, events: &[String], runq: bool) -> Vec<Metric> {
     let mut out = vec![
-        Metric::counter(names::TASK_ONCPU, names::TASK_ONCPU_HELP, c.oncpu_ns as f64 / NS),
-        Metric::counter(names::TASK_SWITCHES, names::TASK_SWITCHES_HELP, c.switches_voluntary as f64)
-            .with_label("kind", "voluntary"),
-        Metric::counter(names::TASK_SWITCHES, names::TASK_SWITCHES_HELP, c.switches_involuntary as f64)
-            .with_label("kind", "involuntary"),
+        Metric::counter(
+            names::TASK_ONCPU,
+            names::TASK_ONCPU_HELP,
+            c.oncpu_ns as f64 / NS,
+        ),
+        Metric::counter(
+            names::TASK_SWITCHES,
+            names::TASK_SWITCHES_HELP,
+            c.switches_voluntary as f64,
+        )
+        .with_label("kind", "voluntary"),
+        Metric::counter(
+            names::TASK_SWITCHES,
+            names::TASK_SWITCHES_HELP,
+            c.switches_involuntary as f64,
+        )
+        .with_label("kind", "involuntary"),
     ];
     if runq {
         out.extend(runq_histogram(c));
     }
     for (name, value) in events.iter().zip(c.perf) {
-        out.push(Metric::counter(name.as_str(), names::COUNTER_EVENT_HELP, value as f64));
+        out.push(Metric::counter(
+            name.as_str(),
+            names::COUNTER_EVENT_HELP,
+            value as f64,
+        ));
     }
     out
 }

@@ -34,7 +34,10 @@ pub struct PrometheusExporter {
 impl PrometheusExporter {
     /// Binds the address and starts serving on the current tokio runtime.
     pub fn start(config: &PrometheusExporterConfig) -> Result<Self, StorageError> {
-        let bind_err = |source| StorageError::Listen { addr: config.listen, source };
+        let bind_err = |source| StorageError::Listen {
+            addr: config.listen,
+            source,
+        };
         let std_listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
         std_listener.set_nonblocking(true).map_err(bind_err)?;
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
@@ -46,7 +49,10 @@ impl PrometheusExporter {
                 let text = served.read().map(|t| Arc::clone(&t)).unwrap_or_default();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         text.as_str().to_owned(),
                     )
                 }
@@ -70,7 +76,10 @@ impl Storage for PrometheusExporter {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
         let encoded = prometheus::encode(metrics);
         if encoded.dropped() != self.dropped_reported {
-            warn!(dropped = encoded.dropped(), "samples the Prometheus format cannot hold were dropped");
+            warn!(
+                dropped = encoded.dropped(),
+                "samples the Prometheus format cannot hold were dropped"
+            );
             self.dropped_reported = encoded.dropped();
         }
         let text = Arc::new(encoded.text);

@@ -77,7 +77,10 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
         };
         if family.kind != metric.kind {
             out.type_conflicts += 1;
-        } else if !family.seen.insert((metric.suffix, &metric.labels, rendered)) {
+        } else if !family
+            .seen
+            .insert((metric.suffix, &metric.labels, rendered))
+        {
             out.duplicates += 1;
         } else {
             family.samples.push((metric, rendered));
@@ -157,13 +160,20 @@ fn write_family(text: &mut String, family: &Family<'_>, shared: &SharedLabels) {
         text.push_str(&sample.name);
         text.push_str(sample.suffix);
         let shared_text = shared.text(rendered);
-        let overlap = sample.shared.as_ref().is_some_and(|s| sample.labels.keys().any(|k| s.contains_key(k)));
+        let overlap = sample
+            .shared
+            .as_ref()
+            .is_some_and(|s| sample.labels.keys().any(|k| s.contains_key(k)));
         if !sample.labels.is_empty() || !shared_text.is_empty() {
             text.push('{');
             write_labels(text, sample.labels.iter());
             if overlap {
                 // Rare: an own label replaces a shared one, so render this sample's rest.
-                let rest = sample.shared.iter().flat_map(|s| s.iter()).filter(|(k, _)| !sample.labels.contains_key(*k));
+                let rest = sample
+                    .shared
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .filter(|(k, _)| !sample.labels.contains_key(*k));
                 let mut rest_text = String::new();
                 write_labels(&mut rest_text, rest);
                 if !sample.labels.is_empty() && !rest_text.is_empty() {

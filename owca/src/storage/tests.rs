@@ -358,16 +358,22 @@ fn shared_labels_are_written_once_rendered_and_own_labels_win() {
 
     use crate::metrics::Labels;
     let task: Arc<Labels> = Arc::new(
-        [("task_id", "t1"), ("host", "n\"1")].map(|(k, v)| (k.to_owned(), v.to_owned())).into(),
+        [("task_id", "t1"), ("host", "n\"1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
     );
     let same_content = Arc::new((*task).clone());
     let metrics = vec![
         Metric::counter("c", "h", 1.0).with_shared(&task),
-        Metric::counter("c", "h", 2.0).with_label("kind", "x").with_shared(&task),
+        Metric::counter("c", "h", 2.0)
+            .with_label("kind", "x")
+            .with_shared(&task),
         // Same series as the first, through another Arc: a duplicate.
         Metric::counter("c", "h", 3.0).with_shared(&same_content),
         // An own label replaces the shared one of the same name.
-        Metric::gauge("g", "h", 4.0).with_label("host", "mine").with_shared(&task),
+        Metric::gauge("g", "h", 4.0)
+            .with_label("host", "mine")
+            .with_shared(&task),
     ];
     let e = encode(&metrics);
     assert_eq!(e.duplicates, 1);
@@ -379,5 +385,8 @@ fn shared_labels_are_written_once_rendered_and_own_labels_win() {
     assert_eq!(metrics[3].label("host"), Some("mine"));
     assert_eq!(metrics[3].label("task_id"), Some("t1"));
     let bad: Arc<Labels> = Arc::new([("__bad".to_owned(), "v".to_owned())].into());
-    assert_eq!(encode(&[Metric::gauge("g", "h", 1.0).with_shared(&bad)]).invalid, 1);
+    assert_eq!(
+        encode(&[Metric::gauge("g", "h", 1.0).with_shared(&bad)]).invalid,
+        1
+    );
 }

@@ -63,11 +63,10 @@ impl Agent {
                 let (answer, record, acceptor) =
                     (Arc::clone(&current), Arc::clone(&record), acceptor.clone());
                 tokio::spawn(async move {
-                    let service =
-                        service_fn(move |req| {
-                            let answer = answer.lock().unwrap().clone();
-                            respond(req, answer, Arc::clone(&record))
-                        });
+                    let service = service_fn(move |req| {
+                        let answer = answer.lock().unwrap().clone();
+                        respond(req, answer, Arc::clone(&record))
+                    });
                     let served = match acceptor {
                         // A failed handshake is the client's error to report, not ours.
                         Some(acceptor) => match acceptor.accept(stream).await {
@@ -175,4 +174,3 @@ pub fn get_state(pid: u32, container_id: &str) -> Value {
     }
     answer
 }
-

@@ -78,22 +78,30 @@ pub fn status_field(pid: u32, field: &str) -> u64 {
 
 /// `run_delay` (ns waited on a run queue) from `/proc/<pid>/schedstat`.
 pub fn run_delay_ns(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("reading schedstat");
-    text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("schedstat run_delay")
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("reading schedstat");
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("schedstat run_delay")
 }
 
 /// Minor plus major page faults of a process from `/proc/<pid>/stat`.
 pub fn page_faults(pid: u32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
     let after_comm = &text[text.rfind(')').expect("stat comm") + 2..];
-    let f: Vec<u64> = after_comm.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    let f: Vec<u64> = after_comm
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
     // Fields 10 (minflt) and 12 (majflt), counted from 1 at pid; after_comm starts at 3.
     f[10 - 3] + f[12 - 3]
 }
 
 /// Reads a number from a cgroup file (first whitespace-separated token, or `key value`).
 pub fn cgroup_value(path: &std::path::Path, key: Option<&str>) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     match key {
         None => text.trim().parse().expect("a number"),
         Some(k) => text
@@ -130,7 +138,37 @@ pub fn wait_until(path: &std::path::Path, what: &str, ok: impl Fn(&str) -> bool)
         {
             return text;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what} in {}", path.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what} in {}",
+            path.display()
+        );
         sleep_s(0.1);
     }
+}
+
+/// A process in a fresh cgroup `mesos/<unique name>` of the given v1 controllers. Fields
+/// drop in order: the process is killed before its cgroup is removed.
+pub struct PlacedTask {
+    /// The cgroup path below the hierarchy roots, e.g. `mesos/owca-test-busy-42`.
+    pub rel: String,
+    pub proc: Proc,
+    pub cgroup: owca::cgroups::testing::TestCgroup,
+}
+
+/// Starts `proc` placed in a new `mesos/<name>` cgroup.
+pub fn placed(name: &str, controllers: &[&str], proc: Proc) -> PlacedTask {
+    let mounts = owca::cgroups::Mounts::discover().expect("reading mountinfo");
+    let rel = format!("mesos/{}", unique(name));
+    let cgroup = owca::cgroups::testing::TestCgroup::create(&mounts, controllers, &rel)
+        .expect("creating a test cgroup");
+    cgroup.add_pid(proc.pid()).expect("placing the process");
+    PlacedTask { rel, proc, cgroup }
+}
+
+/// Writes an agent config file into `dir` and returns its path.
+pub fn write_config(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    let path = dir.join("owca.yaml");
+    std::fs::write(&path, yaml).expect("writing the config");
+    path
 }
