@@ -14,11 +14,23 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, PerfEventContext},
 };
 use owca_common::{
-    CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS, KernelOffsets,
+    CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS,
     MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WatchConfig,
 };
 
 use crate::maps::{COUNTERS, CPU_STATE, NUM_PERF_EVENTS, OFFSETS, WATCH_CONFIG, perf_counters};
+
+/// One field of `OFFSETS`: a volatile read, so the compiler neither folds the placeholder
+/// value nor loads the whole struct (spilling it to the stack) on every switch; the
+/// verifier sees the agent's constant.
+macro_rules! off {
+    ($field:ident) => {{
+        #[allow(unused_unsafe, reason = "used both inside and outside unsafe blocks")]
+        // SAFETY: a read of a frozen read-only global.
+        let value = unsafe { core::ptr::read_volatile(&raw const OFFSETS.$field) };
+        value
+    }};
+}
 
 /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
 /// unsigned int prev_state)`.
@@ -48,7 +60,6 @@ pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
     };
     // SAFETY: the map value of this CPU, valid for the program's run.
     let st = unsafe { &mut *st };
-    let off = offsets();
     // SAFETY: the interrupted task, the one switched in last on this CPU; loads through it
     // are BTF-checked like the switch program's.
     let cur = unsafe { bpf_get_current_task_btf() }
@@ -56,7 +67,7 @@ pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
         .cast_const();
     if st.cur_slot != NO_SLOT {
         let slot = (st.cur_slot as usize) % CACHE_SLOTS;
-        let exec: u64 = unsafe { load(cur, off.task_sum_exec) };
+        let exec: u64 = unsafe { load(cur, off!(task_sum_exec)) };
         if exec > st.in_exec_ns {
             st.cache[slot].pending.oncpu_ns += exec - st.in_exec_ns;
             st.cache[slot].dirty = 1;
@@ -65,10 +76,10 @@ pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
         charge_perf(st, slot);
     }
     if st.cache_gen != cfg.generation {
-        let cset: u64 = unsafe { load(cur, off.task_cgroups) };
-        let slot = unsafe { lookup(st, cfg, &off, cset) };
+        let cset: u64 = unsafe { load(cur, off!(task_cgroups)) };
+        let slot = unsafe { lookup(st, cfg, cset) };
         if key_of(st, slot) != 0 {
-            unsafe { switch_in(st, &off, cur, slot) };
+            unsafe { switch_in(st, cur, slot) };
             read_perf(st, None);
         }
     }
@@ -80,22 +91,15 @@ pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
 
 /// Records the task now running in a watched cgroup: what it has counted so far.
 #[inline(always)]
-unsafe fn switch_in(st: &mut CpuState, off: &KernelOffsets, task: *const u8, slot: u32) {
+unsafe fn switch_in(st: &mut CpuState, task: *const u8, slot: u32) {
     st.cur_slot = slot;
-    st.cur_pid = unsafe { load(task, off.task_pid) };
-    st.in_exec_ns = unsafe { load(task, off.task_sum_exec) };
-    st.in_run_delay_ns = if off.task_run_delay != 0 {
-        unsafe { load(task, off.task_run_delay) }
+    st.cur_pid = unsafe { load(task, off!(task_pid)) };
+    st.in_exec_ns = unsafe { load(task, off!(task_sum_exec)) };
+    st.in_run_delay_ns = if off!(task_run_delay) != 0 {
+        unsafe { load(task, off!(task_run_delay)) }
     } else {
         0
     };
-}
-
-#[inline(always)]
-fn offsets() -> KernelOffsets {
-    // SAFETY: a read of a frozen read-only global; volatile so the compiler does not fold
-    // the placeholder value, and the verifier sees the agent's constants.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
 /// A kernel load at `base + off` from a BTF pointer.
@@ -115,11 +119,10 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
     };
     // SAFETY: the map value of this CPU, valid for the program's run.
     let st = unsafe { &mut *st };
-    let off = offsets();
 
     // The task leaving was switched in here while its cgroup was watched.
     let prev_slot = st.cur_slot;
-    if prev_slot != NO_SLOT && unsafe { load::<u32>(prev, off.task_pid) } == st.cur_pid {
+    if prev_slot != NO_SLOT && unsafe { load::<u32>(prev, off!(task_pid)) } == st.cur_pid {
         let e = &mut st.cache[(prev_slot as usize) % CACHE_SLOTS];
         e.dirty = 1;
         let p = &mut e.pending;
@@ -128,21 +131,21 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
         } else {
             p.switches_involuntary += 1;
         }
-        let exec: u64 = unsafe { load(prev, off.task_sum_exec) };
+        let exec: u64 = unsafe { load(prev, off!(task_sum_exec)) };
         if exec > st.in_exec_ns {
             p.oncpu_ns += exec - st.in_exec_ns;
         }
-        if off.task_run_delay != 0 {
+        if off!(task_run_delay) != 0 {
             // run_delay grew by the wait that ended when this task was switched in.
-            let run_delay: u64 = unsafe { load(prev, off.task_run_delay) };
+            let run_delay: u64 = unsafe { load(prev, off!(task_run_delay)) };
             if run_delay > st.in_run_delay_ns {
                 add_wait(p, run_delay - st.in_run_delay_ns);
             }
         }
     }
 
-    let cset: u64 = unsafe { load(next, off.task_cgroups) };
-    let slot = unsafe { lookup(st, cfg, &off, cset) };
+    let cset: u64 = unsafe { load(next, off!(task_cgroups)) };
+    let slot = unsafe { lookup(st, cfg, cset) };
     let prev_key = key_of(st, prev_slot);
     let next_key = key_of(st, slot);
     if prev_key != next_key {
@@ -165,7 +168,7 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
         }
         return;
     }
-    unsafe { switch_in(st, &off, next, slot) };
+    unsafe { switch_in(st, next, slot) };
 }
 
 #[inline(always)]
@@ -181,13 +184,26 @@ fn key_of(st: &CpuState, slot: u32) -> u64 {
 fn add_wait(c: &mut CgroupCounters, wait_ns: u64) {
     c.runq_wait_ns += wait_ns;
     c.runq_waits += 1;
-    let log2 = 63 - wait_ns.leading_zeros();
-    let bucket = log2
+    let bucket = log2(wait_ns)
         .saturating_sub(HIST_SHIFT_NS)
         .min(HIST_BUCKETS as u32 - 1);
     if let Some(b) = c.runq_hist.get_mut(bucket as usize) {
         *b += 1;
     }
+}
+
+/// floor(log2(v)) for v > 0 by halving steps: BPF has no count-leading-zeros instruction
+/// and LLVM's expansion of one is several times longer.
+#[inline(always)]
+fn log2(mut v: u64) -> u32 {
+    let mut r = 0;
+    for shift in [32, 16, 8, 4, 2, 1] {
+        if v >> shift != 0 {
+            v >>= shift;
+            r += shift;
+        }
+    }
+    r
 }
 
 /// Adds an entry's pending counts to its `COUNTERS` entry and clears them. A key that is
@@ -252,7 +268,7 @@ fn read_perf(st: &mut CpuState, charge: Option<usize>) {
 
 /// The cache entry of a `css_set`, resolving and caching it on a miss.
 #[inline(always)]
-unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, off: &KernelOffsets, cset: u64) -> u32 {
+unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: u64) -> u32 {
     if st.cache_gen != cfg.generation {
         // Watched cgroups changed: hand in what was gathered, then forget resolutions.
         for slot in 0..CACHE_SLOTS {
@@ -268,7 +284,7 @@ unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, off: &KernelOffsets, cset
             return slot as u32;
         }
     }
-    let key = unsafe { resolve(cfg, off, cset) };
+    let key = unsafe { resolve(cfg, cset) };
     let mut victim = (st.cache_next as usize) % CACHE_SLOTS;
     // The running task's entry still has counter deltas to receive.
     if victim as u32 == st.cur_slot {
@@ -284,19 +300,19 @@ unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, off: &KernelOffsets, cset
 
 /// The watched cgroup key of a task with this `css_set`, or 0.
 #[inline(always)]
-unsafe fn resolve(cfg: &WatchConfig, off: &KernelOffsets, cset: u64) -> u64 {
+unsafe fn resolve(cfg: &WatchConfig, cset: u64) -> u64 {
     let cset_ptr = cset as *const u8;
     if cfg.v1_max_level != 0 {
-        let css: *const u8 = unsafe { load(cset_ptr, off.cset_subsys) };
-        let cgrp: *const u8 = unsafe { load(css, off.css_cgroup) };
-        let key = unsafe { walk(cgrp, off, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG) };
+        let css: *const u8 = unsafe { load(cset_ptr, off!(cset_subsys)) };
+        let cgrp: *const u8 = unsafe { load(css, off!(css_cgroup)) };
+        let key = unsafe { walk(cgrp, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG) };
         if key != 0 {
             return key;
         }
     }
     if cfg.v2_max_level != 0 {
-        let cgrp: *const u8 = unsafe { load(cset_ptr, off.cset_dfl_cgrp) };
-        return unsafe { walk(cgrp, off, cfg.v2_min_level, cfg.v2_max_level, 0) };
+        let cgrp: *const u8 = unsafe { load(cset_ptr, off!(cset_dfl_cgrp)) };
+        return unsafe { walk(cgrp, cfg.v2_min_level, cfg.v2_max_level, 0) };
     }
     0
 }
@@ -304,20 +320,20 @@ unsafe fn resolve(cfg: &WatchConfig, off: &KernelOffsets, cset: u64) -> u64 {
 /// Walks from a cgroup up through its ancestors within the watched levels and returns the
 /// first watched key found, or 0.
 #[inline(always)]
-unsafe fn walk(cgrp: *const u8, off: &KernelOffsets, min: u32, max: u32, tag: u64) -> u64 {
-    let mut level: i32 = unsafe { load(cgrp, off.cgroup_level) };
-    let mut kn: *const u8 = unsafe { load(cgrp, off.cgroup_kn) };
+unsafe fn walk(cgrp: *const u8, min: u32, max: u32, tag: u64) -> u64 {
+    let mut level: i32 = unsafe { load(cgrp, off!(cgroup_level)) };
+    let mut kn: *const u8 = unsafe { load(cgrp, off!(cgroup_kn)) };
     for _ in 0..MAX_WALK_DEPTH {
         if level < min as i32 {
             return 0;
         }
         if level <= max as i32 {
-            let key = unsafe { load::<u64>(kn, off.kn_id) } | tag;
+            let key = unsafe { load::<u64>(kn, off!(kn_id)) } | tag;
             if COUNTERS.get_ptr(key).is_some() {
                 return key;
             }
         }
-        kn = unsafe { load(kn, off.kn_parent) };
+        kn = unsafe { load(kn, off!(kn_parent)) };
         level -= 1;
     }
     0

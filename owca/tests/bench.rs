@@ -24,7 +24,7 @@ use owca::{
 };
 use support::*;
 
-const ROUND_TRIPS: u32 = 200_000;
+const ROUND_TRIPS: u32 = 100_000;
 
 /// Forks a child that runs `f` pinned to `cpu`, then exits.
 fn spawn_pinned(cpu: usize, f: impl FnOnce()) -> Pid {
@@ -82,9 +82,10 @@ fn ping_pong(cpu: usize, a: &TestCgroup, b: &TestCgroup) -> Duration {
     start.elapsed()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// The fastest of the rounds: this VM's noise (other guests, host interrupts) only ever
+/// adds time, so the minimum is the steadiest estimate of each side's own cost.
+fn fastest(v: Vec<f64>) -> f64 {
+    v.into_iter().fold(f64::INFINITY, f64::min)
 }
 
 #[test]
@@ -101,23 +102,29 @@ fn collector_overhead() {
     let root = m.v1("cpuacct").unwrap().to_path_buf();
 
     let mut report = String::new();
-    for (label, b) in [
-        ("within one watched cgroup", &cga),
-        ("between two watched cgroups", &cgb),
+    for (label, b, watched) in [
+        ("within one watched cgroup", &cga, true),
+        ("between two watched cgroups", &cgb, true),
+        // For scale: the cost of the program on a switch it has nothing to count for.
+        ("between two unwatched cgroups (for reference)", &cgb, false),
     ] {
         let (mut base, mut with) = (Vec::new(), Vec::new());
-        for _ in 0..11 {
+        for _ in 0..15 {
             base.push(ping_pong(cpu, &cga, b).as_secs_f64());
             let mut c = Collector::start(&CollectorConfig::default()).unwrap();
-            for r in &rels {
+            for r in rels.iter().filter(|_| watched) {
                 c.watch(&CgroupDir::new(Hierarchy::V1, &root, r)).unwrap();
             }
             with.push(ping_pong(cpu, &cga, b).as_secs_f64());
             drop(c);
         }
-        let (base, with) = (median(base), median(with));
+        let (base, with) = (fastest(base), fastest(with));
         let ratio = with / base;
-        let verdict = if ratio <= 1.05 { "met" } else { "NOT MET" };
+        let verdict = match (watched, ratio <= 1.05) {
+            (false, _) => "no target",
+            (true, true) => "met",
+            (true, false) => "NOT MET",
+        };
         let per_switch_ns = (with - base) * 1e9 / (2.0 * ROUND_TRIPS as f64);
         report += &format!(
             "ping-pong {label}: {:.2} µs/round trip without, {:.2} with the collector: ratio {ratio:.3} ({per_switch_ns:.0} ns per switch; target <= 1.05: {verdict})\n",
