@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn owca_static_measurement_examples_load_unchanged() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/owca-configs");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/owca-configs");
         for name in [
             "07_static_measurements_owca.yaml",
             "08_static_measurements_for_node_exporter_owca.yaml",

@@ -100,7 +100,6 @@ struct Watched {
 pub struct MeasurementRunner {
     node: NodeConfig,
     action_delay: Duration,
-    extra_labels: Labels,
     storage: Box<dyn Storage>,
     collector: Collector,
     mounts: Mounts,
@@ -108,7 +107,8 @@ pub struct MeasurementRunner {
     hierarchy_root: PathBuf,
     watched: BTreeMap<String, Watched>,
     errors: ErrorCounter,
-    platform_labels: Labels,
+    /// The node's labels and `extra_labels`, carried by every sample.
+    common_labels: Arc<Labels>,
     rdt: Option<Rdt>,
     derived: Option<DerivedMetrics>,
 }
@@ -141,14 +141,17 @@ impl MeasurementRunner {
             events: cfg.event_names.clone(),
             v1_controller: controller.to_owned(),
         })?;
-        let platform_labels = Platform::collect()
+        let mut common_labels = Platform::collect()
             .map(|p| p.common_labels())
-            .unwrap_or_default();
+            .map_err(|e| {
+                RunnerError::Config(format!("reading the platform for common labels: {e}"))
+            })?;
+        // extra_labels win over the platform's.
+        common_labels.extend(cfg.extra_labels);
         info!(hierarchy = %hierarchy_root.display(), "tasks are counted in this cgroup hierarchy");
         Ok(Self {
             node: cfg.node,
             action_delay: cfg.action_delay,
-            extra_labels: cfg.extra_labels,
             storage,
             collector,
             mounts,
@@ -156,7 +159,7 @@ impl MeasurementRunner {
             hierarchy_root,
             watched: BTreeMap::new(),
             errors: ErrorCounter::default(),
-            platform_labels,
+            common_labels: Arc::new(common_labels),
             rdt: Rdt::start(cfg.rdt_enabled),
             derived: cfg.enable_derived_metrics.then(DerivedMetrics::default),
         })
@@ -190,12 +193,13 @@ impl MeasurementRunner {
         durations.push(("node", t.elapsed()));
 
         if let Some(rdt) = &mut self.rdt {
+            let t = Instant::now();
             let tasks: Vec<&Task> = self.watched.values().map(|w| &w.task).collect();
             rdt.sync(&self.mounts, &tasks, &mut self.errors);
+            durations.push(("resctrl", t.elapsed()));
         }
 
         let t = Instant::now();
-        let now = Instant::now();
         let counters = match self.collector.snapshot() {
             Ok(c) => c,
             Err(e) => {
@@ -206,14 +210,7 @@ impl MeasurementRunner {
         durations.push(("collector", t.elapsed()));
 
         let t = Instant::now();
-        // extra_labels win over the platform's.
-        let mut common = self.platform_labels.clone();
-        common.extend(
-            self.extra_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        let common = Arc::new(common);
+        let common = &self.common_labels;
         let mut metrics = Vec::new();
         for w in self.watched.values() {
             let mut task = Vec::new();
@@ -230,7 +227,7 @@ impl MeasurementRunner {
                         .cloned()
                         .zip(c.perf.iter().map(|&v| v as f64))
                         .collect();
-                    task.extend(derived.update(&w.task.task_id, now, &values));
+                    task.extend(derived.update(&w.task.task_id, t, &values));
                 }
             }
             task.extend(cgroup_metrics(&self.mounts, &w.task, &mut self.errors));
@@ -256,7 +253,7 @@ impl MeasurementRunner {
 
         metrics.extend(self.internal_metrics(&durations, started));
         for m in &mut metrics[node_start..] {
-            m.shared = Some(Arc::clone(&common));
+            m.shared = Some(Arc::clone(common));
         }
         if let Err(e) = self.storage.store(&metrics) {
             self.errors.record("storage", "metrics_storage", &e);

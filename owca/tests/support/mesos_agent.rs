@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
 /// The real Mesos captures (see their ORIGIN.md).
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/mesos");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mesos");
 
 /// What the stand-in agent answers to every request.
 #[derive(Clone)]

@@ -8,10 +8,7 @@ use serde::Deserialize;
 use super::*;
 use crate::{config::from_str, nodes::NodeConfig};
 
-const CONFIGS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/owca-configs"
-);
+const CONFIGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/owca-configs");
 
 /// The parts of an example config this test looks at; the rest (storages, Python
 /// detectors) is ignored.

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::metrics::Labels;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/mesos");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mesos");
 
 /// The task of mesos_get_state.json and its derivatives.
 const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
