@@ -265,11 +265,16 @@ impl MeasurementRunner {
     fn reconcile(&mut self, tasks: Vec<Task>) {
         let current: BTreeMap<String, Task> =
             tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        // Gone, or moved to another cgroup (e.g. a restarted executor): unwatch the old one.
         let gone: Vec<String> = self
             .watched
-            .keys()
-            .filter(|id| !current.contains_key(*id))
-            .cloned()
+            .iter()
+            .filter(|(id, w)| {
+                current
+                    .get(*id)
+                    .is_none_or(|t| t.cgroup_path != w.task.cgroup_path)
+            })
+            .map(|(id, _)| id.clone())
             .collect();
         if let Some(derived) = &mut self.derived {
             derived.retain(|id| current.contains_key(id));
