@@ -21,7 +21,7 @@ use thiserror::Error;
 pub use self::{
     mounts::{Mount, Mounts},
     proc::{ProcCgroups, parse_proc_cgroup, proc_cgroup},
-    read::Cgroup,
+    read::{Cgroup, OpenFiles},
     tree::has_processes,
 };
 

@@ -16,6 +16,70 @@ const V1_UNLIMITED: u64 = i64::MAX as u64 & !0xFFFF;
 pub struct Cgroup<'a> {
     mounts: &'a Mounts,
     path: String,
+    files: Option<&'a OpenFiles>,
+}
+
+/// cgroupfs files kept open between iterations: re-reading an open file costs a fraction
+/// of opening it by path again, which counts at thousands of tasks. Files not read during
+/// an iteration are closed at its end, so those of gone cgroups do not pile up.
+#[derive(Debug, Default)]
+pub struct OpenFiles {
+    /// Path → the open file and whether it was read this iteration.
+    files: std::sync::Mutex<std::collections::HashMap<PathBuf, (std::fs::File, bool)>>,
+}
+
+impl OpenFiles {
+    /// The file's text, through a kept file when there is one; `None` when it does not
+    /// exist. A kept file that fails (its cgroup removed) is dropped and opened afresh.
+    fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((file, used)) = files.get_mut(path) {
+            *used = true;
+            if let Ok(text) = read_from_start(file) {
+                return Ok(Some(text));
+            }
+            files.remove(path);
+        }
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let text = read_from_start(&mut file)?;
+        files.insert(path.to_path_buf(), (file, true));
+        Ok(Some(text))
+    }
+
+    /// Closes the files not read since the last call.
+    pub fn end_iteration(&self) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        files.retain(|_, (_, used)| std::mem::take(used));
+    }
+
+    /// Number of files kept open.
+    pub fn len(&self) -> usize {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no file is kept open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a whole file from offset 0 (the kernel regenerates cgroupfs text for each read).
+fn read_from_start(file: &mut std::fs::File) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt as _;
+    let mut out = Vec::with_capacity(256);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = file.read_at(&mut buf, out.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 impl<'a> Cgroup<'a> {
@@ -24,7 +88,45 @@ impl<'a> Cgroup<'a> {
         Self {
             mounts,
             path: path.to_owned(),
+            files: None,
         }
+    }
+
+    /// The same, reading through files kept open in `files`.
+    pub fn with_open_files(mounts: &'a Mounts, path: &str, files: &'a OpenFiles) -> Self {
+        Self {
+            files: Some(files),
+            ..Self::new(mounts, path)
+        }
+    }
+
+    /// A file's text; `None` when it does not exist.
+    fn read_text(&self, path: &Path) -> Result<Option<String>, CgroupError> {
+        let read = match self.files {
+            Some(files) => files.read(path),
+            None => match std::fs::read_to_string(path) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+        };
+        read.map_err(|source| CgroupError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// A file holding one number; `None` when it does not exist.
+    fn read_number(&self, path: &Path) -> Result<Option<u64>, CgroupError> {
+        self.read_text(path)?.map(|t| parse(path, &t)).transpose()
+    }
+
+    /// The value of `key` in a flat-keyed file such as `cpu.stat`.
+    fn read_key(&self, path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
+        let Some(text) = self.read_text(path)? else {
+            return Ok(None);
+        };
+        key_value(path, &text, key)
     }
 
     /// The cgroup path this was made with.
@@ -46,7 +148,7 @@ impl<'a> Cgroup<'a> {
         let Some((path, _)) = self.file(controller, "tasks", "cgroup.threads") else {
             return Ok(Vec::new());
         };
-        let text = read_text(&path)?.unwrap_or_default();
+        let text = self.read_text(&path)?.unwrap_or_default();
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
@@ -62,8 +164,10 @@ impl<'a> Cgroup<'a> {
     /// CPU time of the cgroup's tasks in ns (`cpuacct.usage`, or v2 `cpu.stat` usage_usec).
     pub fn cpu_usage_ns(&self) -> Result<Option<u64>, CgroupError> {
         match self.file("cpuacct", "cpuacct.usage", "cpu.stat") {
-            Some((p, true)) => read_number(&p),
-            Some((p, false)) => Ok(read_key(&p, "usage_usec")?.map(|us| us.saturating_mul(1000))),
+            Some((p, true)) => self.read_number(&p),
+            Some((p, false)) => Ok(self
+                .read_key(&p, "usage_usec")?
+                .map(|us| us.saturating_mul(1000))),
             None => Ok(None),
         }
     }
@@ -71,7 +175,7 @@ impl<'a> Cgroup<'a> {
     /// Memory in use in bytes (`memory.usage_in_bytes` or `memory.current`).
     pub fn memory_usage_bytes(&self) -> Result<Option<u64>, CgroupError> {
         match self.file("memory", "memory.usage_in_bytes", "memory.current") {
-            Some((p, _)) => read_number(&p),
+            Some((p, _)) => self.read_number(&p),
             None => Ok(None),
         }
     }
@@ -80,8 +184,8 @@ impl<'a> Cgroup<'a> {
     /// unlimited or absent.
     pub fn memory_limit_bytes(&self) -> Result<Option<u64>, CgroupError> {
         match self.file("memory", "memory.limit_in_bytes", "memory.max") {
-            Some((p, true)) => Ok(read_number(&p)?.filter(|&v| v < V1_UNLIMITED)),
-            Some((p, false)) => match read_text(&p)? {
+            Some((p, true)) => Ok(self.read_number(&p)?.filter(|&v| v < V1_UNLIMITED)),
+            Some((p, false)) => match self.read_text(&p)? {
                 Some(t) if t.trim() == "max" => Ok(None),
                 Some(t) => parse(&p, &t).map(Some),
                 None => Ok(None),
@@ -94,8 +198,12 @@ impl<'a> Cgroup<'a> {
     /// throttled_usec on v2).
     pub fn cpu_throttled_seconds(&self) -> Result<Option<f64>, CgroupError> {
         match self.file("cpu", "cpu.stat", "cpu.stat") {
-            Some((p, true)) => Ok(read_key(&p, "throttled_time")?.map(|ns| ns as f64 / 1e9)),
-            Some((p, false)) => Ok(read_key(&p, "throttled_usec")?.map(|us| us as f64 / 1e6)),
+            Some((p, true)) => Ok(self
+                .read_key(&p, "throttled_time")?
+                .map(|ns| ns as f64 / 1e9)),
+            Some((p, false)) => Ok(self
+                .read_key(&p, "throttled_usec")?
+                .map(|us| us as f64 / 1e6)),
             None => Ok(None),
         }
     }
@@ -110,18 +218,6 @@ impl<'a> Cgroup<'a> {
     }
 }
 
-/// A file's text; `None` when it does not exist.
-pub(super) fn read_text(path: &Path) -> Result<Option<String>, CgroupError> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CgroupError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
 /// One number, or an error naming the file and quoting the text.
 fn parse(path: &Path, text: &str) -> Result<u64, CgroupError> {
     text.trim().parse().map_err(|_| CgroupError::Parse {
@@ -130,16 +226,8 @@ fn parse(path: &Path, text: &str) -> Result<u64, CgroupError> {
     })
 }
 
-/// A file holding one number; `None` when it does not exist.
-fn read_number(path: &Path) -> Result<Option<u64>, CgroupError> {
-    read_text(path)?.map(|t| parse(path, &t)).transpose()
-}
-
-/// The value of `key` in a flat-keyed file such as `cpu.stat`.
-fn read_key(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
-    let Some(text) = read_text(path)? else {
-        return Ok(None);
-    };
+/// The value of `key` in flat-keyed text such as `cpu.stat`'s.
+fn key_value(path: &Path, text: &str, key: &str) -> Result<Option<u64>, CgroupError> {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
         .map(|v| parse(path, v))
@@ -149,6 +237,33 @@ fn read_key(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    #[test]
+    fn open_files_reread_current_content_and_close_unused_ones() {
+        let d = tree(&[("cpuacct/a/cpuacct.usage", "1\n")]);
+        let m = Mounts::parse(&format!(
+            "1 1 0:1 / {}/cpuacct rw - cgroup cgroup rw,cpuacct\n",
+            d.path().display()
+        ));
+        let files = OpenFiles::default();
+        let cg = Cgroup::with_open_files(&m, "/a", &files);
+        assert_eq!(cg.cpu_usage_ns().unwrap(), Some(1));
+        assert_eq!(files.len(), 1);
+        // Rewritten in place, as the kernel's view changes: the kept file reads it anew.
+        std::fs::write(d.path().join("cpuacct/a/cpuacct.usage"), "22\n").unwrap();
+        assert_eq!(cg.cpu_usage_ns().unwrap(), Some(22));
+        files.end_iteration();
+        assert_eq!(files.len(), 1, "read during the iteration: kept");
+        files.end_iteration();
+        assert!(files.is_empty(), "not read for a whole iteration: closed");
+        assert_eq!(
+            Cgroup::with_open_files(&m, "/gone", &files)
+                .cpu_usage_ns()
+                .unwrap(),
+            None
+        );
+        assert!(files.is_empty(), "absent files are not kept");
+    }
 
     /// A temp dir holding `files` (path, content).
     pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {

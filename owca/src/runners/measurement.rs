@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{ErrorCounter, derived::DerivedMetrics, rdt::Rdt, task_metrics};
 use crate::{
-    cgroups::{Cgroup, Mounts},
+    cgroups::{Cgroup, Mounts, OpenFiles},
     collector::{CgroupDir, Collector, CollectorConfig, CollectorError, Hierarchy},
     config::duration_secs,
     metrics::{Labels, Metric, names},
@@ -109,6 +109,8 @@ pub struct MeasurementRunner {
     errors: ErrorCounter,
     /// The node's labels and `extra_labels`, carried by every sample.
     common_labels: Arc<Labels>,
+    /// Tasks' cgroupfs files, kept open between iterations.
+    open_files: OpenFiles,
     rdt: Option<Rdt>,
     derived: Option<DerivedMetrics>,
 }
@@ -160,6 +162,7 @@ impl MeasurementRunner {
             watched: BTreeMap::new(),
             errors: ErrorCounter::default(),
             common_labels: Arc::new(common_labels),
+            open_files: OpenFiles::default(),
             rdt: Rdt::start(cfg.rdt_enabled),
             derived: cfg.enable_derived_metrics.then(DerivedMetrics::default),
         })
@@ -230,7 +233,9 @@ impl MeasurementRunner {
                     task.extend(derived.update(&w.task.task_id, t, &values));
                 }
             }
-            task.extend(cgroup_metrics(&self.mounts, &w.task, &mut self.errors));
+            let cgroup =
+                Cgroup::with_open_files(&self.mounts, &w.task.cgroup_path, &self.open_files);
+            task.extend(cgroup_metrics(&cgroup, &w.task.task_id, &mut self.errors));
             if let Some(rdt) = &self.rdt {
                 task.extend(rdt.metrics(&w.task.task_id, &mut self.errors));
             }
@@ -259,6 +264,7 @@ impl MeasurementRunner {
             self.errors.record("storage", "metrics_storage", &e);
         }
         self.errors.end_iteration();
+        self.open_files.end_iteration();
     }
 
     /// Watches new tasks' cgroups and unwatches those of tasks that are gone.
@@ -339,14 +345,13 @@ impl MeasurementRunner {
 }
 
 /// Metrics the kernel keeps in cgroupfs for a task; an absent file means no metric.
-fn cgroup_metrics(mounts: &Mounts, task: &Task, errors: &mut ErrorCounter) -> Vec<Metric> {
-    let cg = Cgroup::new(mounts, &task.cgroup_path);
+fn cgroup_metrics(cg: &Cgroup<'_>, task_id: &str, errors: &mut ErrorCounter) -> Vec<Metric> {
     let mut out = Vec::new();
     let mut push =
         |r: Result<Option<f64>, crate::cgroups::CgroupError>, m: fn(f64) -> Metric| match r {
             Ok(Some(v)) => out.push(m(v)),
             Ok(None) => {}
-            Err(e) => errors.record("cgroups", &task.task_id, &e),
+            Err(e) => errors.record("cgroups", task_id, &e),
         };
     push(cg.cpu_usage_ns().map(|v| v.map(|v| v as f64)), |v| {
         Metric::counter(names::CPU_USAGE_PER_TASK, names::CPU_USAGE_PER_TASK_HELP, v)
