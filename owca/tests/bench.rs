@@ -24,7 +24,7 @@ use owca::{
 };
 use support::*;
 
-const ROUND_TRIPS: u32 = 100_000;
+const ROUND_TRIPS: u32 = 50_000;
 
 /// Forks a child that runs `f` pinned to `cpu`, then exits.
 fn spawn_pinned(cpu: usize, f: impl FnOnce()) -> Pid {
@@ -109,7 +109,7 @@ fn collector_overhead() {
         ("between two unwatched cgroups (for reference)", &cgb, false),
     ] {
         let (mut base, mut with) = (Vec::new(), Vec::new());
-        for _ in 0..15 {
+        for _ in 0..31 {
             base.push(ping_pong(cpu, &cga, b).as_secs_f64());
             let mut c = Collector::start(&CollectorConfig::default()).unwrap();
             for r in rels.iter().filter(|_| watched) {
