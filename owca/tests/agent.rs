@@ -130,19 +130,7 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
     );
     assert!(!out.contains("error"), "promtool: {out}");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.id() as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .unwrap();
-    let status = agent.wait().unwrap();
-    let mut stderr = String::new();
-    agent
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = terminate(&mut agent);
     assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     if !has_pmu {
         assert_eq!(

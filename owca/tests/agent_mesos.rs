@@ -108,14 +108,7 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
         !t.contains(&task) && t.contains("owca_tasks")
     });
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.id() as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .unwrap();
-    let status = agent.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = terminate(&mut agent);
     assert!(status.success(), "{stderr}");
     // Each broken answer is one log line, not one per iteration.
     for what in ["not JSON", "HTTP 500", "no answer to GET_STATE within 1s"] {

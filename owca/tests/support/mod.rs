@@ -172,3 +172,16 @@ pub fn write_config(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
     std::fs::write(&path, yaml).expect("writing the config");
     path
 }
+
+/// Stops the agent as an init system would (SIGTERM) and returns how it exited and what
+/// it logged (its stderr must be piped).
+pub fn terminate(agent: &mut Child) -> (std::process::ExitStatus, String) {
+    let pid = nix::unistd::Pid::from_raw(agent.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).expect("sending SIGTERM");
+    let status = agent.wait().expect("waiting for the agent");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = agent.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("reading its stderr");
+    }
+    (status, stderr)
+}
