@@ -21,11 +21,23 @@ pub struct Cgroup<'a> {
 
 /// cgroupfs files kept open between iterations: re-reading an open file costs a fraction
 /// of opening it by path again, which counts at thousands of tasks. Files not read during
-/// an iteration are closed at its end, so those of gone cgroups do not pile up.
+/// an iteration are closed at its end, so those of gone cgroups do not pile up. A file
+/// found absent (a controller without this cgroup) is looked for again only every
+/// [`ABSENT_RETRY`] iterations.
 #[derive(Debug, Default)]
 pub struct OpenFiles {
-    /// Path → the open file and whether it was read this iteration.
-    files: std::sync::Mutex<std::collections::HashMap<PathBuf, (std::fs::File, bool)>>,
+    /// Path → the open file (or `None`: absent, with iterations left before looking
+    /// again) and whether it was asked for this iteration.
+    files: std::sync::Mutex<std::collections::HashMap<PathBuf, (Kept, bool)>>,
+}
+
+/// How many iterations an absent file is taken as absent before it is looked for again.
+pub const ABSENT_RETRY: u32 = 30;
+
+#[derive(Debug)]
+enum Kept {
+    Open(std::fs::File),
+    Absent(u32),
 }
 
 impl OpenFiles {
@@ -33,24 +45,36 @@ impl OpenFiles {
     /// exist. A kept file that fails (its cgroup removed) is dropped and opened afresh.
     fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((file, used)) = files.get_mut(path) {
+        if let Some((kept, used)) = files.get_mut(path) {
             *used = true;
-            if let Ok(text) = read_from_start(file) {
-                return Ok(Some(text));
+            match kept {
+                Kept::Open(file) => {
+                    if let Ok(text) = read_from_start(file) {
+                        return Ok(Some(text));
+                    }
+                }
+                Kept::Absent(left @ 1..) => {
+                    *left -= 1;
+                    return Ok(None);
+                }
+                Kept::Absent(0) => {}
             }
             files.remove(path);
         }
         let mut file = match std::fs::File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                files.insert(path.to_path_buf(), (Kept::Absent(ABSENT_RETRY), true));
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         let text = read_from_start(&mut file)?;
-        files.insert(path.to_path_buf(), (file, true));
+        files.insert(path.to_path_buf(), (Kept::Open(file), true));
         Ok(Some(text))
     }
 
-    /// Closes the files not read since the last call.
+    /// Forgets the files not asked for since the last call.
     pub fn end_iteration(&self) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.retain(|_, (_, used)| std::mem::take(used));
@@ -58,7 +82,11 @@ impl OpenFiles {
 
     /// Number of files kept open.
     pub fn len(&self) -> usize {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        files
+            .values()
+            .filter(|(k, _)| matches!(k, Kept::Open(_)))
+            .count()
     }
 
     /// Whether no file is kept open.
