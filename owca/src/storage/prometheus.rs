@@ -139,7 +139,10 @@ fn write_labels<'a>(text: &mut String, labels: impl Iterator<Item = (&'a String,
         if i > 0 {
             text.push(',');
         }
-        let _ = write!(text, "{name}=\"{}\"", escape_label_value(value));
+        text.push_str(name);
+        text.push_str("=\"");
+        push_escaped_label_value(text, value);
+        text.push('"');
     }
 }
 
@@ -189,7 +192,7 @@ fn write_family(text: &mut String, family: &Family<'_>, shared: &SharedLabels) {
             text.push('}');
         }
         text.push(' ');
-        text.push_str(&format_value(sample.value));
+        push_value(text, sample.value);
         text.push('\n');
     }
 }
@@ -262,12 +265,20 @@ fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-/// Escapes a label value: `\`, `"` and newline are special inside the quotes.
-fn escape_label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Appends a label value escaped: `\`, `"` and newline are special inside the quotes.
+fn push_escaped_label_value(text: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        text.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '"' => text.push_str("\\\""),
+            '\n' => text.push_str("\\n"),
+            c => text.push(c),
+        }
+    }
 }
 
 /// Formats a sample value the way the Go parser reads it back exactly.
@@ -276,21 +287,29 @@ fn escape_label_value(value: &str) -> String {
 /// usual range prints positionally, and very large or small magnitudes use an exponent
 /// so that `1e300` does not become 301 digits. All forms are shortest round-trip.
 pub fn format_value(v: f64) -> String {
+    let mut out = String::new();
+    push_value(&mut out, v);
+    out
+}
+
+/// Appends a sample value as [`format_value`] formats it, without an allocation.
+fn push_value(text: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".to_owned()
+        text.push_str("NaN");
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+        text.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v == 0.0 {
         // Also turns -0 into 0, which reads better and compares equal.
-        "0".to_owned()
+        text.push('0');
     } else {
         let magnitude = v.abs();
-        if (v.fract() == 0.0 && magnitude < 9.223_372_036_854_776e18)
+        // Writing into a String cannot fail.
+        let _ = if (v.fract() == 0.0 && magnitude < 9.223_372_036_854_776e18)
             || (1e-4..1e16).contains(&magnitude)
         {
-            format!("{v}")
+            write!(text, "{v}")
         } else {
-            format!("{v:e}")
-        }
+            write!(text, "{v:e}")
+        };
     }
 }
