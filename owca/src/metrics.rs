@@ -1,7 +1,7 @@
 //! The `Metric` value type and OWCA's metric names: what is measured, never how it is
 //! written out (only `storage` knows output formats).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 /// Label names to values; ordered so that output is stable.
 pub type Labels = BTreeMap<String, String>;
@@ -17,8 +17,9 @@ pub enum MetricType {
 /// One sample of one metric family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
-    /// Family name, e.g. `task_runqueue_latency_seconds`.
-    pub name: String,
+    /// Family name, e.g. `task_runqueue_latency_seconds`; borrowed for OWCA's fixed names
+    /// so that thousands of samples allocate none.
+    pub name: Cow<'static, str>,
     /// Sample suffix within the family: `""`, or `_bucket`, `_sum`, `_count` for histograms.
     pub suffix: &'static str,
     /// Labels of this sample alone (e.g. `le`, `kind`); they win over `shared` ones.
@@ -33,16 +34,21 @@ pub struct Metric {
 
 impl Metric {
     /// A gauge sample.
-    pub fn gauge(name: impl Into<String>, help: &'static str, value: f64) -> Self {
+    pub fn gauge(name: impl Into<Cow<'static, str>>, help: &'static str, value: f64) -> Self {
         Self::new(name, MetricType::Gauge, help, value)
     }
 
     /// A counter sample (monotonic since the counter's origin).
-    pub fn counter(name: impl Into<String>, help: &'static str, value: f64) -> Self {
+    pub fn counter(name: impl Into<Cow<'static, str>>, help: &'static str, value: f64) -> Self {
         Self::new(name, MetricType::Counter, help, value)
     }
 
-    fn new(name: impl Into<String>, kind: MetricType, help: &'static str, value: f64) -> Self {
+    fn new(
+        name: impl Into<Cow<'static, str>>,
+        kind: MetricType,
+        help: &'static str,
+        value: f64,
+    ) -> Self {
         Self {
             name: name.into(),
             suffix: "",

@@ -300,10 +300,10 @@ mod tests {
 
         let m = pf.metrics();
         assert_eq!(m.len(), 5);
-        assert_eq!((m[0].name.as_str(), m[0].value), ("memory_usage", 614400.0));
+        assert_eq!((m[0].name.as_ref(), m[0].value), ("memory_usage", 614400.0));
         assert_eq!(m[0].kind, crate::metrics::MetricType::Gauge);
         assert_eq!(
-            (m[4].name.as_str(), m[4].labels["cpu"].as_str(), m[4].value),
+            (m[4].name.as_ref(), m[4].labels["cpu"].as_str(), m[4].value),
             ("cpu_usage_per_cpu", "3", 10.0)
         );
         assert_eq!(m[4].kind, crate::metrics::MetricType::Counter);

@@ -162,11 +162,11 @@ fn metrics_have_owca_names_and_types() {
     .metrics();
     assert_eq!(m.len(), 2);
     assert_eq!(
-        (m[0].name.as_str(), m[0].kind, m[0].value),
+        (m[0].name.as_ref(), m[0].kind, m[0].value),
         ("memory_bandwidth", MetricType::Counter, 7.0)
     );
     assert_eq!(
-        (m[1].name.as_str(), m[1].kind, m[1].value),
+        (m[1].name.as_ref(), m[1].kind, m[1].value),
         ("llc_occupancy", MetricType::Gauge, 9.0)
     );
     let partial = ResctrlMeasurement {

@@ -33,7 +33,7 @@ pub fn from_counters(c: &CgroupCounters, events: &[String], runq: bool) -> Vec<M
     }
     for (name, value) in events.iter().zip(c.perf) {
         out.push(Metric::counter(
-            name.as_str(),
+            name.clone(),
             names::COUNTER_EVENT_HELP,
             value as f64,
         ));

@@ -60,10 +60,10 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
             continue;
         }
         let rendered = rendered.unwrap_or_default();
-        let family = match index.get(metric.name.as_str()) {
+        let family = match index.get(metric.name.as_ref()) {
             Some(&i) => &mut families[i],
             None => {
-                index.insert(metric.name.as_str(), families.len());
+                index.insert(metric.name.as_ref(), families.len());
                 families.push(Family {
                     name: &metric.name,
                     kind: metric.kind,

@@ -8,7 +8,7 @@ use super::prometheus::{encode, format_value, sanitize_label_name};
 use super::{LogStorage, LogStorageConfig, Storage, StorageError};
 use crate::metrics::{Metric, MetricType};
 
-fn histogram(name: &str, suffix: &'static str, le: Option<&str>, value: f64) -> Metric {
+fn histogram(name: &'static str, suffix: &'static str, le: Option<&str>, value: f64) -> Metric {
     let mut m = Metric::gauge(name, "Run queue latency.", value);
     m.kind = MetricType::Histogram;
     m.suffix = suffix;
