@@ -48,6 +48,9 @@ fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
     let busy_key = c.watch(&v1_dir(&m, &busy_rel)).unwrap();
     let idle_key = c.watch(&v1_dir(&m, &idle_rel)).unwrap();
     let usage = busy_cg.dir("cpuacct").join("cpuacct.usage");
+    // A task already running when its cgroup is watched is picked up at the next flush
+    // tick on its CPU; measure the steady state after that.
+    sleep_s(0.1);
 
     let s0 = c.snapshot().unwrap();
     let u0 = cgroup_value(&usage, None);
@@ -200,6 +203,9 @@ fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
     let mut c = start(&[]);
     let key = c.watch(&CgroupDir::new(Hierarchy::V2, &v2, &rel)).unwrap();
     let stat = cg.dir_v2().join("cpu.stat");
+    // A task already running when its cgroup is watched is picked up at the next flush
+    // tick on its CPU; measure the steady state after that.
+    sleep_s(0.1);
     let s0 = c.snapshot().unwrap()[&key];
     let u0 = cgroup_value(&stat, Some("usage_usec"));
     sleep_s(3.0);
