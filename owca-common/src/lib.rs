@@ -94,13 +94,18 @@ pub const CACHE_SLOTS: usize = 4;
 /// `CpuState::cur_slot` when the task on the CPU is not in a watched cgroup.
 pub const NO_SLOT: u32 = u32::MAX;
 
-/// One resolved `css_set` and the counts gathered for its cgroup on this CPU since the
+/// One resolved cgroup pair and the counts gathered for its cgroup on this CPU since the
 /// last flush.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheEntry {
-    /// `css_set` address; 0 for an empty entry.
-    pub cset: u64,
+    /// Address of the tasks' v1 `cgroup_subsys_state` (of the collector's controller);
+    /// 0 for an empty entry. With `dfl` it decides the key: unlike a `css_set`, whose
+    /// address is reused as soon as processes change cgroups, these live as long as their
+    /// cgroups.
+    pub css: u64,
+    /// Address of the tasks' v2 `cgroup`.
+    pub dfl: u64,
     /// Watched cgroup key it resolved to, 0 for none.
     pub key: u64,
     /// 1 when `pending` holds counts, so flushing skips clean entries cheaply.

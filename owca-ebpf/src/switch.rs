@@ -76,7 +76,7 @@ pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
         charge_perf(st, slot);
     }
     if st.cache_gen != cfg.generation {
-        let cset: u64 = unsafe { load(cur, off!(task_cgroups)) };
+        let cset: *const u8 = unsafe { load(cur, off!(task_cgroups)) };
         let slot = unsafe { lookup(st, cfg, cset) };
         if key_of(st, slot) != 0 {
             unsafe { switch_in(st, cur, slot) };
@@ -144,7 +144,7 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
         }
     }
 
-    let cset: u64 = unsafe { load(next, off!(task_cgroups)) };
+    let cset: *const u8 = unsafe { load(next, off!(task_cgroups)) };
     let slot = unsafe { lookup(st, cfg, cset) };
     let prev_key = key_of(st, prev_slot);
     let next_key = key_of(st, slot);
@@ -266,21 +266,25 @@ fn read_perf(st: &mut CpuState, charge: Option<usize>) {
     }
 }
 
-/// The cache entry of a `css_set`, resolving and caching it on a miss.
+/// The cache entry of a task's cgroups (by its `css_set`), resolving and caching them on
+/// a miss.
 #[inline(always)]
-unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: u64) -> u32 {
+unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: *const u8) -> u32 {
     if st.cache_gen != cfg.generation {
         // Watched cgroups changed: hand in what was gathered, then forget resolutions.
         for slot in 0..CACHE_SLOTS {
             flush(&mut st.cache[slot]);
-            st.cache[slot].cset = 0;
+            st.cache[slot].css = 0;
+            st.cache[slot].dfl = 0;
             st.cache[slot].key = 0;
         }
         st.cache_gen = cfg.generation;
         st.cur_slot = NO_SLOT;
     }
+    let css: u64 = unsafe { load(cset, off!(cset_subsys)) };
+    let dfl: u64 = unsafe { load(cset, off!(cset_dfl_cgrp)) };
     for slot in 0..CACHE_SLOTS {
-        if st.cache[slot].cset == cset {
+        if st.cache[slot].css == css && st.cache[slot].dfl == dfl {
             return slot as u32;
         }
     }
@@ -293,17 +297,17 @@ unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: u64) -> u32 {
     st.cache_next = victim as u64 + 1;
     let e = &mut st.cache[victim];
     flush(e);
-    e.cset = cset;
+    e.css = css;
+    e.dfl = dfl;
     e.key = key;
     victim as u32
 }
 
 /// The watched cgroup key of a task with this `css_set`, or 0.
 #[inline(always)]
-unsafe fn resolve(cfg: &WatchConfig, cset: u64) -> u64 {
-    let cset_ptr = cset as *const u8;
+unsafe fn resolve(cfg: &WatchConfig, cset: *const u8) -> u64 {
     if cfg.v1_max_level != 0 {
-        let css: *const u8 = unsafe { load(cset_ptr, off!(cset_subsys)) };
+        let css: *const u8 = unsafe { load(cset, off!(cset_subsys)) };
         let cgrp: *const u8 = unsafe { load(css, off!(css_cgroup)) };
         let key = unsafe { walk(cgrp, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG) };
         if key != 0 {
@@ -311,7 +315,7 @@ unsafe fn resolve(cfg: &WatchConfig, cset: u64) -> u64 {
         }
     }
     if cfg.v2_max_level != 0 {
-        let cgrp: *const u8 = unsafe { load(cset_ptr, off!(cset_dfl_cgrp)) };
+        let cgrp: *const u8 = unsafe { load(cset, off!(cset_dfl_cgrp)) };
         return unsafe { walk(cgrp, cfg.v2_min_level, cfg.v2_max_level, 0) };
     }
     0
