@@ -79,17 +79,6 @@ impl Metric {
             .or_else(|| self.shared.as_ref()?.get(name))
             .map(String::as_str)
     }
-
-    /// Adds labels, keeping those already set.
-    pub fn with_labels<'a>(
-        mut self,
-        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Self {
-        for (k, v) in labels {
-            self.labels.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        self
-    }
 }
 
 /// OWCA's metric names and their help texts. Names OWCA had keep OWCA's spelling so

@@ -62,6 +62,16 @@ pub struct Platform {
     pub memory_usage_bytes: Option<u64>,
 }
 
+type Usage = (Vec<(u32, u64)>, Option<u64>);
+
+/// Per-CPU busy ticks and used memory.
+fn read_usage(proc_root: &Path) -> Result<Usage, PlatformError> {
+    let stat_path = proc_root.join("stat");
+    let cpu_usage_per_cpu = parse_proc_stat(&read(&stat_path)?, &stat_path)?;
+    let memory_usage_bytes = parse_meminfo(&read(&proc_root.join("meminfo"))?);
+    Ok((cpu_usage_per_cpu, memory_usage_bytes))
+}
+
 impl Platform {
     /// Reads the running machine.
     pub fn collect() -> Result<Self, PlatformError> {
@@ -71,9 +81,7 @@ impl Platform {
     /// Reads a machine whose /proc and /sys are at the given roots (tests use temp trees).
     pub fn collect_from(proc_root: &Path, sys_root: &Path) -> Result<Self, PlatformError> {
         let cpuinfo = read(&proc_root.join("cpuinfo"))?;
-        let stat_path = proc_root.join("stat");
-        let cpu_usage_per_cpu = parse_proc_stat(&read(&stat_path)?, &stat_path)?;
-        let memory_usage_bytes = parse_meminfo(&read(&proc_root.join("meminfo"))?);
+        let (cpu_usage_per_cpu, memory_usage_bytes) = read_usage(proc_root)?;
         let (cores, sockets) = topology(sys_root, cpu_usage_per_cpu.iter().map(|&(cpu, _)| cpu))?;
         let host = match read(&proc_root.join("sys/kernel/hostname")) {
             Ok(h) => h.trim().to_owned(),
@@ -91,6 +99,18 @@ impl Platform {
             cpu_usage_per_cpu,
             memory_usage_bytes,
         })
+    }
+
+    /// Re-reads only what changes between iterations (/proc/stat and /proc/meminfo), not
+    /// the model and topology, which are read once.
+    pub fn refresh_usage(&mut self) -> Result<(), PlatformError> {
+        self.refresh_usage_from(Path::new("/proc"))
+    }
+
+    /// [`Self::refresh_usage`] for a /proc at `proc_root`.
+    pub fn refresh_usage_from(&mut self, proc_root: &Path) -> Result<(), PlatformError> {
+        (self.cpu_usage_per_cpu, self.memory_usage_bytes) = read_usage(proc_root)?;
+        Ok(())
     }
 
     /// Labels added to every metric: host, cpus, cores, sockets, cpu_model, owca_version.
@@ -307,6 +327,26 @@ mod tests {
             ("cpu_usage_per_cpu", "3", 10.0)
         );
         assert_eq!(m[4].kind, crate::metrics::MetricType::Counter);
+    }
+
+    #[test]
+    fn refresh_rereads_usage_only() {
+        let d = two_socket_machine();
+        let mut pf = collect(&d).unwrap();
+        let proc_root = d.path().join("proc");
+        std::fs::write(
+            proc_root.join("meminfo"),
+            "MemTotal: 2000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n",
+        )
+        .unwrap();
+        // The topology is not read again: a broken one does not matter any more.
+        std::fs::remove_file(proc_root.join("cpuinfo")).unwrap();
+        pf.refresh_usage_from(&proc_root).unwrap();
+        assert_eq!(pf.memory_usage_bytes, Some(1600 * 1024));
+        assert_eq!(pf.cpu_model, "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz");
+        std::fs::remove_file(proc_root.join("stat")).unwrap();
+        let err = pf.refresh_usage_from(&proc_root).unwrap_err().to_string();
+        assert!(err.contains("stat"), "{err}");
     }
 
     #[test]

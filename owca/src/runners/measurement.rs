@@ -111,6 +111,8 @@ pub struct MeasurementRunner {
     common_labels: Arc<Labels>,
     /// Tasks' cgroupfs files, kept open between iterations.
     open_files: OpenFiles,
+    /// Topology and model read at start; usage refreshed each iteration.
+    platform: Platform,
     rdt: Option<Rdt>,
     derived: Option<DerivedMetrics>,
 }
@@ -143,11 +145,10 @@ impl MeasurementRunner {
             events: cfg.event_names.clone(),
             v1_controller: controller.to_owned(),
         })?;
-        let mut common_labels = Platform::collect()
-            .map(|p| p.common_labels())
-            .map_err(|e| {
-                RunnerError::Config(format!("reading the platform for common labels: {e}"))
-            })?;
+        let platform = Platform::collect().map_err(|e| {
+            RunnerError::Config(format!("reading the platform for common labels: {e}"))
+        })?;
+        let mut common_labels = platform.common_labels();
         // extra_labels win over the platform's.
         common_labels.extend(cfg.extra_labels);
         info!(hierarchy = %hierarchy_root.display(), "tasks are counted in this cgroup hierarchy");
@@ -163,6 +164,7 @@ impl MeasurementRunner {
             errors: ErrorCounter::default(),
             common_labels: Arc::new(common_labels),
             open_files: OpenFiles::default(),
+            platform,
             rdt: Rdt::start(cfg.rdt_enabled),
             derived: cfg.enable_derived_metrics.then(DerivedMetrics::default),
         })
@@ -250,8 +252,8 @@ impl MeasurementRunner {
             metrics.extend(task.into_iter().map(|m| m.with_shared(&labels)));
         }
         let node_start = metrics.len();
-        match Platform::collect() {
-            Ok(p) => metrics.extend(p.metrics()),
+        match self.platform.refresh_usage() {
+            Ok(()) => metrics.extend(self.platform.metrics()),
             Err(e) => self.errors.record("platform", "platform", &e),
         }
         durations.push(("measurements", t.elapsed()));
