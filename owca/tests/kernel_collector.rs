@@ -80,10 +80,8 @@ fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
 fn sleeping_loop_switches_match_proc_status() {
     require_root();
     let m = Mounts::discover().unwrap();
-    let rel = format!("mesos/{}", unique("sleeper"));
-    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
-    let p = Proc::python("import time\nwhile True: time.sleep(0.01)");
-    cg.add_pid(p.pid()).unwrap();
+    let sleeper = Proc::python("import time\nwhile True: time.sleep(0.01)");
+    let PlacedTask { rel, proc: p, .. } = &placed("sleeper", &["cpu", "cpuacct"], sleeper);
     sleep_s(0.3); // let the interpreter start
     let mut c = start(&[]);
     let key = c.watch(&v1_dir(&m, &rel)).unwrap();
@@ -252,13 +250,11 @@ fn unwatch_frees_map_entries_and_missing_pmu_events_are_not_counted() {
 fn counter_events_are_charged_to_the_cgroup_at_switches() {
     require_root();
     let m = Mounts::discover().unwrap();
-    let rel = format!("mesos/{}", unique("faults"));
-    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
     // Maps and touches fresh memory in a loop: page faults, with sleeps between.
-    let p = Proc::python(
+    let faulter = Proc::python(
         "import mmap, time\nwhile True:\n  m = mmap.mmap(-1, 4 << 20)\n  for i in range(0, 4 << 20, 4096): m[i] = 1\n  m.close()\n  time.sleep(0.005)",
     );
-    cg.add_pid(p.pid()).unwrap();
+    let PlacedTask { rel, proc: p, .. } = &placed("faults", &["cpu", "cpuacct"], faulter);
     sleep_s(0.3);
     let mut c = start(&["page_faults"]);
     let key = c.watch(&v1_dir(&m, &rel)).unwrap();
