@@ -84,7 +84,7 @@ fn sleeping_loop_switches_match_proc_status() {
     let PlacedTask { rel, proc: p, .. } = &placed("sleeper", &["cpu", "cpuacct"], sleeper);
     sleep_s(0.3); // let the interpreter start
     let mut c = start(&[]);
-    let key = c.watch(&v1_dir(&m, &rel)).unwrap();
+    let key = c.watch(&v1_dir(&m, rel)).unwrap();
 
     let s0 = c.snapshot().unwrap()[&key];
     let v0 = status_field(p.pid(), "voluntary_ctxt_switches");
@@ -257,7 +257,7 @@ fn counter_events_are_charged_to_the_cgroup_at_switches() {
     let PlacedTask { rel, proc: p, .. } = &placed("faults", &["cpu", "cpuacct"], faulter);
     sleep_s(0.3);
     let mut c = start(&["page_faults"]);
-    let key = c.watch(&v1_dir(&m, &rel)).unwrap();
+    let key = c.watch(&v1_dir(&m, rel)).unwrap();
     let s0 = c.snapshot().unwrap()[&key];
     let f0 = page_faults(p.pid());
     sleep_s(2.0);
