@@ -4,10 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use owca::{
-    config::{self, AgentConfig},
-    runners::RunnerConfig,
-};
+use owca::config::{self, AgentConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -101,10 +98,10 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     levels.extend(cli.log_levels);
     init_logging(&levels)?;
-    let RunnerConfig::MeasurementRunner(runner) = cfg.runner;
-    let runner = owca::runners::MeasurementRunner::new(runner)
+    cfg.runner
+        .run(shutdown_signal())
+        .await
         .with_context(|| format!("starting the runner of {}", cli.config.display()))?;
-    runner.run(shutdown_signal()).await;
     Ok(())
 }
 

@@ -65,14 +65,20 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
     }
     let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
     let reported = sample(&text, "cpu_usage_per_task", &[&task]).unwrap();
-    let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).unwrap() * 1e9;
     assert!(
         reported > 0.0 && reported <= usage,
         "cpuacct {reported} vs now {usage}"
     );
+    // The cgroup ran before the agent watched it: compare what both counted since.
+    let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).unwrap();
+    let later = wait_until(&prom, "a second of the task's time", |t| {
+        sample(t, "task_oncpu_seconds_total", &[&task]).is_some_and(|v| v > oncpu + 1.0)
+    });
+    let d_oncpu = sample(&later, "task_oncpu_seconds_total", &[&task]).unwrap() - oncpu;
+    let d_usage = (sample(&later, "cpu_usage_per_task", &[&task]).unwrap() - reported) / 1e9;
     assert!(
-        (oncpu - reported).abs() < 0.5e9,
-        "eBPF {oncpu} vs cpuacct {reported}"
+        (d_oncpu - d_usage).abs() < 0.05 * d_usage,
+        "eBPF {d_oncpu} s vs cpuacct {d_usage} s"
     );
 
     // Broken answers: the agent keeps running and keeps measuring the task it knows.

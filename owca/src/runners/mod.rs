@@ -1,17 +1,26 @@
 //! Runners: the agent's loop. Each iteration asks the node for tasks, reconciles what the
-//! collector watches, takes one snapshot of measurements and stores the metrics.
+//! collector watches, takes one snapshot of measurements, hands it to the runner's detector
+//! or allocator, and stores the metrics.
 
 pub mod derived;
 mod errors;
+mod measure;
 mod measurement;
 mod rdt;
 pub mod task_metrics;
 
+use std::{future::Future, time::Duration};
+
 use serde::Deserialize;
+use tracing::info;
 
 pub use self::{
     errors::ErrorCounter,
-    measurement::{MeasurementRunner, MeasurementRunnerConfig},
+    measure::{COMPONENTS, Measured, Measurer, MeasurerConfig, RunnerError, TaskData},
+    measurement::{
+        MeasurementRunner, MeasurementRunnerConfig, default_action_delay, default_event_names,
+        default_max_cgroups,
+    },
 };
 
 /// The configured runner.
@@ -19,4 +28,42 @@ pub use self::{
 pub enum RunnerConfig {
     /// Measures tasks and stores their metrics.
     MeasurementRunner(MeasurementRunnerConfig),
+}
+
+impl RunnerConfig {
+    /// Starts the runner and runs iterations until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
+        match self {
+            Self::MeasurementRunner(c) => {
+                let delay = c.action_delay;
+                run_every(MeasurementRunner::new(c)?, delay, shutdown).await
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A runner's iteration.
+pub trait Iterate {
+    /// Measures, decides, stores: one `action_delay`'s work.
+    fn iterate(&mut self) -> impl Future<Output = ()>;
+}
+
+/// Calls `runner.iterate()` every `delay` until `shutdown` completes. An iteration that
+/// overruns delays the next one rather than causing a burst.
+pub async fn run_every(
+    mut runner: impl Iterate,
+    delay: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(delay);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => runner.iterate().await,
+            () = &mut shutdown => break,
+        }
+    }
+    info!("stopping: detaching the eBPF collector");
 }
