@@ -53,18 +53,28 @@ fn runq_histogram(c: &CgroupCounters) -> Vec<Metric> {
     };
     let mut out = Vec::with_capacity(HIST_BUCKETS / 2 + 3);
     let mut cumulative = 0u64;
+    let mut bounds = bucket_bounds().iter();
     for (b, n) in c.runq_hist.iter().enumerate() {
         cumulative += n;
-        if b + 1 == HIST_BUCKETS {
-            out.push(sample("_bucket", cumulative as f64).with_label("le", "+Inf"));
-        } else if b % 2 == 0 {
-            let le = (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS;
-            out.push(sample("_bucket", cumulative as f64).with_label("le", format!("{le}")));
+        if b + 1 == HIST_BUCKETS || b % 2 == 0 {
+            let le = bounds.next().map_or("+Inf", String::as_str);
+            out.push(sample("_bucket", cumulative as f64).with_label("le", le));
         }
     }
     out.push(sample("_sum", c.runq_wait_ns as f64 / NS));
     out.push(sample("_count", c.runq_waits as f64));
     out
+}
+
+/// The `le` values of the finite buckets, formatted once rather than per task and second.
+fn bucket_bounds() -> &'static [String] {
+    static BOUNDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..HIST_BUCKETS - 1)
+            .step_by(2)
+            .map(|b| format!("{}", (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS))
+            .collect()
+    });
+    &BOUNDS
 }
 
 #[cfg(test)]
