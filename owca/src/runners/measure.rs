@@ -67,7 +67,20 @@ pub enum RunnerError {
 
 struct Watched {
     task: Arc<Task>,
+    /// The labels of the task's samples, built when the task appears or changes rather
+    /// than every iteration.
+    labels: Arc<Labels>,
     key: u64,
+}
+
+/// A task's sample labels: `task_id`, then the task's own labels, then the node's.
+fn sample_labels(task: &Task, common: &Labels) -> Arc<Labels> {
+    let mut labels = task.labels.clone();
+    labels.insert("task_id".to_owned(), task.task_id.clone());
+    for (k, v) in common {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Arc::new(labels)
 }
 
 /// One task in a [`Measured`] snapshot.
@@ -253,14 +266,8 @@ impl Measurer {
             if let Some(rdt) = &self.rdt {
                 metrics.extend(rdt.metrics(&w.task.task_id, &mut self.errors));
             }
-            // One label set per task, shared by its samples: task_id, then the task's own
-            // labels, then the node's.
-            let mut labels = w.task.labels.clone();
-            labels.insert("task_id".to_owned(), w.task.task_id.clone());
-            for (k, v) in common.iter() {
-                labels.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            let labels = Arc::new(labels);
+            // One label set per task, shared by its samples.
+            let labels = Arc::clone(&w.labels);
             for m in &mut metrics[first..] {
                 m.shared = Some(Arc::clone(&labels));
             }
@@ -365,6 +372,7 @@ impl Measurer {
         for (id, task) in current {
             if let Some(w) = self.watched.get_mut(&id) {
                 if *w.task != task {
+                    w.labels = sample_labels(&task, &self.common_labels);
                     w.task = Arc::new(task);
                 }
                 continue;
@@ -376,6 +384,7 @@ impl Measurer {
                     self.watched.insert(
                         id,
                         Watched {
+                            labels: sample_labels(&task, &self.common_labels),
                             task: Arc::new(task),
                             key,
                         },
