@@ -88,10 +88,12 @@ pub fn start(
     let parent = std::process::id() as i32;
     let cpus = cpus.copied();
     // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
-    // sched_setaffinity).
+    // pthread_sigmask, sched_setaffinity).
     unsafe {
         cmd.pre_exec(move || {
             guard::die_with_parent(parent);
+            // The bench blocks these signals for its own handling; exec keeps the mask.
+            let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
             if let Some(cpus) = &cpus {
                 let _ = sched_setaffinity(Pid::from_raw(0), cpus);
             }
@@ -154,6 +156,11 @@ impl Running {
                     _ => tasks,
                 };
                 if tasks == n && watched == n {
+                    crate::say(format_args!(
+                        "{} collector ready in {:.1} s",
+                        self.kind.name(),
+                        start.elapsed().as_secs_f64()
+                    ));
                     return Ok(());
                 }
             }

@@ -100,13 +100,14 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bench: error: {e:#}");
+            say(format_args!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run() -> Result<()> {
+    START.get_or_init(std::time::Instant::now);
     guard::install_signal_thread()?;
     let args = parse_args()?;
     support::require_root();
@@ -120,21 +121,24 @@ fn run() -> Result<()> {
 
     let mut runs = Vec::new();
     for &n in &args.ns {
-        eprintln!("bench: N = {n}: starting {n} tasks");
+        say(format_args!("N = {n}: starting {n} tasks"));
         let wl = workload::Workload::start(&mounts, n, &others)?;
         let dir = tempfile::tempdir()?;
-        eprintln!("bench: N = {n}: ping-pong, {} rounds", args.pp.rounds);
+        say(format_args!(
+            "N = {n}: ping-pong, {} rounds",
+            args.pp.rounds
+        ));
         let pingpong = pingpong::measure(&wl, dir.path(), cpu, &others, args.pp)?;
-        eprintln!("bench: N = {n}: eBPF program profile");
+        say(format_args!("N = {n}: eBPF program profile"));
         let bpf_programs = profile::measure(&wl, dir.path(), cpu, &others, args.pp)?;
         let mut cost = Vec::new();
         let mut accuracy = None;
         for kind in [collectors::Kind::Ebpf, collectors::Kind::Classic] {
-            eprintln!(
-                "bench: N = {n}: {} collector cost over {} s",
+            say(format_args!(
+                "N = {n}: {} collector cost over {} s",
                 kind.name(),
                 args.duration
-            );
+            ));
             let (c, a) = cost::measure(
                 kind,
                 &wl,
@@ -172,7 +176,10 @@ fn run() -> Result<()> {
         out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
-    eprintln!("bench: wrote {}/report.{{md,json}}", out_dir.display());
+    say(format_args!(
+        "wrote {}/report.{{md,json}}",
+        out_dir.display()
+    ));
     if args.smoke {
         smoke_checks(&report)?;
     }
@@ -211,7 +218,7 @@ fn smoke_checks(r: &Report) -> Result<()> {
             bail!("no eBPF program ran during the profile phase");
         }
     }
-    eprintln!("bench: smoke checks passed");
+    say(format_args!("smoke checks passed"));
     Ok(())
 }
 
@@ -266,6 +273,17 @@ fn date() -> Result<String> {
         .output()
         .context("running date")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// One progress line on stderr, with the seconds since the bench started.
+pub fn say(msg: std::fmt::Arguments) {
+    let t = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64();
+    eprintln!("bench [{t:6.1} s]: {msg}");
 }
 
 pub fn median(v: &[f64]) -> f64 {

@@ -37,8 +37,9 @@ pub struct Case {
     pub classic_ns_per_switch: f64,
     pub ebpf_ratio: f64,
     pub classic_ratio: f64,
-    /// Cost the classic collector adds per switch over the eBPF one's.
-    pub classic_over_ebpf: f64,
+    /// Cost the classic collector adds per switch over the eBPF one's; `None` when the
+    /// eBPF collector's added cost is within the noise (not above zero).
+    pub classic_over_ebpf: Option<f64>,
     /// Every round's value per collector, in µs per round trip.
     pub rounds_us: [Vec<f64>; 3],
 }
@@ -86,7 +87,7 @@ pub fn measure(
                 classic_ns_per_switch: per_switch(c),
                 ebpf_ratio: e / n,
                 classic_ratio: c / n,
-                classic_over_ebpf: (c - n) / (e - n).max(f64::EPSILON),
+                classic_over_ebpf: (e > n).then(|| (c - n) / (e - n)),
                 rounds_us: [none, ebpf, classic],
             }
         })

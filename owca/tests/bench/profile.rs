@@ -1,8 +1,14 @@
-//! Where the eBPF collector's per-switch time goes: with `kernel.bpf_stats_enabled=1` (a
-//! separate phase, as the stats themselves cost time), each of the agent's programs'
-//! run count and run time over cross-cgroup ping-pongs, from `bpftool prog show`.
+//! Where the eBPF collector's per-switch time goes: with BPF run-time stats on (a separate
+//! phase, as the stats themselves cost time), each of the agent's programs' run count and
+//! run time over cross-cgroup ping-pongs, from `bpftool prog show`.
 
-use std::{collections::BTreeMap, path::Path, process::Command, time::Instant};
+use std::{
+    collections::BTreeMap,
+    os::fd::{FromRawFd as _, OwnedFd},
+    path::Path,
+    process::Command,
+    time::Instant,
+};
 
 use anyhow::{Context as _, Result, bail};
 use nix::sched::CpuSet;
@@ -11,7 +17,7 @@ use serde_json::Value;
 
 use crate::{
     collectors::{self, Kind},
-    guard::{self, Sysctl},
+    guard,
     pingpong::{self, Options},
     workload::Workload,
 };
@@ -33,7 +39,7 @@ pub fn measure(
     others: &CpuSet,
     o: Options,
 ) -> Result<Vec<Program>> {
-    let _stats = Sysctl::set("kernel.bpf_stats_enabled", "1")?;
+    let _stats = enable_stats()?;
     let c = collectors::start(Kind::Ebpf, wl, dir, Some(others))?.context("the agent")?;
     let pid = c.pid();
     let before = programs(pid)?;
@@ -113,4 +119,28 @@ fn prog_ids(pid: u32) -> Result<Vec<u64>> {
         );
     }
     Ok(ids)
+}
+
+/// Turns BPF run-time stats on for as long as the returned fd is open
+/// (`BPF_ENABLE_STATS`): unlike `kernel.bpf_stats_enabled=1`, they go off by themselves
+/// if the bench is killed.
+fn enable_stats() -> Result<OwnedFd> {
+    const BPF_ENABLE_STATS: libc::c_long = 32;
+    const BPF_STATS_RUN_TIME: u32 = 0;
+    // `union bpf_attr` as `enable_stats.type`, zero-padded.
+    let attr = [BPF_STATS_RUN_TIME, 0];
+    // SAFETY: a valid, zero-padded attribute of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_ENABLE_STATS,
+            attr.as_ptr(),
+            size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("BPF_ENABLE_STATS");
+    }
+    // SAFETY: a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
