@@ -32,11 +32,13 @@ struct Args {
     ns: Vec<usize>,
     duration: f64,
     warmup: f64,
+    /// Sleepers waking every 10 ms (the others wake every second).
+    fast: usize,
     pp: pingpong::Options,
     smoke: bool,
 }
 
-const USAGE: &str = "bench [--smoke] [--n 10,100,1000] [--duration SECS] [--warmup SECS] \
+const USAGE: &str = "bench [--smoke] [--n 10,100,1000] [--duration SECS] [--warmup SECS] [--fast-sleepers K] \
                      [--rounds R] [--reps K] [--round-trips T]";
 
 fn parse_args() -> Result<Args> {
@@ -44,6 +46,7 @@ fn parse_args() -> Result<Args> {
         ns: vec![10, 100, 1000],
         duration: 30.0,
         warmup: 3.0,
+        fast: 200,
         pp: pingpong::Options {
             rounds: 7,
             reps: 3,
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args> {
                 ns: vec![10],
                 duration: 3.0,
                 warmup: 1.0,
+                fast: 200,
                 pp: pingpong::Options {
                     rounds: 1,
                     reps: 1,
@@ -81,6 +85,7 @@ fn parse_args() -> Result<Args> {
             }
             "--duration" => a.duration = value.parse().with_context(bad)?,
             "--warmup" => a.warmup = value.parse().with_context(bad)?,
+            "--fast-sleepers" => a.fast = value.parse().with_context(bad)?,
             "--rounds" => a.pp.rounds = value.parse().with_context(bad)?,
             "--reps" => a.pp.reps = value.parse().with_context(bad)?,
             "--round-trips" => a.pp.round_trips = value.parse().with_context(bad)?,
@@ -122,7 +127,7 @@ fn run() -> Result<()> {
     let mut runs = Vec::new();
     for &n in &args.ns {
         say(format_args!("N = {n}: starting {n} tasks"));
-        let wl = workload::Workload::start(&mounts, n, &others)?;
+        let wl = workload::Workload::start(&mounts, n, args.fast, &others)?;
         let dir = tempfile::tempdir()?;
         say(format_args!(
             "N = {n}: ping-pong, {} rounds",
@@ -163,6 +168,7 @@ fn run() -> Result<()> {
         machine,
         options: json!({
             "n": args.ns, "duration_s": args.duration, "warmup_s": args.warmup,
+            "sleepers_every_10ms": args.fast, "other_sleepers_every_s": 1.0, "busy_tasks": workload::BUSY,
             "rounds": args.pp.rounds, "reps": args.pp.reps, "round_trips": args.pp.round_trips,
             "pingpong_cpu": cpu, "interval_s": 1.0,
         }),

@@ -20,9 +20,13 @@ use crate::{
     support::mesos_agent::{Agent, Answer, RunningTask, get_state_of},
 };
 
-/// Busy tasks (a spinning process each); every other task's process wakes every 10 ms.
+/// Busy tasks (a spinning process each); every other task's process is a sleeper.
 pub const BUSY: usize = 2;
-const SLEEP: Duration = Duration::from_millis(10);
+/// Sleepers wake every 10 ms, up to [`Workload::start`]'s `fast` of them; the rest every
+/// second: 1000 sleepers at 10 ms (100 000 wakeups/s) would take a whole CPU of a small
+/// machine and starve the busy tasks.
+const FAST_SLEEP: Duration = Duration::from_millis(10);
+const SLOW_SLEEP: Duration = Duration::from_secs(1);
 
 /// One task's cgroup in every hierarchy the bench uses.
 pub struct TaskCgroup {
@@ -71,8 +75,9 @@ pub struct Workload {
 
 impl Workload {
     /// Creates `n` tasks with their processes pinned to `cpus`. Tasks 0 and 1 are where
-    /// the ping-pong runs (their own process is a sleeper); the next [`BUSY`] are busy.
-    pub fn start(mounts: &Mounts, n: usize, cpus: &CpuSet) -> Result<Self> {
+    /// the ping-pong runs (their own process is a sleeper); the next [`BUSY`] are busy;
+    /// the first `fast` sleepers wake every 10 ms.
+    pub fn start(mounts: &Mounts, n: usize, fast: usize, cpus: &CpuSet) -> Result<Self> {
         let perf = mounts
             .preferred("perf_event")
             .context("no perf_event hierarchy (v1) and no cgroup v2")?;
@@ -97,10 +102,16 @@ impl Workload {
                     }
                 })?
             } else {
+                let sleepers_before = i - busy.iter().filter(|&&b| b < i).count();
+                let period = if sleepers_before < fast {
+                    FAST_SLEEP
+                } else {
+                    SLOW_SLEEP
+                };
                 guard::fork_child(Some(cpus), || {
                     let ts = libc::timespec {
-                        tv_sec: 0,
-                        tv_nsec: SLEEP.as_nanos() as i64,
+                        tv_sec: period.as_secs() as i64,
+                        tv_nsec: period.subsec_nanos() as i64,
                     };
                     loop {
                         // SAFETY: a valid timespec; no remainder wanted.
