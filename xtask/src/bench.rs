@@ -2,15 +2,13 @@
 
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use crate::{cmd, setup, workspace_root};
 
-/// Runs `owca/tests/bench.rs` in release mode, one thread, output shown; fails if it does not exist yet.
-pub fn bench() -> Result<()> {
-    if !workspace_root().join("owca/tests/bench.rs").is_file() {
-        bail!("no benchmarks exist yet (owca/tests/bench.rs is missing)");
-    }
+/// Runs the benchmark `owca/tests/bench/` in release mode with `args` (e.g. `--n 10,100
+/// --duration 60`; see its usage line); it prints the report and writes `target/bench/`.
+pub fn bench(args: &[String]) -> Result<()> {
     crate::root::reexec_unless_root("the benchmarks load eBPF programs and create cgroups")?;
     setup::toolchain()?;
     cmd::run(
@@ -24,9 +22,27 @@ pub fn bench() -> Result<()> {
                 "--test",
                 "bench",
                 "--",
-                "--nocapture",
-                "--test-threads=1",
-            ]),
+            ])
+            .args(args),
     )
     .context("running the benchmarks")
+}
+
+/// The short run that `cargo xtask test` makes so that the bench keeps working: N = 10, a
+/// few seconds, checks that every figure was measured (not the targets).
+pub fn smoke() -> Result<()> {
+    cmd::run(
+        Command::new(crate::cargo())
+            .current_dir(workspace_root())
+            .args([
+                "test",
+                "--package",
+                "owca",
+                "--test",
+                "bench",
+                "--",
+                "--smoke",
+            ]),
+    )
+    .context("running the bench's smoke run")
 }

@@ -39,8 +39,12 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Run the benchmark test `owca/tests/bench.rs` in release mode.
-    Bench,
+    /// Run the benchmarks (`owca/tests/bench/`) in release mode as root.
+    Bench {
+        /// Bench arguments (after `--`), e.g. `--n 10,100 --duration 60`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Prints errors as one `what: why: cause` line, without a backtrace, and exits 1.
@@ -49,7 +53,7 @@ fn main() -> ExitCode {
         Command::Build => build::build(),
         Command::Run { args } => run::run(&args),
         Command::Test { args } => test::test(&args),
-        Command::Bench => bench::bench(),
+        Command::Bench { args } => bench::bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

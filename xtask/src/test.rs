@@ -9,7 +9,8 @@ use crate::{cmd, root, setup, workspace_root};
 /// Re-runs itself as root if needed, prepares the machine and runs `cargo test` on the
 /// default members (the kernel crate is built and exercised through `owca`) with one test
 /// thread (kernel tests share kernel state).
-/// `args` go to cargo; after a further `--` they go to the test binaries.
+/// `args` go to cargo; after a further `--` they go to the test binaries. Without `args`
+/// (a full run, as CI makes) the bench's smoke run follows.
 pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
     setup::toolchain()?;
@@ -26,7 +27,11 @@ pub fn test(args: &[String]) -> Result<()> {
         cmd.arg("--test-threads=1");
     }
     cmd.args(binary_args);
-    cmd::run(&mut cmd).context("running the workspace tests")
+    cmd::run(&mut cmd).context("running the workspace tests")?;
+    if args.is_empty() {
+        crate::bench::smoke()?;
+    }
+    Ok(())
 }
 
 /// Splits at the first `--` into cargo arguments and test binary arguments.

@@ -174,3 +174,33 @@ pub fn get_state(pid: u32, container_id: &str) -> Value {
     }
     answer
 }
+
+/// One running task of [`get_state_of`]: its id, executor process and container id.
+pub struct RunningTask {
+    pub task_id: String,
+    pub executor_pid: u32,
+    pub container_id: String,
+}
+
+/// mesos_get_state.json with its one launched task repeated for each of `tasks`, with
+/// that task's id, executor `pid` and container id.
+pub fn get_state_of(tasks: &[RunningTask]) -> Value {
+    let mut answer = get_state(0, "");
+    let launched = &mut answer["get_state"]["get_tasks"]["launched_tasks"];
+    let template = launched[0].clone();
+    *launched = tasks
+        .iter()
+        .map(|t| {
+            let mut task = template.clone();
+            task["task_id"]["value"] = json!(t.task_id);
+            task["name"] = json!(format!("root/bench/{}", t.task_id));
+            for status in task["statuses"].as_array_mut().unwrap() {
+                status["task_id"]["value"] = json!(t.task_id);
+                status["container_status"]["executor_pid"] = json!(t.executor_pid);
+                status["container_status"]["container_id"]["value"] = json!(t.container_id);
+            }
+            task
+        })
+        .collect();
+    answer
+}
