@@ -164,6 +164,21 @@ async fn task_in_a_real_mesos_cgroup_and_one_without_isolation() {
         serde_json::from_slice::<Value>(&seen[0].body).unwrap(),
         json!({"type": "GET_STATE"})
     );
+
+    // The same answer again, but the skip came from /proc, which changed: looked at anew.
+    let rel2 = format!("mesos/{}", support::unique("isolated-later"));
+    let later = TestCgroup::create(&mounts, &["cpu", "cpuacct"], &rel2)
+        .or_else(|_| TestCgroup::create_v2(&mounts, &rel2))
+        .expect("creating the second task cgroup");
+    later
+        .add_pid(unisolated.pid())
+        .expect("moving the unisolated process");
+    for _ in 0..2 {
+        let tasks = config.tasks(&mounts).await.expect("tasks from the agent");
+        let paths: Vec<_> = tasks.iter().map(|t| t.cgroup_path.as_str()).collect();
+        assert_eq!(paths, [format!("/{rel}"), format!("/{rel2}")], "{tasks:?}");
+    }
+    assert_eq!(agent.seen().len(), 3);
 }
 
 // ---------------------------------------------------------------- broken answers

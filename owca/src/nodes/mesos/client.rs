@@ -3,6 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
+use bytes::Bytes;
 use reqwest::{Certificate, Client, Identity, header};
 use serde_json::Value;
 use tracing::warn;
@@ -118,7 +119,7 @@ pub(super) async fn get_state(
     client: &Client,
     url: &str,
     timeout: Duration,
-) -> Result<Value, MesosError> {
+) -> Result<Bytes, MesosError> {
     let request_error = |error: reqwest::Error| {
         if error.is_timeout() {
             MesosError::Timeout {
@@ -152,7 +153,12 @@ pub(super) async fn get_state(
                 .collect(),
         });
     }
-    serde_json::from_slice(&body).map_err(|error| MesosError::NotJson {
+    Ok(body)
+}
+
+/// The answer's JSON.
+pub(super) fn parse(url: &str, body: &[u8]) -> Result<Value, MesosError> {
+    serde_json::from_slice(body).map_err(|error| MesosError::NotJson {
         url: url.to_owned(),
         error,
     })

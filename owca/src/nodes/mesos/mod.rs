@@ -18,12 +18,13 @@ mod ssl;
 mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
+use bytes::Bytes;
 use reqwest::{Client, Url};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,6 +72,13 @@ struct State {
     client: Mutex<Option<Client>>,
     /// Tasks skipped in the last answer and why, so each is warned about once.
     skipped: Mutex<BTreeMap<String, SkipReason>>,
+    /// Executors' cgroups by (task id, executor pid), as found last time: a running
+    /// executor does not change cgroup, and reading `/proc/<pid>/cgroup` (which takes the
+    /// kernel's css_set lock) for a thousand tasks every second was most of a node's cost.
+    cgroups: Mutex<HashMap<(String, u32), String>>,
+    /// The last answer and its tasks, reused while the agent answers the same bytes and
+    /// nothing in them depended on `/proc`, which may have changed since.
+    last: Mutex<Option<(Bytes, Vec<Task>)>>,
 }
 
 impl Clone for MesosNode {
@@ -172,8 +180,27 @@ impl MesosNode {
     /// Asks the agent for its state and returns the running tasks that can be measured.
     pub async fn tasks(&self) -> Result<Vec<Task>, MesosError> {
         let client = self.client()?;
-        let answer = client::get_state(&client, &self.api_url(), self.timeout).await?;
-        Ok(self.discover(&answer)?.tasks)
+        let url = self.api_url();
+        let body = client::get_state(&client, &url, self.timeout).await?;
+        {
+            let last = self
+                .state
+                .last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, tasks)) = last.as_ref().filter(|(b, _)| *b == body) {
+                return Ok(tasks.clone());
+            }
+        }
+        let found = self.discover(&client::parse(&url, &body)?)?;
+        let reusable = found.skipped.values().all(|r| !r.depends_on_proc());
+        *self
+            .state
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            reusable.then(|| (body, found.tasks.clone()));
+        Ok(found.tasks)
     }
 
     /// Turns a `GET_STATE` answer into tasks, warning once about each task skipped.
@@ -184,8 +211,25 @@ impl MesosNode {
         })?;
         let mut out = Discovery::default();
         let mut ids = BTreeSet::new();
+        let known = std::mem::take(
+            &mut *self
+                .state
+                .cgroups
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut found = HashMap::new();
+        let mut cgroup = |task_id: &str, pid: u32| {
+            let key = (task_id.to_owned(), pid);
+            let path = match known.get(&key) {
+                Some(path) => path.clone(),
+                None => parse::cgroup_of(&self.proc_root, pid)?,
+            };
+            found.insert(key, path.clone());
+            Ok(path)
+        };
         for (index, raw) in launched.iter().enumerate() {
-            match parse::task(raw, &self.proc_root) {
+            match parse::task(raw, &mut cgroup) {
                 Ok(task) if !ids.insert(task.task_id.clone()) => {
                     debug!(
                         task_id = task.task_id,
@@ -215,6 +259,11 @@ impl MesosNode {
         }
         // Tasks gone or measured now are forgotten: if skipped again, they are warned again.
         *previous = out.skipped.clone();
+        *self
+            .state
+            .cgroups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = found;
         Ok(out)
     }
 

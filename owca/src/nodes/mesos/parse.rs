@@ -68,6 +68,17 @@ pub enum SkipReason {
     NoTaskId,
 }
 
+impl SkipReason {
+    /// Whether the reason came from `/proc` rather than from the agent's answer, so that
+    /// the same answer may give another result later.
+    pub fn depends_on_proc(&self) -> bool {
+        matches!(
+            self,
+            Self::ProcessGone { .. } | Self::RootCgroup { .. } | Self::UnreadableCgroup { .. }
+        )
+    }
+}
+
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -129,8 +140,12 @@ pub(super) fn skip_key(raw: &Value, index: usize) -> String {
         .map_or_else(|| format!("launched_tasks[{index}]"), str::to_owned)
 }
 
-/// One launched task as a [`Task`] whose cgroup is read under `proc_root`, or why not.
-pub(super) fn task(raw: &Value, proc_root: &Path) -> Result<Task, SkipReason> {
+/// One launched task as a [`Task`], or why not; `cgroup(task_id, pid)` finds the cgroup of
+/// the task's executor.
+pub(super) fn task(
+    raw: &Value,
+    cgroup: &mut dyn FnMut(&str, u32) -> Result<String, SkipReason>,
+) -> Result<Task, SkipReason> {
     let task = required_object(raw, "the launched task")?;
     let statuses = match array(task.get("statuses"), "statuses")? {
         Some(list) if !list.is_empty() => list,
@@ -196,7 +211,7 @@ pub(super) fn task(raw: &Value, proc_root: &Path) -> Result<Task, SkipReason> {
     let mut labels = labels(task)?;
     let resources = scalar_resources(task)?;
     // Last: the only check that reads a file.
-    let cgroup_path = cgroup_of(proc_root, pid)?;
+    let cgroup_path = cgroup(task_id, pid)?;
     let cpus = resources
         .get("cpus")
         .map_or_else(|| "unknown".to_owned(), |c| python_float_str(*c));
@@ -216,7 +231,7 @@ pub(super) fn task(raw: &Value, proc_root: &Path) -> Result<Task, SkipReason> {
 }
 
 /// The executor's cgroup: the v1 `cpu` hierarchy line, as OWCA read it, else the v2 line.
-fn cgroup_of(proc_root: &Path, pid: u32) -> Result<String, SkipReason> {
+pub(super) fn cgroup_of(proc_root: &Path, pid: u32) -> Result<String, SkipReason> {
     let cgroups = match proc_cgroup(proc_root, pid) {
         Ok(Some(c)) => c,
         Ok(None) => return Err(SkipReason::ProcessGone { pid }),

@@ -497,3 +497,34 @@ fn cpus_formatted_as_python_did() {
         assert_eq!(python_float_str(v), text, "{v}");
     }
 }
+
+#[test]
+fn an_executors_cgroup_is_read_once_while_its_task_runs() {
+    let proc = FakeProc::mesos().with(4242, "11:cpu:/mesos/other\n0::/\n");
+    let node = proc.node();
+    let answer = fixture("mesos_get_state.json");
+    let path = format!("/mesos/{CONTAINER}");
+    assert_eq!(node.discover(&answer).unwrap().tasks[0].cgroup_path, path);
+    // Not read again for the same task and executor pid.
+    std::fs::remove_file(proc.0.path().join(format!("{PID}/cgroup"))).unwrap();
+    assert_eq!(node.discover(&answer).unwrap().tasks[0].cgroup_path, path);
+    // A new executor pid is looked up.
+    let moved = edited(|t| {
+        set(
+            last_status(t),
+            "/container_status/executor_pid",
+            json!(4242),
+        )
+    });
+    assert_eq!(
+        node.discover(&moved).unwrap().tasks[0].cgroup_path,
+        "/mesos/other"
+    );
+    // Forgotten once the task was not listed: looked up afresh, and now gone.
+    let found = node.discover(&answer).unwrap();
+    assert_eq!(
+        found.skipped[TASK_ID],
+        SkipReason::ProcessGone { pid: PID },
+        "{found:?}"
+    );
+}
