@@ -82,7 +82,9 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
+// One thread: an iteration is a few milliseconds of work per second, and every extra
+// worker thread would keep a malloc arena of its own.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if nix::unistd::geteuid().is_root() && !cli.root {

@@ -1,7 +1,7 @@
 //! A small reader of the kernel's BTF: just enough to find struct member offsets and enum
 //! values, which aya-obj does not expose.
 
-use std::{collections::HashMap, path::Path};
+use std::path::Path;
 
 use thiserror::Error;
 
@@ -51,7 +51,6 @@ pub struct Btf {
     strings_start: usize,
     strings_len: usize,
     types: Vec<Type>,
-    by_name: HashMap<(String, u32), u32>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
@@ -95,7 +94,6 @@ impl Btf {
         }
         let mut btf = Self {
             types: Vec::new(),
-            by_name: HashMap::new(),
             strings_start,
             strings_len: str_len,
             bytes,
@@ -116,11 +114,6 @@ impl Btf {
                 KIND_ENUM | 13 => 8 * vlen,
                 _ => 0,
             };
-            let id = btf.types.len() as u32 + 1;
-            if name_off != 0 {
-                let name = btf.name(name_off)?.to_owned();
-                btf.by_name.entry((name, kind)).or_insert(id);
-            }
             btf.types.push(Type {
                 name_off,
                 kind,
@@ -142,6 +135,18 @@ impl Btf {
             .position(|&b| b == 0)
             .ok_or(BtfError::Malformed("unterminated string"))?;
         std::str::from_utf8(&strings[..len]).map_err(|_| BtfError::Malformed("non-UTF-8 name"))
+    }
+
+    /// The first type of `kind` named `name`. A scan rather than an index by name: the
+    /// agent asks for a handful of names once, and an index of every kernel type name
+    /// would cost megabytes of memory at the agent's peak.
+    fn find(&self, name: &str, kind: u32) -> Result<Option<u32>, BtfError> {
+        for (i, t) in self.types.iter().enumerate() {
+            if t.kind == kind && t.name_off != 0 && self.name(t.name_off)? == name {
+                return Ok(Some(i as u32 + 1));
+            }
+        }
+        Ok(None)
     }
 
     fn get(&self, id: u32) -> Result<&Type, BtfError> {
@@ -192,9 +197,8 @@ impl Btf {
     /// within `struct name`.
     pub fn offset_of(&self, name: &str, path: &str) -> Result<u32, BtfError> {
         let missing = || BtfError::Missing(format!("struct {name} member {path}"));
-        let mut id = *self
-            .by_name
-            .get(&(name.to_owned(), KIND_STRUCT))
+        let mut id = self
+            .find(name, KIND_STRUCT)?
             .ok_or_else(|| BtfError::Missing(format!("struct {name}")))?;
         let mut total = 0;
         for part in path.split('.') {
@@ -207,9 +211,8 @@ impl Btf {
 
     /// Size in bytes of the element type of array member `path` of `struct name`.
     pub fn array_elem_size(&self, name: &str, path: &str) -> Result<u32, BtfError> {
-        let id = *self
-            .by_name
-            .get(&(name.to_owned(), KIND_STRUCT))
+        let id = self
+            .find(name, KIND_STRUCT)?
             .ok_or_else(|| BtfError::Missing(format!("struct {name}")))?;
         let (_, ty) = self
             .member(id, path)?
@@ -225,9 +228,8 @@ impl Btf {
 
     /// Value of `variant` in `enum name`.
     pub fn enum_value(&self, name: &str, variant: &str) -> Result<i64, BtfError> {
-        let id = *self
-            .by_name
-            .get(&(name.to_owned(), KIND_ENUM))
+        let id = self
+            .find(name, KIND_ENUM)?
             .ok_or_else(|| BtfError::Missing(format!("enum {name}")))?;
         let t = self.get(id)?;
         for i in 0..t.vlen {

@@ -171,8 +171,10 @@ impl Collector {
         if !Path::new(KERNEL_BTF).exists() {
             return Err(CollectorError::NoBtf);
         }
-        let btf = Btf::from_file(Path::new(KERNEL_BTF))?;
-        let offsets = offsets::compute(&btf, &cfg.v1_controller)?;
+        // Parsed BTF takes tens of megabytes: one copy at a time, each dropped once used,
+        // so that the agent's peak memory is not three of them.
+        let offsets =
+            offsets::compute(&Btf::from_file(Path::new(KERNEL_BTF))?, &cfg.v1_controller)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| load_err("CPU count")(e.into()))?;
         let online =
             aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
@@ -180,6 +182,9 @@ impl Collector {
         let (events, perf_fds) = open_events(&cfg.events, &online)?;
         let num_events = events.len() as u32;
         let mut ebpf = EbpfLoader::new()
+            // No CO-RE relocations in our object (offsets come from our own BTF reader), so
+            // the loader needs no kernel BTF of its own.
+            .btf(None)
             .override_global("OFFSETS", &offsets, true)
             .override_global("NUM_PERF_EVENTS", &num_events, true)
             .map_max_entries(MAP_COUNTERS, cfg.max_cgroups)
@@ -213,6 +218,7 @@ impl Collector {
             source,
         })?;
 
+        // Only the attachment needs aya's parse of the kernel BTF.
         let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err("kernel BTF")(e.into()))?;
         let switch: &mut BtfTracePoint = program(&mut ebpf, PROG_SCHED_SWITCH)?;
         switch
@@ -221,6 +227,14 @@ impl Collector {
         switch
             .attach()
             .map_err(|e| load_err("sched_switch attachment")(e.into()))?;
+        drop(kernel_btf);
+        // The BTF parses were most of the agent's memory: give their pages back now rather
+        // than keep them as free heap for the agent's lifetime.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
 
         let flush: &mut PerfEvent = program(&mut ebpf, PROG_FLUSH)?;
         flush
