@@ -4,7 +4,7 @@
 Run by the agent, e.g. `owca -c config.yaml -0 -r ExampleDetector="python3
 examples/example_detector.py"` with `detector: !ExampleDetector {wait_threshold: 0.5}`.
 
-The protocol (see README.md, "Detector and allocator plug-ins"): one JSON object per line.
+The protocol (see README.md, "Detection and plug-ins"): one JSON object per line.
 The first line is `{"config": {...}}`, the tag's YAML mapping. Then, once per iteration,
 the agent writes `{"platform": {...}, "tasks": {...}}` and waits (up to its timeout) for
 one answer line `{"anomalies": [...], "metrics": [...]}`. Write nothing else to stdout:
