@@ -116,11 +116,11 @@ impl<'de> Visitor<'de> for TagVisitor {
             "ContentionDetector" => mapping(variant).map(DetectorConfig::Contention),
             "ExternalDetector" => {
                 let c: ExternalDetectorConfig = variant.newtype_variant()?;
-                let Some(program) = c.command.first() else {
+                if c.command.is_empty() {
                     return Err(de::Error::custom("command: needs at least the program"));
-                };
+                }
                 Ok(DetectorConfig::External(PluginConfig {
-                    name: program.clone(),
+                    name: c.command.join(" "),
                     command: c.command,
                     config: c.config,
                     timeout: c.timeout,
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(p.command, ["python3", "det.py"]);
         assert_eq!(p.timeout, Duration::from_millis(500));
         assert_eq!(p.config, serde_json::json!({"level": 2}));
-        assert_eq!(p.name, "python3");
+        assert_eq!(p.name, "python3 det.py");
     }
 
     #[test]
