@@ -6,9 +6,12 @@
 pub mod cgroups;
 pub mod collector;
 pub mod config;
+pub mod detectors;
 pub mod metrics;
 pub mod nodes;
 pub mod platform;
+pub mod plugins;
 pub mod resctrl;
 pub mod runners;
 pub mod storage;
+pub mod tasks_data;

@@ -18,6 +18,10 @@ struct Cli {
     /// Log level, `level` or `module:level` (e.g. `debug`, `collector:trace`); repeatable.
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     log_levels: Vec<String>,
+    /// Register a plug-in program: `Name=program [args...]` makes `!Name {...}` usable as
+    /// the detector, its mapping sent to the program as config; repeatable.
+    #[arg(short = 'r', long = "register")]
+    register: Vec<String>,
     /// Allow running as root (OWCA refuses root without it).
     #[arg(short = '0', long = "root")]
     root: bool,
@@ -91,6 +95,9 @@ async fn main() -> anyhow::Result<()> {
         bail!(
             "refusing to run as root without -0/--root: the agent needs root only to load its eBPF programs and read cgroups, so running as root must be asked for explicitly (add -0)"
         );
+    }
+    for spec in &cli.register {
+        owca::plugins::registry::register(spec)?;
     }
     let cfg: AgentConfig = config::from_file(&cli.config)?;
     let mut levels: Vec<String> = cfg

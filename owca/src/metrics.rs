@@ -103,6 +103,13 @@ pub mod names {
     pub const TASK_THROTTLED: &str = "task_cpu_throttled_seconds_total";
     pub const TASK_THROTTLED_HELP: &str =
         "Time the task's cgroup was throttled by its CPU quota (cpu.stat).";
+    pub const ANOMALY: &str = "anomaly";
+    pub const ANOMALY_HELP: &str = "A detected anomaly: one sample per contending task, labelled with the contended and contending tasks, the resource and the anomaly's uuid.";
+    pub const ANOMALY_COUNT: &str = "anomaly_count";
+    pub const ANOMALY_COUNT_HELP: &str = "Anomalies detected since the agent started.";
+    pub const ANOMALY_LAST_OCCURRENCE: &str = "anomaly_last_occurrence";
+    pub const ANOMALY_LAST_OCCURRENCE_HELP: &str =
+        "Unix time of the last iteration that detected an anomaly.";
     pub const COUNTER_EVENT_HELP: &str = "Hardware or software counter event of the task, counted per CPU and charged at cgroup switches.";
 
     pub const OWCA_UP: &str = "owca_up";

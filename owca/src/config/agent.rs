@@ -43,8 +43,11 @@ mod tests {
         assert!(files.len() >= 4, "{files:?}");
         for f in files {
             let cfg: AgentConfig = crate::config::from_file(&f).unwrap_or_else(|e| panic!("{e}"));
-            let RunnerConfig::MeasurementRunner(r) = cfg.runner;
-            assert!(!r.action_delay.is_zero(), "{}", f.display());
+            let delay = match cfg.runner {
+                RunnerConfig::MeasurementRunner(r) => r.action_delay,
+                RunnerConfig::DetectionRunner(r) => r.action_delay,
+            };
+            assert!(!delay.is_zero(), "{}", f.display());
         }
     }
 
@@ -58,7 +61,9 @@ mod tests {
         ] {
             let cfg: AgentConfig =
                 crate::config::from_file(dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
-            let RunnerConfig::MeasurementRunner(r) = cfg.runner;
+            let RunnerConfig::MeasurementRunner(r) = cfg.runner else {
+                panic!("{name} is a MeasurementRunner config");
+            };
             if name.starts_with("09") {
                 assert!(r.enable_derived_metrics);
                 assert!(r.event_names.contains(&"instructionraw__rC000".to_owned()));

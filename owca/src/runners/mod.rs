@@ -3,6 +3,7 @@
 //! or allocator, and stores the metrics.
 
 pub mod derived;
+mod detection;
 mod errors;
 mod measure;
 mod measurement;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use tracing::info;
 
 pub use self::{
+    detection::{DetectionRunner, DetectionRunnerConfig},
     errors::ErrorCounter,
     measure::{COMPONENTS, Measured, Measurer, MeasurerConfig, RunnerError, TaskData},
     measurement::{
@@ -28,6 +30,8 @@ pub use self::{
 pub enum RunnerConfig {
     /// Measures tasks and stores their metrics.
     MeasurementRunner(MeasurementRunnerConfig),
+    /// Measures tasks, looks for anomalies and stores both.
+    DetectionRunner(DetectionRunnerConfig),
 }
 
 impl RunnerConfig {
@@ -37,6 +41,10 @@ impl RunnerConfig {
             Self::MeasurementRunner(c) => {
                 let delay = c.action_delay;
                 run_every(MeasurementRunner::new(c)?, delay, shutdown).await
+            }
+            Self::DetectionRunner(c) => {
+                let delay = c.action_delay;
+                run_every(DetectionRunner::new(c)?, delay, shutdown).await
             }
         }
         Ok(())

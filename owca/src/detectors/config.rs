@@ -1,0 +1,241 @@
+//! The `detector:` field: a built-in tag, `!ExternalDetector`, or a name registered with
+//! `-r` (see [`crate::plugins::registry`]).
+//!
+//! serde's derived enums know only their own variants, so this one is deserialized by
+//! hand: the tag is looked up among registered names first, then built-ins; an unknown
+//! tag fails with serde's own "unknown variant" wording, which the config loader places
+//! at the tag's line.
+
+use std::{fmt, time::Duration};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, EnumAccess, VariantAccess, Visitor},
+};
+
+use super::{ContentionDetectorConfig, ExampleDetectorConfig};
+use crate::{
+    config::duration_secs,
+    plugins::{PluginConfig, registry},
+};
+
+/// Built-in tags, as listed in errors.
+const BUILT_IN: [&str; 4] = [
+    "NOPAnomalyDetector",
+    "ExampleDetector",
+    "ContentionDetector",
+    "ExternalDetector",
+];
+
+/// The configured detector.
+#[derive(Debug, Clone)]
+pub enum DetectorConfig {
+    /// `!NOPAnomalyDetector`: finds nothing.
+    Nop,
+    /// `!ExampleDetector {cycle_length, skew}`: OWCA's synthetic cyclic contentions.
+    Example(ExampleDetectorConfig),
+    /// `!ContentionDetector {...}`: CPU contention from run-queue waits and CPI.
+    Contention(ContentionDetectorConfig),
+    /// `!ExternalDetector {command, timeout, config}` or a `-r` registered `!Name {...}`.
+    External(PluginConfig),
+}
+
+/// `!ExternalDetector`'s fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalDetectorConfig {
+    /// Program and arguments.
+    command: Vec<String>,
+    /// Longest wait for an answer, in seconds.
+    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    timeout: Duration,
+    /// Sent to the plug-in as its first line, `{"config": ...}`.
+    #[serde(default = "empty_mapping")]
+    config: serde_json::Value,
+}
+
+/// Five seconds: a plug-in that hangs delays one iteration by at most this.
+pub fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn empty_mapping() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// A tag with no mapping (`!NOPAnomalyDetector`) or an empty one (`{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+impl<'de> Deserialize<'de> for DetectorConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_enum("DetectorConfig", &BUILT_IN, TagVisitor)
+    }
+}
+
+struct TagVisitor;
+
+/// The variant's mapping, or the default when the tag stands alone.
+fn mapping<'de, T, V>(variant: V) -> Result<T, V::Error>
+where
+    T: Deserialize<'de> + Default,
+    V: VariantAccess<'de>,
+{
+    Ok(variant.newtype_variant::<Option<T>>()?.unwrap_or_default())
+}
+
+impl<'de> Visitor<'de> for TagVisitor {
+    type Value = DetectorConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a detector tag such as !ContentionDetector")
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<DetectorConfig, A::Error> {
+        let (tag, variant): (String, _) = data.variant()?;
+        if let Some(command) = registry::registered(&tag) {
+            let config = variant
+                .newtype_variant::<Option<serde_json::Value>>()?
+                .unwrap_or_else(empty_mapping);
+            if !config.is_object() {
+                return Err(de::Error::custom(format!(
+                    "!{tag} takes a mapping (sent to the plug-in as its config), not {config}"
+                )));
+            }
+            return Ok(DetectorConfig::External(PluginConfig {
+                name: tag,
+                command,
+                config,
+                timeout: default_timeout(),
+            }));
+        }
+        match tag.as_str() {
+            "NOPAnomalyDetector" => mapping::<NoFields, _>(variant).map(|_| DetectorConfig::Nop),
+            "ExampleDetector" => mapping(variant).map(DetectorConfig::Example),
+            "ContentionDetector" => mapping(variant).map(DetectorConfig::Contention),
+            "ExternalDetector" => {
+                let c: ExternalDetectorConfig = variant.newtype_variant()?;
+                if c.command.is_empty() {
+                    return Err(de::Error::custom("command: needs at least the program"));
+                }
+                Ok(DetectorConfig::External(PluginConfig {
+                    name: c.command.join(" "),
+                    command: c.command,
+                    config: c.config,
+                    timeout: c.timeout,
+                }))
+            }
+            _ => {
+                let mut known: Vec<String> = BUILT_IN.iter().map(|t| format!("`{t}`")).collect();
+                known.extend(
+                    registry::registered_names()
+                        .iter()
+                        .map(|t| format!("`{t}`")),
+                );
+                // serde's wording, which the config loader recognises to find the tag.
+                Err(de::Error::custom(format!(
+                    "unknown variant `{tag}`, expected one of {} (plug-ins are registered with -r Name=program)",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Holder {
+        detector: DetectorConfig,
+    }
+
+    fn load(yaml: &str) -> Result<DetectorConfig, String> {
+        crate::config::from_str::<Holder>(yaml, Path::new("d.yaml"))
+            .map(|h| h.detector)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn built_in_tags_with_and_without_a_mapping() {
+        assert!(matches!(
+            load("detector: !NOPAnomalyDetector\n"),
+            Ok(DetectorConfig::Nop)
+        ));
+        assert!(matches!(
+            load("detector: !NOPAnomalyDetector {}\n"),
+            Ok(DetectorConfig::Nop)
+        ));
+        let Ok(DetectorConfig::Example(e)) = load("detector: !ExampleDetector\n") else {
+            panic!("example detector");
+        };
+        assert_eq!((e.cycle_length, e.skew), (90, false));
+        let Ok(DetectorConfig::Example(e)) =
+            load("detector: !ExampleDetector {cycle_length: 30, skew: true}\n")
+        else {
+            panic!("example detector");
+        };
+        assert_eq!((e.cycle_length, e.skew), (30, true));
+        let Ok(DetectorConfig::Contention(c)) =
+            load("detector: !ContentionDetector\n  runqueue_wait_threshold: 0.8\n")
+        else {
+            panic!("contention detector");
+        };
+        assert_eq!(c.runqueue_wait_threshold, 0.8);
+        assert_eq!(c.max_contenders, 3);
+        let Ok(DetectorConfig::External(p)) = load(
+            "detector: !ExternalDetector\n  command: [python3, det.py]\n  timeout: 0.5\n  config: {level: 2}\n",
+        ) else {
+            panic!("external detector");
+        };
+        assert_eq!(p.command, ["python3", "det.py"]);
+        assert_eq!(p.timeout, Duration::from_millis(500));
+        assert_eq!(p.config, serde_json::json!({"level": 2}));
+        assert_eq!(p.name, "python3 det.py");
+    }
+
+    #[test]
+    fn registered_tags_become_plugins_with_their_mapping_as_config() {
+        registry::register("CfgTestPlugin=/usr/bin/det --x").unwrap();
+        let Ok(DetectorConfig::External(p)) =
+            load("detector: !CfgTestPlugin\n  cycle_length: 5\n  tasks: [a, b]\n")
+        else {
+            panic!("registered plug-in");
+        };
+        assert_eq!(p.name, "CfgTestPlugin");
+        assert_eq!(p.command, ["/usr/bin/det", "--x"]);
+        assert_eq!(
+            p.config,
+            serde_json::json!({"cycle_length": 5, "tasks": ["a", "b"]})
+        );
+        assert_eq!(p.timeout, default_timeout());
+        let Ok(DetectorConfig::External(p)) = load("detector: !CfgTestPlugin\n") else {
+            panic!("registered plug-in without a mapping");
+        };
+        assert_eq!(p.config, serde_json::json!({}));
+        let err = load("detector: !CfgTestPlugin [1, 2]\n").unwrap_err();
+        assert!(err.contains("takes a mapping"), "{err}");
+    }
+
+    #[test]
+    fn unknown_tags_and_fields_name_the_line_and_what_is_known() {
+        let err = load("# detectors\ndetector: !NoSuchDetector\n  x: 1\n").unwrap_err();
+        assert!(
+            err.starts_with("d.yaml:2:11: detector: unknown variant `NoSuchDetector`, expected one of `NOPAnomalyDetector`, `ExampleDetector`, `ContentionDetector`, `ExternalDetector`"),
+            "{err}"
+        );
+        assert!(err.contains("-r Name=program"), "{err}");
+        let err = load("detector: !ContentionDetector\n  threshold: 1\n").unwrap_err();
+        assert!(
+            err.starts_with("d.yaml:2:3: detector.threshold: unknown field `threshold`"),
+            "{err}"
+        );
+        let err = load("detector: !ExternalDetector {command: []}\n").unwrap_err();
+        assert!(err.contains("needs at least the program"), "{err}");
+    }
+}

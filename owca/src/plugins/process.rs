@@ -1,0 +1,279 @@
+//! A plug-in's process: started on first use, one request and one answer line per
+//! iteration, killed and restarted with backoff when it fails.
+
+use std::{
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+use tracing::info;
+
+use super::protocol::{Answer, ConfigLine};
+
+/// Longest answer line read; a plug-in writing more without a newline is broken.
+const MAX_LINE_BYTES: u64 = 64 << 20;
+/// Wait before the first restart; doubled after each failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How much of a garbage line an error shows.
+const SHOWN_BYTES: usize = 80;
+
+/// How to run a plug-in.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Names the plug-in in logs and errors (its tag or program).
+    pub name: String,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Sent as the first line, `{"config": ...}`.
+    pub config: serde_json::Value,
+    /// Longest wait for an answer (and, on start, for the config line to be taken).
+    pub timeout: Duration,
+}
+
+/// Why a plug-in gave no answer this iteration. Messages carry no pid or time so that a
+/// plug-in failing the same way again is recognised as the same problem.
+#[derive(Debug, Error)]
+pub enum PluginError {
+    /// The program could not be started.
+    #[error("starting plug-in {name} ({command}): {source}")]
+    Spawn {
+        name: String,
+        command: String,
+        source: std::io::Error,
+    },
+    /// The process ended (or closed its stdout) instead of answering.
+    #[error("plug-in {name} exited instead of answering: {status}")]
+    Exited { name: String, status: String },
+    /// Writing to or reading from the process failed.
+    #[error("talking to plug-in {name}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    /// No answer line within the timeout.
+    #[error("plug-in {name} did not answer within {timeout:?}")]
+    Timeout { name: String, timeout: Duration },
+    /// The answer line is not a valid answer.
+    #[error("plug-in {name} answered something that is not a valid answer ({reason}): {line:?}")]
+    Garbage {
+        name: String,
+        reason: String,
+        line: String,
+    },
+    /// The request could not be encoded (a bug rather than the plug-in's fault).
+    #[error("encoding the request for plug-in {name}: {source}")]
+    Encode {
+        name: String,
+        source: serde_json::Error,
+    },
+}
+
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Running {
+    /// The plug-in runs in its own process group: a shell script's children go with it.
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // kill_on_drop reaps the leader in the background.
+    }
+}
+
+/// A plug-in process and its failure state.
+pub struct Plugin {
+    cfg: PluginConfig,
+    running: Option<Running>,
+    /// The last failure, returned again until the restart is due.
+    failure: Option<Arc<PluginError>>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Plugin {
+    /// A plug-in started on the first [`Self::exchange`].
+    pub fn new(cfg: PluginConfig) -> Self {
+        Self {
+            cfg,
+            running: None,
+            failure: None,
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    /// The plug-in's name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Sends one request line and reads one answer within the timeout. After a failure
+    /// the process is killed, and until its restart is due every call returns that
+    /// failure again (the same error, so it is logged once).
+    pub async fn exchange(&mut self, request: &impl Serialize) -> Result<Answer, Arc<PluginError>> {
+        if let (Some(at), Some(failure)) = (self.retry_at, &self.failure)
+            && Instant::now() < at
+        {
+            return Err(Arc::clone(failure));
+        }
+        let mut line = serde_json::to_vec(request).map_err(|source| {
+            Arc::new(PluginError::Encode {
+                name: self.cfg.name.clone(),
+                source,
+            })
+        })?;
+        line.push(b'\n');
+        let timeout = self.cfg.timeout;
+        let result = match tokio::time::timeout(timeout, self.talk(&line)).await {
+            Ok(r) => r,
+            Err(_) => Err(PluginError::Timeout {
+                name: self.cfg.name.clone(),
+                timeout,
+            }),
+        };
+        match result {
+            Ok(answer) => {
+                self.failure = None;
+                self.retry_at = None;
+                self.backoff = FIRST_BACKOFF;
+                Ok(answer)
+            }
+            Err(e) => {
+                // A plug-in that failed is in an unknown state: start afresh later.
+                self.running = None;
+                let e = Arc::new(e);
+                self.failure = Some(Arc::clone(&e));
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Err(e)
+            }
+        }
+    }
+
+    async fn talk(&mut self, line: &[u8]) -> Result<Answer, PluginError> {
+        let running = match self.running.take() {
+            Some(r) => r,
+            None => self.start().await?,
+        };
+        let running = self.running.insert(running);
+        let name = &self.cfg.name;
+        if let Err(source) = write_line(&mut running.stdin, line).await {
+            return Err(exited_or(running, name, source).await);
+        }
+        let mut answer = Vec::new();
+        let read = (&mut running.stdout)
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut answer)
+            .await;
+        match read {
+            Err(source) => Err(exited_or(running, name, source).await),
+            Ok(0) => Err(exited(running, name).await),
+            Ok(_) => serde_json::from_slice(&answer).map_err(|e| PluginError::Garbage {
+                name: name.clone(),
+                reason: e.to_string(),
+                line: shown(&answer),
+            }),
+        }
+    }
+
+    /// Starts the program and sends the config line.
+    async fn start(&self) -> Result<Running, PluginError> {
+        let cfg = &self.cfg;
+        let spawn_error = |source| PluginError::Spawn {
+            name: cfg.name.clone(),
+            command: cfg.command.join(" "),
+            source,
+        };
+        let Some((program, args)) = cfg.command.split_first() else {
+            return Err(spawn_error(std::io::Error::other("empty command")));
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_error)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(spawn_error(std::io::Error::other("no stdin/stdout pipe")));
+        };
+        info!(plugin = %cfg.name, command = %cfg.command.join(" "), pid = child.id(), "started plug-in");
+        let mut running = Running {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        };
+        let config = serde_json::to_vec(&ConfigLine {
+            config: &cfg.config,
+        })
+        .map_err(|source| PluginError::Encode {
+            name: cfg.name.clone(),
+            source,
+        })?;
+        let mut config = config;
+        config.push(b'\n');
+        if let Err(source) = write_line(&mut running.stdin, &config).await {
+            return Err(exited_or(&mut running, &cfg.name, source).await);
+        }
+        Ok(running)
+    }
+}
+
+async fn write_line(stdin: &mut ChildStdin, line: &[u8]) -> std::io::Result<()> {
+    stdin.write_all(line).await?;
+    stdin.flush().await
+}
+
+/// After a closed pipe: how the process ended, if it did.
+async fn exited(running: &mut Running, name: &str) -> PluginError {
+    // It closed its end; give it a moment to be reaped so the status can be told.
+    let status = match tokio::time::timeout(Duration::from_millis(200), running.child.wait()).await
+    {
+        Ok(Ok(s)) => s.to_string(),
+        _ => "closed its stdout".to_owned(),
+    };
+    PluginError::Exited {
+        name: name.to_owned(),
+        status,
+    }
+}
+
+/// An I/O error that is really the process having gone (a broken pipe) is reported as
+/// its exit.
+async fn exited_or(running: &mut Running, name: &str, source: std::io::Error) -> PluginError {
+    if source.kind() == std::io::ErrorKind::BrokenPipe {
+        return exited(running, name).await;
+    }
+    PluginError::Io {
+        name: name.to_owned(),
+        source,
+    }
+}
+
+/// The start of a line, for an error message.
+fn shown(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end();
+    match text.char_indices().nth(SHOWN_BYTES) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}

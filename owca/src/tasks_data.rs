@@ -1,0 +1,86 @@
+//! What detectors and allocators get each iteration: the platform, and per task its
+//! measurements, resources, labels (and, for allocators, allocations). Serialized as is,
+//! it is the JSON line external plug-ins read (see `plugins`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{detectors::unix_now, metrics::Labels, platform::Platform, runners::Measured};
+
+/// Per task id.
+pub type TasksData = BTreeMap<String, TaskData>;
+
+/// One task as a detector or allocator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskData {
+    /// Metric name → value (counters are cumulative), see [`Measured::measurements`].
+    pub measurements: BTreeMap<String, f64>,
+    /// What the orchestrator assigned (`cpus`, `mem`, `disk`, ...).
+    pub resources: BTreeMap<String, f64>,
+    /// The task's own labels and `task_id`.
+    pub labels: Labels,
+    /// Current allocations, for allocators only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocations: Option<serde_json::Value>,
+}
+
+/// The node as a detector or allocator sees it (OWCA's `Platform`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformData {
+    /// Physical packages.
+    pub sockets: usize,
+    /// Physical cores.
+    pub cores: usize,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Busy time per logical CPU in USER_HZ ticks, keyed by CPU number.
+    pub cpus_usage: BTreeMap<String, u64>,
+    /// Memory used on the node in bytes, when /proc/meminfo tells.
+    pub total_memory_used: Option<u64>,
+    /// When the measurements were taken, in seconds since the Unix epoch.
+    pub timestamp: f64,
+}
+
+/// One iteration's input to a detector or allocator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observation {
+    /// The node.
+    pub platform: PlatformData,
+    /// The tasks.
+    pub tasks: TasksData,
+}
+
+impl Observation {
+    /// The observation of one iteration's measurements.
+    pub fn new(measured: &Measured, platform: &Platform) -> Self {
+        let tasks = measured
+            .tasks
+            .iter()
+            .map(|(id, t)| {
+                let mut labels = t.task.labels.clone();
+                labels.insert("task_id".to_owned(), id.clone());
+                let data = TaskData {
+                    measurements: measured.measurements(t),
+                    resources: t.task.resources.clone(),
+                    labels,
+                    allocations: None,
+                };
+                (id.clone(), data)
+            })
+            .collect();
+        let platform = PlatformData {
+            sockets: platform.sockets,
+            cores: platform.cores,
+            cpus: platform.cpus,
+            cpus_usage: platform
+                .cpu_usage_per_cpu
+                .iter()
+                .map(|(cpu, ticks)| (cpu.to_string(), *ticks))
+                .collect(),
+            total_memory_used: platform.memory_usage_bytes,
+            timestamp: unix_now(),
+        };
+        Self { platform, tasks }
+    }
+}
