@@ -18,6 +18,13 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "linux-perf",
 ];
 
+/// Debian packages the build needs: librdkafka and OpenSSL are compiled from source by
+/// rdkafka-sys (Debian's librdkafka is too old for current brokers).
+const BUILD_PACKAGES: &[&str] = &["make", "g++", "pkg-config", "libssl-dev", "zlib1g-dev"];
+
+/// The Kafka-protocol broker the KafkaStorage tests run.
+const TANSU_VERSION: &str = "0.6.0";
+
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Ensures nightly has `rust-src` and `bpf-linker` is at [`BPF_LINKER_VERSION`].
@@ -56,13 +63,66 @@ pub fn toolchain() -> Result<()> {
         ]))
         .context("installing bpf-linker")?;
     }
+    build_packages()?;
     Ok(())
+}
+
+/// Installs the missing ones of [`BUILD_PACKAGES`]; without root, says which are missing.
+pub fn build_packages() -> Result<()> {
+    let missing = missing_packages(BUILD_PACKAGES)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !nix_is_root() {
+        anyhow::bail!(
+            "the build needs these Debian packages: {} (install them, or run as root and xtask will)",
+            missing.join(" ")
+        );
+    }
+    install(&missing)
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Installs the Tansu broker from crates.io unless this version is in cargo's bin dir.
+pub fn tansu() -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let installed = cmd::stdout(Command::new(home.join("bin/tansu")).arg("--version")).ok();
+    if installed.is_some_and(|v| v.contains(TANSU_VERSION)) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing the Tansu Kafka broker {TANSU_VERSION} for the Kafka tests (several minutes, once)"
+    );
+    cmd::run(Command::new(crate::cargo()).args([
+        "install",
+        "--locked",
+        &format!("tansu@{TANSU_VERSION}"),
+        "--no-default-features",
+        "--features",
+        "dynostore",
+    ]))
+    .context("installing tansu")
 }
 
 /// Installs the missing ones of [`DEBIAN_PACKAGES`] with apt-get (needs root).
 pub fn debian_packages() -> Result<()> {
+    let missing = missing_packages(DEBIAN_PACKAGES)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    install(&missing)
+}
+
+fn missing_packages(packages: &[&'static str]) -> Result<Vec<&'static str>> {
     let mut missing = Vec::new();
-    for &pkg in DEBIAN_PACKAGES {
+    for &pkg in packages {
         let status = Command::new("dpkg-query")
             .args(["-W", "-f=${Status}", pkg])
             .output()
@@ -71,16 +131,17 @@ pub fn debian_packages() -> Result<()> {
             missing.push(pkg);
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
+    Ok(missing)
+}
+
+fn install(missing: &[&str]) -> Result<()> {
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
     let install = || {
         cmd::run(
             Command::new("apt-get")
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .args(["install", "-y"])
-                .args(&missing),
+                .args(missing),
         )
     };
     if install().is_err() {

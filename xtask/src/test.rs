@@ -16,6 +16,7 @@ pub fn test(args: &[String]) -> Result<()> {
     setup::toolchain()?;
     setup::debian_packages()?;
     setup::tracefs()?;
+    setup::tansu()?;
 
     let (cargo_args, binary_args) = split_args(args);
     let mut cmd = Command::new(crate::cargo());

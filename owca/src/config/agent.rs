@@ -70,4 +70,24 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn owca_mesos_detection_examples_load_unchanged() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/owca-configs");
+        for (name, topic) in [
+            ("01_mesos_external_detector_owca03.yaml", "owca_anomalies"),
+            ("02_mesos_external_detector_wca107.yaml", "wca_anomalies"),
+        ] {
+            let cfg: AgentConfig =
+                crate::config::from_file(dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+            let RunnerConfig::DetectionRunner(r) = cfg.runner else {
+                panic!("{name} is a DetectionRunner config");
+            };
+            let crate::storage::StorageConfig::KafkaStorage(k) = r.anomalies_storage else {
+                panic!("{name} stores anomalies in Kafka");
+            };
+            assert_eq!(k.topic, topic);
+            assert_eq!(k.max_timeout_in_seconds.as_secs_f64(), 5.0);
+        }
+    }
 }

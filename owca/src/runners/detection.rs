@@ -135,16 +135,19 @@ impl Iterate for DetectionRunner {
             .measurer
             .internal_metrics(&measured, &DETECTION_COMPONENTS);
         measured.metrics.extend(internal);
-        if let Err(e) = self.metrics_storage.store(&measured.metrics) {
-            self.measurer
-                .errors
-                .record("storage", "metrics_storage", &e);
-        }
-        if let Err(e) = self.anomalies_storage.store(&anomalies) {
-            self.measurer
-                .errors
-                .record("storage", "anomalies_storage", &e);
-        }
+        let errors = &mut self.measurer.errors;
+        super::store_to(
+            &mut *self.metrics_storage,
+            &measured.metrics,
+            errors,
+            "metrics_storage",
+        );
+        super::store_to(
+            &mut *self.anomalies_storage,
+            &anomalies,
+            errors,
+            "anomalies_storage",
+        );
         self.measurer.end_iteration();
     }
 }

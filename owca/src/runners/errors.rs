@@ -24,7 +24,18 @@ impl ErrorCounter {
         subject: &str,
         error: &dyn std::error::Error,
     ) {
-        *self.totals.entry(component).or_default() += 1;
+        self.record_n(component, subject, error, 1);
+    }
+
+    /// [`Self::record`] for one failure that lost `count` things (e.g. packages).
+    pub fn record_n(
+        &mut self,
+        component: &'static str,
+        subject: &str,
+        error: &dyn std::error::Error,
+        count: u64,
+    ) {
+        *self.totals.entry(component).or_default() += count;
         // The whole chain: wrappers often hide the errno in their source.
         let mut message = error.to_string();
         let mut source = error.source();
@@ -55,10 +66,13 @@ impl ErrorCounter {
         self.totals.get(component).copied().unwrap_or(0)
     }
 
-    /// `owca_errors_total{component}` for the given components (zero when none yet).
+    /// `owca_errors_total{component}` for the given components (zero when none yet) and
+    /// any other component that had errors.
     pub fn metrics(&self, components: &[&'static str]) -> Vec<Metric> {
+        let others = self.totals.keys().filter(|c| !components.contains(c));
         components
             .iter()
+            .chain(others)
             .map(|c| {
                 Metric::counter(
                     names::OWCA_ERRORS,

@@ -94,11 +94,12 @@ impl Iterate for MeasurementRunner {
         let mut measured = self.measurer.measure().await;
         let internal = self.measurer.internal_metrics(&measured, &COMPONENTS);
         measured.metrics.extend(internal);
-        if let Err(e) = self.storage.store(&measured.metrics) {
-            self.measurer
-                .errors
-                .record("storage", "metrics_storage", &e);
-        }
+        super::store_to(
+            &mut *self.storage,
+            &measured.metrics,
+            &mut self.measurer.errors,
+            "metrics_storage",
+        );
         self.measurer.end_iteration();
     }
 }

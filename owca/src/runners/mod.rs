@@ -51,6 +51,19 @@ impl RunnerConfig {
     }
 }
 
+/// Stores `metrics`, counting a failure (and every package it lost) under the storage's
+/// component; `subject` names the storage in the runner (`metrics_storage`...).
+pub fn store_to(
+    storage: &mut dyn crate::storage::Storage,
+    metrics: &[crate::metrics::Metric],
+    errors: &mut ErrorCounter,
+    subject: &str,
+) {
+    if let Err(e) = storage.store(metrics) {
+        errors.record_n(storage.component(), subject, &e, e.count());
+    }
+}
+
 /// A runner's iteration.
 pub trait Iterate {
     /// Measures, decides, stores: one `action_delay`'s work.

@@ -5,6 +5,7 @@
 //!   replacing the file (for node_exporter's textfile collector).
 
 mod exporter;
+mod kafka;
 mod log_storage;
 pub mod prometheus;
 #[cfg(test)]
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 pub use self::{
     exporter::{PrometheusExporter, PrometheusExporterConfig},
+    kafka::{KafkaStorage, KafkaStorageConfig},
     log_storage::{LogStorage, LogStorageConfig},
 };
 use crate::metrics::Metric;
@@ -27,6 +29,11 @@ pub trait Storage: Send {
     /// logged by the storage, not returned as errors; an error means nothing (or not all)
     /// was stored this time.
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError>;
+
+    /// The component its errors are counted under in `owca_errors_total`.
+    fn component(&self) -> &'static str {
+        "storage"
+    }
 }
 
 /// Why a storage could not be created or could not store metrics.
@@ -75,6 +82,26 @@ pub enum StorageError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A Kafka producer could not be created or a package could not be queued or delivered.
+    #[error("Kafka brokers {brokers}, topic {topic}: {what}: {reason}")]
+    Kafka {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// What was being done.
+        what: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// Packages were dropped without being delivered.
+    #[error("packages dropped: {source}")]
+    Dropped {
+        /// How many packages.
+        count: u64,
+        /// Why.
+        source: Box<StorageError>,
+    },
     /// Writing to stderr failed (e.g. it was closed).
     #[error("cannot write to stderr: {source}")]
     Stderr {
@@ -90,6 +117,18 @@ pub enum StorageConfig {
     LogStorage(LogStorageConfig),
     /// Prometheus text served over HTTP at `/metrics`.
     PrometheusExporter(PrometheusExporterConfig),
+    /// Prometheus text of each package in one Kafka message.
+    KafkaStorage(KafkaStorageConfig),
+}
+
+impl StorageError {
+    /// How many packages the error lost (one, unless it says otherwise).
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Dropped { count, .. } => *count,
+            _ => 1,
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -105,6 +144,7 @@ impl StorageConfig {
         match self {
             Self::LogStorage(c) => Ok(Box::new(LogStorage::new(c)?)),
             Self::PrometheusExporter(c) => Ok(Box::new(PrometheusExporter::start(&c)?)),
+            Self::KafkaStorage(c) => Ok(Box::new(KafkaStorage::new(c)?)),
         }
     }
 }
