@@ -21,6 +21,7 @@
 //! Tests run against a resctrl-shaped temp tree only: the development machines have no
 //! RDT, so nothing here has been exercised on a real resctrl mount in tests.
 
+pub mod control;
 mod error;
 mod name;
 #[cfg(test)]
@@ -38,6 +39,7 @@ use nix::unistd::AccessFlags;
 use tracing::info;
 
 pub use self::{
+    control::{InvalidRdt, RdtAllocation, RdtCapabilities, RdtControl},
     error::ResctrlError,
     name::{GROUP_PREFIX, group_name},
 };
