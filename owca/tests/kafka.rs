@@ -19,7 +19,10 @@ use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
 };
-use support::*;
+use support::{
+    mesos_agent::{Agent, Answer, RunningTask, get_state_of},
+    *,
+};
 
 const TOPIC: &str = "owca_metrics";
 
@@ -47,6 +50,10 @@ struct Broker(Child);
 
 impl Broker {
     fn start(port: u16) -> Self {
+        Self::with_topic(port, TOPIC)
+    }
+
+    fn with_topic(port: u16, topic: &str) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu())
             .args([
@@ -69,7 +76,7 @@ impl Broker {
                 .args([
                     "topic",
                     "create",
-                    TOPIC,
+                    topic,
                     "--partitions",
                     "1",
                     "--broker",
@@ -100,6 +107,10 @@ impl Drop for Broker {
 
 /// Reads the topic from the start until a message satisfies `ok`; returns it.
 fn consume_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    consume_topic_until(port, TOPIC, what, ok)
+}
+
+fn consume_topic_until(port: u16, topic: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", format!("127.0.0.1:{port}"))
         .set("group.id", unique("owca-test"))
@@ -108,10 +119,11 @@ fn consume_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
         .expect("creating a consumer");
     let mut partitions = TopicPartitionList::new();
     partitions
-        .add_partition_offset(TOPIC, 0, Offset::Beginning)
+        .add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&partitions).expect("assigning the topic");
     let start = Instant::now();
+    let (mut seen, mut last) = (0, String::new());
     while start.elapsed() < Duration::from_secs(30) {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
             let text = std::str::from_utf8(message.payload().unwrap_or_default())
@@ -120,9 +132,11 @@ fn consume_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
             if ok(&text) {
                 return text;
             }
+            seen += 1;
+            last = text;
         }
     }
-    panic!("no message with {what} in topic {TOPIC} within 30 s");
+    panic!("no message with {what} in topic {topic} within 30 s; {seen} others, the last:\n{last}");
 }
 
 #[test]
@@ -213,4 +227,101 @@ fn a_store_without_a_broker_returns_within_the_timeout() {
         assert!(took < Duration::from_secs(2), "store blocked for {took:?}");
     }
     assert_eq!(storage.component(), "kafka");
+}
+
+/// The shipped `configs/mesos/mesos_external_detector.yaml` (OWCA's), with only the
+/// addresses and the output file pointed at this test: a Mesos agent stand-in with two
+/// busy tasks sharing a CPU, the seed's `!ExampleDetector` registered to the Python
+/// example plug-in, and anomalies read back from a real broker in OWCA's format.
+#[tokio::test(flavor = "multi_thread")]
+async fn shipped_external_detector_config_sends_anomalies_to_kafka() {
+    require_root();
+    let port = free_port();
+    let _broker = Broker::with_topic(port, "owca_anomalies");
+    let busy = "while :; do :; done";
+    let a = placed("kafka-det-a", &["cpu", "cpuacct"], Proc::sh(busy, Some(1)));
+    let b = placed("kafka-det-b", &["cpu", "cpuacct"], Proc::sh(busy, Some(1)));
+    let running = |t: &PlacedTask, id: &str| RunningTask {
+        task_id: id.to_owned(),
+        executor_pid: t.proc.pid(),
+        container_id: t.rel.trim_start_matches("mesos/").to_owned(),
+    };
+    let mesos = Agent::start(
+        Answer::Json(get_state_of(&[
+            running(&a, "task-a"),
+            running(&b, "task-b"),
+        ])),
+        None,
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/mesos/mesos_external_detector.yaml"
+    ))
+    .unwrap();
+    let metrics = dir.path().join("metrics.prom");
+    let yaml = shipped
+        .replace(
+            "'http://127.0.0.1:5051'",
+            &format!("'{}'", mesos.endpoint()),
+        )
+        .replace("/tmp/output_anomalies.log", metrics.to_str().unwrap())
+        .replace(
+            "    topic: owca_anomalies\n",
+            &format!("    topic: owca_anomalies\n    brokers_ips: ['127.0.0.1:{port}']\n"),
+        );
+    assert_ne!(yaml, shipped);
+    let config = write_config(dir.path(), &yaml);
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/example_detector.py"
+    );
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_owca"))
+        .args(["-0", "-c", config.to_str().unwrap()])
+        .args(["-r", &format!("ExampleDetector=python3 {example}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the agent");
+
+    let anomalies = tokio::task::spawn_blocking(move || {
+        consume_topic_until(port, "owca_anomalies", "a CPU contention anomaly", |t| {
+            t.lines()
+                .any(|l| l.starts_with("anomaly{") && l.contains("resource=\"cpus\""))
+        })
+    })
+    .await
+    .unwrap();
+    let line = anomalies
+        .lines()
+        .find(|l| l.starts_with("anomaly{"))
+        .unwrap();
+    for label in [
+        "type=\"contention\"",
+        "env_id=\"host\"",
+        "uuid=\"",
+        "contending_workload_instance=\"",
+    ] {
+        assert!(line.contains(label), "{label} missing: {line}");
+    }
+    let pair = |x: &str, y: &str| {
+        line.contains(&format!("contended_task_id=\"{x}\""))
+            && line.contains(&format!("contending_task_id=\"{y}\""))
+    };
+    assert!(
+        pair("task-a", "task-b") || pair("task-b", "task-a"),
+        "{line}"
+    );
+    assert!(
+        anomalies.contains("# TYPE anomaly_count counter"),
+        "{anomalies}"
+    );
+    // The metrics go to the shipped LogStorage file meanwhile.
+    let text = wait_until(&metrics, "the tasks' metrics", |t| {
+        sample(t, "task_oncpu_seconds_total", &["task_id=\"task-a\""]).is_some()
+    });
+    assert!(text.contains("env_id=\"host\""));
+    let (status, stderr) = terminate(&mut agent);
+    assert!(status.success(), "{status:?}\n{stderr}");
 }
