@@ -108,7 +108,10 @@ mod tests {
         let set = parse_cpu_list("0-3,6\n").unwrap();
         assert_eq!(set, BTreeSet::from([0, 1, 2, 3, 6]));
         assert_eq!(format_cpu_list(&set), "0-3,6");
-        assert_eq!(format_cpu_list(&parse_cpu_list("5, 1,2,3").unwrap()), "1-3,5");
+        assert_eq!(
+            format_cpu_list(&parse_cpu_list("5, 1,2,3").unwrap()),
+            "1-3,5"
+        );
         assert_eq!(format_cpu_list(&parse_cpu_list("7-7").unwrap()), "7");
         assert!(parse_cpu_list("").unwrap().is_empty());
         assert!(parse_cpu_list("\n").unwrap().is_empty());

@@ -77,7 +77,10 @@ impl Cgroup<'_> {
         else {
             return Ok(None);
         };
-        let quota: i64 = quota.trim().parse().map_err(|_| parse_error(&files[0], &quota))?;
+        let quota: i64 = quota
+            .trim()
+            .parse()
+            .map_err(|_| parse_error(&files[0], &quota))?;
         Ok(Some(CpuLimits {
             quota_us: u64::try_from(quota).ok(),
             period_us: number(&files[1], &period)?,
@@ -133,7 +136,11 @@ impl Cgroup<'_> {
 
     /// Sets `cpuset.mems` then `cpuset.cpus`: a v1 cpuset with empty mems cannot hold
     /// processes.
-    pub fn set_cpuset(&self, cpus: &BTreeSet<u32>, mems: &BTreeSet<u32>) -> Result<(), CgroupError> {
+    pub fn set_cpuset(
+        &self,
+        cpus: &BTreeSet<u32>,
+        mems: &BTreeSet<u32>,
+    ) -> Result<(), CgroupError> {
         let (_, dir) = self.dir("cpuset").ok_or(CgroupError::NotMounted {
             hierarchy: Hierarchy::v1("cpuset"),
         })?;
@@ -209,13 +216,17 @@ mod tests {
         cg.set_cpu_quota(Some(50_000), 1000).unwrap();
         cg.set_cpu_shares(500).unwrap();
         let got = cg.cpu_limits().unwrap().unwrap();
-        assert_eq!((got.quota_us, got.period_us, got.shares), (Some(50_000), 1000, 500));
+        assert_eq!(
+            (got.quota_us, got.period_us, got.shares),
+            (Some(50_000), 1000, 500)
+        );
         cg.set_cpu_quota(None, 1000).unwrap();
         let quota = std::fs::read_to_string(d.path().join("cpu/mesos/a/cpu.cfs_quota_us"));
         assert_eq!(quota.unwrap(), "-1");
 
         assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([0, 1])));
-        cg.set_cpuset(&BTreeSet::from([1]), &BTreeSet::from([0])).unwrap();
+        cg.set_cpuset(&BTreeSet::from([1]), &BTreeSet::from([0]))
+            .unwrap();
         assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([1])));
 
         let gone = Cgroup::new(&m, "/mesos/gone");
@@ -248,7 +259,10 @@ mod tests {
         assert_eq!(max, "25000 100000");
         let weight = std::fs::read_to_string(d.path().join("cg/t/cpu.weight")).unwrap();
         assert_eq!(weight, "39");
-        assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([0, 1, 2, 3])));
+        assert_eq!(
+            cg.cpuset_cpus().unwrap(),
+            Some(BTreeSet::from([0, 1, 2, 3]))
+        );
     }
 
     #[test]
