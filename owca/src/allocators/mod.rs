@@ -4,6 +4,7 @@
 //! Built-ins: `!NOPAllocator`, `!StaticAllocator`. What they return is validated as a
 //! whole and only differences are written (see [`types`] and the allocation runner).
 
+pub mod cgroup;
 mod config;
 mod configuration;
 mod static_allocator;
