@@ -32,6 +32,11 @@ struct Agent {
 
 impl Agent {
     fn start(dir: &Path, node: &str, allocator: &str) -> Self {
+        Self::start_with_resctrl(dir, node, allocator, None)
+    }
+
+    /// `resctrl`: the `OWCA_RESCTRL_ROOT` to run with.
+    fn start_with_resctrl(dir: &Path, node: &str, allocator: &str, resctrl: Option<&Path>) -> Self {
         let metrics = dir.join("metrics.prom");
         let allocations = dir.join("allocations.prom");
         for f in [&metrics, &allocations] {
@@ -51,7 +56,11 @@ impl Agent {
                 allocations.display(),
             ),
         );
-        let child = Command::new(env!("CARGO_BIN_EXE_owca"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_owca"));
+        if let Some(root) = resctrl {
+            cmd.env("OWCA_RESCTRL_ROOT", root);
+        }
+        let child = cmd
             .args(["-c", config.to_str().unwrap(), "-0"])
             .stderr(Stdio::piped())
             .spawn()
@@ -107,7 +116,8 @@ fn cpu_used(acct_dir: &Path, seconds: f64) -> f64 {
 }
 
 fn errors_of(text: &str) -> f64 {
-    sample(text, "allocations_errors", &[]).expect("allocations_errors")
+    // NaN until the file has the sample: compares false either way.
+    sample(text, "allocations_errors", &[]).unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,6 +308,35 @@ fn a_task_without_its_cgroup_costs_only_its_own_allocations() {
     let warnings = stderr
         .lines()
         .filter(|l| l.contains("WARN") && l.contains(&partial.rel) && l.contains("cpu_quota"))
+        .count();
+    assert_eq!(warnings, 1, "logged once:\n{stderr}");
+}
+
+#[test]
+fn rdt_allocations_without_resctrl_refuse_the_whole_set() {
+    require_root();
+    let task = placed("alloc-nordt", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    let dir = tempfile::tempdir().unwrap();
+    // An empty directory: resctrl is not mounted there, so RDT allocation is off.
+    let no_resctrl = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let allocator = "!StaticAllocator {rules: [{allocations: {cpu_quota: 0.5, rdt: {name: be, l3: 'L3:0=f'}}}]}";
+    let mut agent =
+        Agent::start_with_resctrl(dir.path(), &node, allocator, Some(no_resctrl.path()));
+    let text = agent.wait(&agent.allocations.clone(), "the refused set", |t| {
+        errors_of(t) >= 2.0
+    });
+    assert_eq!(sample(&text, "allocations_count", &[]), Some(0.0), "{text}");
+    assert_eq!(
+        read(&task.cgroup.dir("cpu").join("cpu.cfs_quota_us")),
+        "-1",
+        "the valid part of the set was not applied either"
+    );
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("RDT is not enabled"))
         .count();
     assert_eq!(warnings, 1, "logged once:\n{stderr}");
 }
