@@ -155,7 +155,7 @@ impl StaticAllocator {
                 };
                 if matches {
                     out.entry(task_id.clone())
-                        .or_insert_with(TaskAllocations::default)
+                        .or_default()
                         .merge(&rule.allocations);
                 }
             }

@@ -135,3 +135,69 @@ pub fn statistics(
     .map(|m| m.with_shared(common))
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::nodes::Task;
+
+    #[test]
+    fn one_sample_per_task_and_type_with_owca_labels() {
+        let task = Task {
+            task_id: "t1_task_id".into(),
+            name: "t1".into(),
+            cgroup_path: "/t1".into(),
+            labels: Default::default(),
+            resources: Default::default(),
+        };
+        let tasks = BTreeMap::from([(
+            "t1_task_id".to_owned(),
+            TaskData {
+                task: Arc::new(task),
+                labels: Arc::default(),
+                metrics: 0..0,
+            },
+        )]);
+        let allocations = TasksAllocations::from([
+            (
+                "t1_task_id".to_owned(),
+                TaskAllocations {
+                    cpu_quota: Some(0.5),
+                    cpu_shares: Some(2.0),
+                    cpu_set: Some("0-2,5".into()),
+                    rdt: None,
+                },
+            ),
+            ("gone".to_owned(), TaskAllocations::default()),
+        ]);
+        let common = Arc::new(Labels::from([("host".to_owned(), "h".to_owned())]));
+        let m = allocation_metrics(&allocations, &tasks, &common);
+        let got: Vec<(&str, f64)> = m.iter().map(|m| (&*m.name, m.value)).collect();
+        assert_eq!(
+            got,
+            [
+                ("allocation_cpu_quota", 0.5),
+                ("allocation_cpu_shares", 2.0),
+                ("allocation_cpuset_cpus", 4.0)
+            ]
+        );
+        assert_eq!(m[0].label("task"), Some("t1_task_id"));
+        assert_eq!(m[0].label("container_name"), Some("t1"));
+        assert_eq!(m[0].label("allocation_type"), Some("cpu_quota"));
+        assert_eq!(m[2].label("allocation_type"), Some("cpuset_cpus"));
+        assert_eq!(m[0].label("host"), Some("h"));
+
+        let s = statistics(3, 1, Duration::from_millis(5), &common);
+        let got: Vec<(&str, f64)> = s.iter().map(|m| (&*m.name, m.value)).collect();
+        assert_eq!(
+            got,
+            [
+                ("allocations_count", 3.0),
+                ("allocations_errors", 1.0),
+                ("allocation_duration", 0.005)
+            ]
+        );
+    }
+}
