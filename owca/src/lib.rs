@@ -3,6 +3,7 @@
 //! Data flows one way, once per `action_delay`:
 //! node → containers → measurements → detector/allocator → storage.
 
+pub mod allocators;
 pub mod cgroups;
 pub mod collector;
 pub mod config;

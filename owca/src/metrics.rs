@@ -112,6 +112,32 @@ pub mod names {
         "Unix time of the last iteration that detected an anomaly.";
     pub const COUNTER_EVENT_HELP: &str = "Hardware or software counter event of the task, counted per CPU and charged at cgroup switches.";
 
+    pub const ALLOCATION_CPU_QUOTA: &str = "allocation_cpu_quota";
+    pub const ALLOCATION_CPU_QUOTA_HELP: &str = "CPU quota of the task as a share of the whole machine (1 = no limit), after the last allocation.";
+    pub const ALLOCATION_CPU_SHARES: &str = "allocation_cpu_shares";
+    pub const ALLOCATION_CPU_SHARES_HELP: &str =
+        "CPU shares of the task in units of cpu_shares_unit, after the last allocation.";
+    pub const ALLOCATION_CPUSET_CPUS: &str = "allocation_cpuset_cpus";
+    pub const ALLOCATION_CPUSET_CPUS_HELP: &str =
+        "Number of CPUs the task may run on (cpuset.cpus), after the last allocation.";
+    pub const ALLOCATION_RDT_L3_CACHE_WAYS: &str = "allocation_rdt_l3_cache_ways";
+    pub const ALLOCATION_RDT_L3_CACHE_WAYS_HELP: &str =
+        "L3 cache ways of the task's resctrl group in one cache domain (bits set in its mask).";
+    pub const ALLOCATION_RDT_L3_MASK: &str = "allocation_rdt_l3_mask";
+    pub const ALLOCATION_RDT_L3_MASK_HELP: &str =
+        "L3 cache way mask of the task's resctrl group in one cache domain.";
+    pub const ALLOCATION_RDT_MB: &str = "allocation_rdt_mb";
+    pub const ALLOCATION_RDT_MB_HELP: &str =
+        "Memory bandwidth limit of the task's resctrl group in one domain (MB schemata value).";
+    pub const ALLOCATIONS_COUNT: &str = "allocations_count";
+    pub const ALLOCATIONS_COUNT_HELP: &str =
+        "Task allocations accepted since the agent started (tasks per valid allocation set).";
+    pub const ALLOCATIONS_ERRORS: &str = "allocations_errors";
+    pub const ALLOCATIONS_ERRORS_HELP: &str = "Allocation sets refused as invalid plus writes the kernel refused, since the agent started.";
+    pub const ALLOCATION_DURATION: &str = "allocation_duration";
+    pub const ALLOCATION_DURATION_HELP: &str =
+        "Seconds the allocator took to decide in the last iteration.";
+
     pub const OWCA_UP: &str = "owca_up";
     pub const OWCA_UP_HELP: &str = "Always 1 while the agent runs.";
     pub const OWCA_TASKS: &str = "owca_tasks";

@@ -4,8 +4,10 @@
 //! A cgroup is named by its path as `/proc/<pid>/cgroup` gives it (`/mesos/abc`); the
 //! directory holding it depends on the hierarchy, found with [`Mounts::dir`]. Reads take
 //! the v1 hierarchy of the controller concerned when that controller is mounted as v1, and
-//! fall back to v2 otherwise (see [`Mounts::preferred`]).
+//! fall back to v2 otherwise (see [`Mounts::preferred`]). Writes (cpu quota and shares,
+//! cpuset) go to the same hierarchies.
 
+pub mod cpu_list;
 #[cfg(test)]
 mod kernel_tests;
 mod mounts;
@@ -13,6 +15,7 @@ mod proc;
 mod read;
 pub mod testing;
 mod tree;
+mod write;
 
 use std::{fmt, path::PathBuf};
 
@@ -23,6 +26,7 @@ pub use self::{
     proc::{ProcCgroups, parse_proc_cgroup, proc_cgroup},
     read::{Cgroup, OpenFiles},
     tree::has_processes,
+    write::{CpuLimits, shares_to_weight, weight_to_shares},
 };
 
 /// One cgroup hierarchy: a v1 hierarchy, named by a controller attached to it (co-mounted

@@ -114,6 +114,9 @@ impl TestCgroup {
                     path: entry.dir.clone(),
                     source,
                 })?;
+                if entry.controller == "cpuset" {
+                    init_cpuset(&entry.mount_point, &entry.dir)?;
+                }
                 parents.extend(missing);
                 // A parent that a test now creates explicitly is that test's to remove.
                 parents.remove(&entry.dir);
@@ -174,6 +177,32 @@ impl TestCgroup {
             .filter(|(i, e)| !self.dirs[..*i].iter().any(|o| o.dir == e.dir))
             .map(|(_, e)| e.dir.as_path())
     }
+}
+
+/// A new v1 cpuset cgroup has empty `cpuset.cpus` and `cpuset.mems` and takes no process
+/// until both are set: each directory from the mount point down to `dir` that has them
+/// empty gets its parent's.
+fn init_cpuset(mount_point: &Path, dir: &Path) -> Result<(), CgroupError> {
+    let Ok(rel) = dir.strip_prefix(mount_point) else {
+        return Ok(());
+    };
+    let mut parent = mount_point.to_path_buf();
+    for part in rel.components() {
+        let child = parent.join(part);
+        for file in ["cpuset.mems", "cpuset.cpus"] {
+            let (from, to) = (parent.join(file), child.join(file));
+            let current = std::fs::read_to_string(&to).unwrap_or_default();
+            if !current.trim().is_empty() {
+                continue;
+            }
+            let value = std::fs::read_to_string(&from)
+                .map_err(|source| CgroupError::Read { path: from, source })?;
+            std::fs::write(&to, value.trim())
+                .map_err(|source| CgroupError::Write { path: to, source })?;
+        }
+        parent = child;
+    }
+    Ok(())
 }
 
 fn write_pid(procs: &Path, pid: u32) -> Result<(), CgroupError> {

@@ -42,10 +42,20 @@ mod tests {
         let files = yaml_files(&root);
         assert!(files.len() >= 4, "{files:?}");
         for f in files {
+            // StaticAllocator rule files are lists of rules, not agent configs.
+            let text = std::fs::read_to_string(&f).unwrap();
+            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+            if value.is_sequence() {
+                let rules: Vec<crate::allocators::Rule> =
+                    crate::config::from_file(&f).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!rules.is_empty(), "{}", f.display());
+                continue;
+            }
             let cfg: AgentConfig = crate::config::from_file(&f).unwrap_or_else(|e| panic!("{e}"));
             let delay = match cfg.runner {
                 RunnerConfig::MeasurementRunner(r) => r.action_delay,
                 RunnerConfig::DetectionRunner(r) => r.action_delay,
+                RunnerConfig::AllocationRunner(r) => r.action_delay,
             };
             assert!(!delay.is_zero(), "{}", f.display());
         }
@@ -68,6 +78,66 @@ mod tests {
                 assert!(r.enable_derived_metrics);
                 assert!(r.event_names.contains(&"instructionraw__rC000".to_owned()));
             }
+        }
+    }
+
+    #[test]
+    fn owca_allocation_examples_load_unchanged() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/owca-configs");
+        let load = |name: &str| -> crate::runners::AllocationRunnerConfig {
+            let cfg: AgentConfig =
+                crate::config::from_file(dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+            let RunnerConfig::AllocationRunner(r) = cfg.runner else {
+                panic!("{name} is an AllocationRunner config");
+            };
+            r
+        };
+        let r = load("03_mesos_example_allocator_wca107.yaml");
+        assert!(matches!(
+            r.allocator,
+            crate::allocators::AllocatorConfig::Nop
+        ));
+        assert_eq!(r.allocation_configuration.cpu_quota_period, 1000);
+        let r = load("05_static_allocator_owca.yaml");
+        let crate::allocators::AllocatorConfig::Static(s) = r.allocator else {
+            panic!("05 uses a StaticAllocator");
+        };
+        // OWCA's path, relative to where the agent runs; the file itself is fixture 06.
+        assert_eq!(
+            s.config.as_deref(),
+            Some(Path::new("configs/extra/static_allocator_config.yaml"))
+        );
+        let rules: Vec<crate::allocators::Rule> =
+            crate::config::from_file(dir.join("06_static_allocator_config_owca.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rules[0].allocations.cpu_shares, Some(10.0));
+        // Run from the repository root, 05 finds the shipped rules file there.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shipped: Vec<crate::allocators::Rule> =
+            crate::config::from_file(repo.join(s.config.unwrap()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(shipped.len() >= 2);
+    }
+
+    #[test]
+    fn allocation_configuration_with_and_without_its_tag() {
+        for tag in ["!AllocationConfiguration ", ""] {
+            let yaml = format!(
+                "runner: !AllocationRunner\n  node: !StaticNode {{tasks: [a]}}\n  allocator: !NOPAllocator\n  \
+                 allocation_configuration: {tag}{{cpu_quota_period: 100000, default_rdt_l3: 'L3:0=f'}}\n"
+            );
+            let cfg: AgentConfig = crate::config::from_str(&yaml, Path::new("a.yaml"))
+                .unwrap_or_else(|e| panic!("{tag}: {e}"));
+            let RunnerConfig::AllocationRunner(r) = cfg.runner else {
+                panic!("allocation runner");
+            };
+            assert_eq!(r.allocation_configuration.cpu_quota_period, 100_000);
+            assert_eq!(r.allocation_configuration.cpu_shares_unit, 1000);
+            assert_eq!(
+                r.allocation_configuration.default_rdt_l3.as_deref(),
+                Some("L3:0=f")
+            );
+            assert_eq!(r.rdt_enabled, None);
         }
     }
 

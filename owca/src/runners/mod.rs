@@ -2,6 +2,9 @@
 //! collector watches, takes one snapshot of measurements, hands it to the runner's detector
 //! or allocator, and stores the metrics.
 
+mod allocation;
+mod allocation_metrics;
+mod allocation_rdt;
 pub mod derived;
 mod detection;
 mod errors;
@@ -16,6 +19,7 @@ use serde::Deserialize;
 use tracing::info;
 
 pub use self::{
+    allocation::{AllocationRunner, AllocationRunnerConfig},
     detection::{DetectionRunner, DetectionRunnerConfig},
     errors::ErrorCounter,
     measure::{COMPONENTS, Measured, Measurer, MeasurerConfig, RunnerError, TaskData},
@@ -32,6 +36,8 @@ pub enum RunnerConfig {
     MeasurementRunner(MeasurementRunnerConfig),
     /// Measures tasks, looks for anomalies and stores both.
     DetectionRunner(DetectionRunnerConfig),
+    /// Measures tasks, decides and applies their allocations, stores all three.
+    AllocationRunner(AllocationRunnerConfig),
 }
 
 impl RunnerConfig {
@@ -45,6 +51,10 @@ impl RunnerConfig {
             Self::DetectionRunner(c) => {
                 let delay = c.action_delay;
                 run_every(DetectionRunner::new(c)?, delay, shutdown).await
+            }
+            Self::AllocationRunner(c) => {
+                let delay = c.action_delay;
+                run_every(AllocationRunner::new(c)?, delay, shutdown).await
             }
         }
         Ok(())

@@ -1,0 +1,90 @@
+//! Allocators: given one iteration's [`Observation`] (with each task's current
+//! allocations), decide the allocations each task should have.
+//!
+//! Built-ins: `!NOPAllocator`, `!StaticAllocator`. What they return is validated as a
+//! whole and only differences are written (see [`types`] and the allocation runner).
+
+pub mod cgroup;
+mod config;
+mod configuration;
+mod static_allocator;
+pub mod types;
+
+use thiserror::Error;
+
+pub use self::{
+    config::AllocatorConfig,
+    configuration::AllocationConfiguration,
+    static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
+    types::{InvalidAllocations, TaskAllocations, TasksAllocations},
+};
+use crate::{detectors::ContentionAnomaly, metrics::Metric, tasks_data::Observation};
+
+/// What an allocator decided in one iteration (OWCA's `(allocations, anomalies, metrics)`).
+#[derive(Debug, Default)]
+pub struct Allocation {
+    /// Desired allocations per task id; tasks and types left out keep what they have.
+    pub allocations: TasksAllocations,
+    /// Anomalies found on the way, stored like a detector's.
+    pub anomalies: Vec<ContentionAnomaly>,
+    /// Extra metrics of the allocator.
+    pub metrics: Vec<Metric>,
+    /// Problems worked around (a broken rules file: the last good rules were used);
+    /// counted and logged by the runner, the allocations still apply.
+    pub problems: Vec<AllocatorError>,
+}
+
+/// Why an allocator gave nothing usable, or what it worked around.
+#[derive(Debug, Error)]
+pub enum AllocatorError {
+    /// The StaticAllocator's rules could not be (re)loaded.
+    #[error(transparent)]
+    Static(#[from] StaticAllocatorError),
+    /// The allocator answered allocations that are not allocations (e.g. a plug-in's
+    /// unknown type): the whole set is refused like any invalid set.
+    #[error(transparent)]
+    Invalid(#[from] InvalidAllocations),
+}
+
+/// A running allocator. An external plug-in variant fits here as the detectors' does:
+/// `allocate` is async for its exchange.
+#[derive(Debug)]
+pub enum Allocator {
+    Nop,
+    Static(StaticAllocator),
+}
+
+impl AllocatorConfig {
+    /// The allocator; an error for settings that can never work (bad inline rules).
+    pub fn build(self) -> Result<Allocator, AllocatorError> {
+        Ok(match self {
+            Self::Nop => Allocator::Nop,
+            Self::Static(c) => Allocator::Static(StaticAllocator::new(c)?),
+        })
+    }
+}
+
+impl Allocator {
+    /// Names the allocator in errors.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Nop => "NOPAllocator",
+            Self::Static(_) => "StaticAllocator",
+        }
+    }
+
+    /// Decides one iteration's allocations.
+    pub async fn allocate(&mut self, obs: &Observation) -> Result<Allocation, AllocatorError> {
+        match self {
+            Self::Nop => Ok(Allocation::default()),
+            Self::Static(a) => {
+                let (allocations, problem) = a.allocate(obs);
+                Ok(Allocation {
+                    allocations,
+                    problems: problem.map(AllocatorError::from).into_iter().collect(),
+                    ..Default::default()
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! What allocators decide, in OWCA's normalized units: one [`TaskAllocations`] per task,
+//! checked as a whole before anything is written ([`validate`]) and compared with what
+//! the kernel holds so that only real changes are written ([`changes`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::AllocationConfiguration;
+use crate::{
+    cgroups::cpu_list::parse_cpu_list,
+    resctrl::{InvalidRdt, RdtAllocation, RdtControl, group_name},
+};
+
+/// Differences up to this much (in normalized units) are no change: allocators that
+/// compute values every iteration would otherwise rewrite cgroup files every second.
+pub const TOLERANCE: f64 = 0.05;
+
+/// One task's allocations; an absent type is left as the kernel has it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskAllocations {
+    /// Share of the whole machine's CPU time, 0 to 1 (1 = no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<f64>,
+    /// Relative CPU weight, in units of `cpu_shares_unit` shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<f64>,
+    /// CPUs the task may run on, e.g. `0-3,6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_set: Option<String>,
+    /// resctrl control group and its schemata lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdt: Option<RdtAllocation>,
+}
+
+/// Per task id.
+pub type TasksAllocations = BTreeMap<String, TaskAllocations>;
+
+impl TaskAllocations {
+    /// A task's allocations from an allocator's JSON (an external plug-in's answer);
+    /// unknown types and wrong value types are refused, naming the task.
+    pub fn from_json(task_id: &str, value: serde_json::Value) -> Result<Self, InvalidAllocations> {
+        serde_json::from_value(value).map_err(|e| InvalidAllocations::Malformed {
+            task_id: task_id.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether no type is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Sets every type `over` sets (the later rule wins).
+    pub fn merge(&mut self, over: &Self) {
+        if over.cpu_quota.is_some() {
+            self.cpu_quota = over.cpu_quota;
+        }
+        if over.cpu_shares.is_some() {
+            self.cpu_shares = over.cpu_shares;
+        }
+        if over.cpu_set.is_some() {
+            self.cpu_set.clone_from(&over.cpu_set);
+        }
+        if over.rdt.is_some() {
+            self.rdt.clone_from(&over.rdt);
+        }
+    }
+}
+
+/// Why a set of allocations was refused as a whole.
+#[derive(Debug, Error)]
+pub enum InvalidAllocations {
+    /// The task is not among those the node lists.
+    #[error("task {task_id}: no such task on this node")]
+    UnknownTask {
+        /// The unknown task.
+        task_id: String,
+    },
+    /// Not an allocations mapping (unknown type, wrong value type).
+    #[error("task {task_id}: {message}")]
+    Malformed {
+        /// The task concerned.
+        task_id: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// A number outside what the type allows.
+    #[error("task {task_id}: {field} = {value} is out of range {range}")]
+    OutOfRange {
+        /// The task concerned.
+        task_id: String,
+        /// `cpu_quota` or `cpu_shares`.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+        /// The allowed range.
+        range: String,
+    },
+    /// A `cpu_set` that is not a CPU list of online CPUs.
+    #[error("task {task_id}: cpu_set {value:?}: {reason}")]
+    CpuSet {
+        /// The task concerned.
+        task_id: String,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `rdt` given while RDT allocation is off.
+    #[error(
+        "task {task_id}: rdt allocation requested but RDT is not enabled (resctrl not mounted or rdt_enabled: false)"
+    )]
+    RdtDisabled {
+        /// The task concerned.
+        task_id: String,
+    },
+    /// Refused by the resctrl checks (masks, domains, CLOSIDs).
+    #[error(transparent)]
+    Rdt(#[from] InvalidRdt),
+}
+
+impl InvalidAllocations {
+    /// The task the problem is about.
+    pub fn task_id(&self) -> &str {
+        match self {
+            Self::UnknownTask { task_id }
+            | Self::Malformed { task_id, .. }
+            | Self::OutOfRange { task_id, .. }
+            | Self::CpuSet { task_id, .. }
+            | Self::RdtDisabled { task_id } => task_id,
+            Self::Rdt(e) => &e.task_id,
+        }
+    }
+}
+
+/// What the machine allows, for [`validate`].
+pub struct Limits<'a> {
+    /// Tasks the node lists now.
+    pub tasks: &'a BTreeSet<String>,
+    /// CPUs online now.
+    pub online_cpus: &'a BTreeSet<u32>,
+    /// Normalization settings (shares above the kernel's maximum are refused).
+    pub configuration: &'a AllocationConfiguration,
+    /// RDT allocation, when enabled.
+    pub rdt: Option<&'a RdtControl>,
+}
+
+/// Checks a whole set; the first problem found refuses it all.
+pub fn validate(desired: &TasksAllocations, limits: &Limits<'_>) -> Result<(), InvalidAllocations> {
+    let mut rdt = BTreeMap::new();
+    for (task_id, a) in desired {
+        let out_of_range = |field, value, range: String| InvalidAllocations::OutOfRange {
+            task_id: task_id.clone(),
+            field,
+            value,
+            range,
+        };
+        if !limits.tasks.contains(task_id) {
+            return Err(InvalidAllocations::UnknownTask {
+                task_id: task_id.clone(),
+            });
+        }
+        if let Some(q) = a.cpu_quota
+            && !(0.0..=1.0).contains(&q)
+        {
+            return Err(out_of_range("cpu_quota", q, "[0, 1]".into()));
+        }
+        if let Some(s) = a.cpu_shares {
+            let max = limits.configuration.max_cpu_shares();
+            if !(0.0..=max).contains(&s) {
+                return Err(out_of_range("cpu_shares", s, format!("[0, {max}]")));
+            }
+        }
+        if let Some(set) = &a.cpu_set {
+            check_cpu_set(task_id, set, limits.online_cpus)?;
+        }
+        if let Some(r) = &a.rdt {
+            if limits.rdt.is_none() {
+                return Err(InvalidAllocations::RdtDisabled {
+                    task_id: task_id.clone(),
+                });
+            }
+            rdt.insert(task_id.clone(), r.clone());
+        }
+    }
+    if let Some(control) = limits.rdt
+        && !rdt.is_empty()
+    {
+        control.validate(&rdt)?;
+    }
+    Ok(())
+}
+
+fn check_cpu_set(
+    task_id: &str,
+    value: &str,
+    online: &BTreeSet<u32>,
+) -> Result<(), InvalidAllocations> {
+    let err = |reason: String| InvalidAllocations::CpuSet {
+        task_id: task_id.to_owned(),
+        value: value.to_owned(),
+        reason,
+    };
+    let cpus = parse_cpu_list(value).map_err(|e| err(e.reason))?;
+    if cpus.is_empty() {
+        return Err(err("no CPU".into()));
+    }
+    let offline: BTreeSet<u32> = cpus.difference(online).copied().collect();
+    if !offline.is_empty() {
+        return Err(err(format!(
+            "CPUs {} are not online (online: {})",
+            crate::cgroups::cpu_list::format_cpu_list(&offline),
+            crate::cgroups::cpu_list::format_cpu_list(online)
+        )));
+    }
+    Ok(())
+}
+
+/// Per task, the types whose desired value differs from the current one (beyond
+/// [`TOLERANCE`] for numbers); tasks without a change are left out. A desired quota is
+/// compared as `quota_as_written` gives it (see
+/// [`AllocationConfiguration::quota_as_written`]).
+pub fn changes(
+    current: &TasksAllocations,
+    desired: &TasksAllocations,
+    quota_as_written: impl Fn(f64) -> f64,
+) -> TasksAllocations {
+    let none = TaskAllocations::default();
+    let mut out = TasksAllocations::new();
+    for (task_id, want) in desired {
+        let have = current.get(task_id).unwrap_or(&none);
+        let number = |want: Option<f64>, have: Option<f64>, as_written: &dyn Fn(f64) -> f64| match (
+            want, have,
+        ) {
+            (Some(w), Some(h)) if (as_written(w) - h).abs() <= TOLERANCE => None,
+            (w, _) => w,
+        };
+        let change = TaskAllocations {
+            cpu_quota: number(want.cpu_quota, have.cpu_quota, &quota_as_written),
+            cpu_shares: number(want.cpu_shares, have.cpu_shares, &|s| s),
+            cpu_set: want
+                .cpu_set
+                .clone()
+                .filter(|w| !same_cpus(w, have.cpu_set.as_deref())),
+            rdt: want
+                .rdt
+                .clone()
+                .filter(|w| !same_rdt(task_id, w, have.rdt.as_ref())),
+        };
+        if !change.is_empty() {
+            out.insert(task_id.clone(), change);
+        }
+    }
+    out
+}
+
+fn same_cpus(want: &str, have: Option<&str>) -> bool {
+    let Some(have) = have else { return false };
+    matches!((parse_cpu_list(want), parse_cpu_list(have)), (Ok(w), Ok(h)) if w == h)
+}
+
+/// Same group, and every line the desired allocation gives equal to the group's.
+fn same_rdt(task_id: &str, want: &RdtAllocation, have: Option<&RdtAllocation>) -> bool {
+    let Some(have) = have else { return false };
+    let group = |a: &RdtAllocation| a.name.clone().unwrap_or_else(|| group_name(task_id));
+    group(want) == group(have)
+        && (want.l3.is_none() || want.l3_masks() == have.l3_masks())
+        && (want.mb.is_none() || want.mb_values() == have.mb_values())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(quota: Option<f64>, shares: Option<f64>, set: Option<&str>) -> TaskAllocations {
+        TaskAllocations {
+            cpu_quota: quota,
+            cpu_shares: shares,
+            cpu_set: set.map(String::from),
+            rdt: None,
+        }
+    }
+
+    fn check(desired: &TasksAllocations, rdt: Option<&RdtControl>) -> Result<(), String> {
+        let tasks = BTreeSet::from(["a".to_owned(), "b".to_owned()]);
+        let online = BTreeSet::from([0, 1]);
+        let cfg = AllocationConfiguration::default();
+        let limits = Limits {
+            tasks: &tasks,
+            online_cpus: &online,
+            configuration: &cfg,
+            rdt,
+        };
+        validate(desired, &limits).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn valid_sets_pass() {
+        let ok = TasksAllocations::from([
+            ("a".into(), alloc(Some(0.0), Some(0.0), Some("0-1"))),
+            ("b".into(), alloc(Some(1.0), Some(262.144), Some("1"))),
+        ]);
+        assert_eq!(check(&ok, None), Ok(()));
+        assert_eq!(check(&TasksAllocations::new(), None), Ok(()));
+    }
+
+    #[test]
+    fn each_problem_is_named_with_its_task() {
+        let cases = [
+            ("x", alloc(Some(0.5), None, None), "task x: no such task"),
+            (
+                "a",
+                alloc(Some(1.5), None, None),
+                "task a: cpu_quota = 1.5 is out of range [0, 1]",
+            ),
+            ("a", alloc(Some(-0.1), None, None), "cpu_quota = -0.1"),
+            ("a", alloc(Some(f64::NAN), None, None), "cpu_quota = NaN"),
+            (
+                "b",
+                alloc(None, Some(-1.0), None),
+                "task b: cpu_shares = -1",
+            ),
+            ("b", alloc(None, Some(263.0), None), "[0, 262.144]"),
+            (
+                "a",
+                alloc(None, None, Some("0-3")),
+                "CPUs 2-3 are not online (online: 0-1)",
+            ),
+            ("a", alloc(None, None, Some("x")), "task a: cpu_set \"x\""),
+            ("a", alloc(None, None, Some("")), "no CPU"),
+        ];
+        for (task, a, want) in cases {
+            let set = TasksAllocations::from([(task.to_owned(), a)]);
+            let err = check(&set, None).unwrap_err();
+            assert!(err.contains(want), "{err} lacks {want}");
+        }
+        let rdt = TaskAllocations {
+            rdt: Some(RdtAllocation::default()),
+            ..Default::default()
+        };
+        let err = check(&TasksAllocations::from([("a".into(), rdt)]), None).unwrap_err();
+        assert!(err.contains("RDT is not enabled"), "{err}");
+    }
+
+    #[test]
+    fn unknown_types_are_refused() {
+        let err = TaskAllocations::from_json("t", serde_json::json!({"cpu_quota": 0.5, "mem": 1}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("task t: unknown field `mem`"), "{err}");
+        let ok = TaskAllocations::from_json("t", serde_json::json!({"cpu_set": "0"})).unwrap();
+        assert_eq!(ok.cpu_set.as_deref(), Some("0"));
+        let err = TaskAllocations::from_json("t", serde_json::json!({"cpu_quota": "half"}));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn small_differences_are_no_change() {
+        let current =
+            TasksAllocations::from([("a".into(), alloc(Some(0.5), Some(1.0), Some("0-1")))]);
+        let same =
+            TasksAllocations::from([("a".into(), alloc(Some(0.54), Some(0.96), Some("1,0")))]);
+        let exact = |q| q;
+        assert!(changes(&current, &same, exact).is_empty());
+        let other = TasksAllocations::from([("a".into(), alloc(Some(0.56), Some(1.0), Some("0")))]);
+        assert_eq!(
+            changes(&current, &other, exact)["a"],
+            alloc(Some(0.56), None, Some("0"))
+        );
+        // Nothing known yet: everything desired is a change.
+        let fresh = changes(&TasksAllocations::new(), &same, exact);
+        assert_eq!(fresh["a"], same["a"]);
+        // A quota the kernel minimum raised reads back higher: not rewritten every time.
+        let raised = TasksAllocations::from([("a".into(), alloc(Some(0.1), None, None))]);
+        assert!(changes(&current, &raised, |_| 0.5).is_empty());
+        assert!(!changes(&current, &raised, exact).is_empty());
+    }
+
+    #[test]
+    fn later_rules_win_per_type() {
+        let mut a = alloc(Some(0.5), Some(1.0), None);
+        a.merge(&alloc(Some(0.2), None, Some("0")));
+        assert_eq!(a, alloc(Some(0.2), Some(1.0), Some("0")));
+        assert!(TaskAllocations::default().is_empty());
+    }
+}

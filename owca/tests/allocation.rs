@@ -1,0 +1,342 @@
+//! The `owca` binary with an `!AllocationRunner` on the real kernel (root): StaticAllocator
+//! rules by Mesos label land in real cgroup v1 files within an iteration and throttle a
+//! busy loop; live edits of the rules file apply, broken ones keep the last rules;
+//! invalid sets change nothing and are counted; a restarted agent rewrites nothing;
+//! a task whose cgroup vanished costs only its own allocations.
+//!
+//! RDT allocation is tested separately (`allocation_rdt.rs`).
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Instant,
+};
+
+use support::{
+    mesos_agent::{Agent as Mesos, Answer, get_state},
+    *,
+};
+
+const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
+const BUSY: &str = "while :; do :; done";
+const QUIET: &str = "while :; do sleep 0.2; done";
+
+/// An agent with an allocation runner writing metrics and allocation metrics to files.
+struct Agent {
+    child: Child,
+    metrics: PathBuf,
+    allocations: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, node: &str, allocator: &str) -> Self {
+        Self::start_with_resctrl(dir, node, allocator, None)
+    }
+
+    /// `resctrl`: the `OWCA_RESCTRL_ROOT` to run with.
+    fn start_with_resctrl(dir: &Path, node: &str, allocator: &str, resctrl: Option<&Path>) -> Self {
+        let metrics = dir.join("metrics.prom");
+        let allocations = dir.join("allocations.prom");
+        for f in [&metrics, &allocations] {
+            let _ = std::fs::remove_file(f);
+        }
+        let config = write_config(
+            dir,
+            &format!(
+                "runner: !AllocationRunner\n  node: {node}\n  action_delay: 0.3\n  \
+                 metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
+                 anomalies_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
+                 allocations_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
+                 allocator: {allocator}\n  \
+                 allocation_configuration: !AllocationConfiguration {{cpu_quota_period: 100000}}\n",
+                metrics.display(),
+                dir.join("anomalies.prom").display(),
+                allocations.display(),
+            ),
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_owca"));
+        if let Some(root) = resctrl {
+            cmd.env("OWCA_RESCTRL_ROOT", root);
+        }
+        let child = cmd
+            .args(["-c", config.to_str().unwrap(), "-0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting owca");
+        Self {
+            child,
+            metrics,
+            allocations,
+        }
+    }
+}
+
+impl Agent {
+    /// Waits up to 20 s until `path` satisfies `ok`; on timeout, fails showing the file
+    /// and what the agent logged.
+    fn wait(&mut self, path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if ok(&text) {
+                return text;
+            }
+            if start.elapsed().as_secs() > 20 {
+                let (_, stderr) = terminate(&mut self.child);
+                panic!("timed out waiting for {what}:\n{text}\nagent log:\n{stderr}");
+            }
+            sleep_s(0.1);
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// CPUs used by the cgroup over `seconds`, from cpuacct.usage.
+fn cpu_used(acct_dir: &Path, seconds: f64) -> f64 {
+    let usage = acct_dir.join("cpuacct.usage");
+    let (u0, t0) = (cgroup_value(&usage, None), Instant::now());
+    sleep_s(seconds);
+    let (u1, t1) = (cgroup_value(&usage, None), Instant::now());
+    (u1 - u0) as f64 / 1e9 / (t1 - t0).as_secs_f64()
+}
+
+fn errors_of(text: &str) -> f64 {
+    // NaN until the file has the sample: compares false either way.
+    sample(text, "allocations_errors", &[]).unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() {
+    require_root();
+    let task = placed(
+        "alloc-mesos",
+        &["cpu", "cpuacct", "cpuset"],
+        Proc::sh(BUSY, None),
+    );
+    let container = task.rel.trim_start_matches("mesos/").to_owned();
+    let mesos = Mesos::start(Answer::Json(get_state(task.proc.pid(), &container)), None).await;
+    let (cpu, acct, cpuset) = (
+        task.cgroup.dir("cpu").to_owned(),
+        task.cgroup.dir("cpuacct").to_owned(),
+        task.cgroup.dir("cpuset").to_owned(),
+    );
+    let online = read(Path::new("/sys/devices/system/cpu/online"));
+    let last_cpu = online.rsplit(['-', ',']).next().unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    let write_rules = |text: &str| std::fs::write(&rules, text).unwrap();
+    write_rules(&format!(
+        "- name: everyone\n  allocations: {{cpu_quota: 1.0, cpu_shares: 1.0}}\n\
+         - name: best effort\n  labels: {{aurora_tier: 'preempt', application: 'nomatch'}}\n  \
+           allocations: {{cpu_quota: 0.25, cpu_shares: 0.5, cpu_set: '{last_cpu}'}}\n"
+    ));
+    let node = format!(
+        "!MesosNode {{mesos_agent_endpoint: '{}', timeout: 1}}",
+        mesos.endpoint()
+    );
+    let allocator = format!("!StaticAllocator {{config: {}}}", rules.display());
+    let mut agent = Agent::start(dir.path(), &node, &allocator);
+
+    // Applied within an iteration of the task being seen.
+    let on_task = format!("task=\"{TASK_ID}\"");
+    let text = agent.wait(&agent.allocations.clone(), "the rule's allocations", |t| {
+        sample(t, "allocation_cpu_quota", &[&on_task]) == Some(0.25)
+    });
+    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(
+        read(&cpu.join("cpu.cfs_quota_us")),
+        "50000",
+        "0.25 × 2 CPUs × 100 ms"
+    );
+    assert_eq!(read(&cpu.join("cpu.shares")), "500");
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), last_cpu);
+    let labels = [
+        on_task.as_str(),
+        "container_name=\"",
+        "allocation_type=\"cpu_shares\"",
+    ];
+    assert_eq!(
+        sample(&text, "allocation_cpu_shares", &labels),
+        Some(0.5),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "allocation_cpuset_cpus",
+            &[&on_task, "allocation_type=\"cpuset_cpus\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "allocations_count", &[]).unwrap() >= 1.0,
+        "{text}"
+    );
+    assert_eq!(errors_of(&text), 0.0, "{text}");
+    assert!(
+        sample(&text, "allocation_duration", &[]).is_some(),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE allocations_errors counter"), "{text}");
+
+    // A quarter of this 2-CPU machine is half a CPU.
+    let used = cpu_used(&acct, 2.0);
+    assert!((0.35..=0.65).contains(&used), "busy loop used {used} CPUs");
+
+    // A broken edit: reported, the last rules stay.
+    write_rules("- allocations: {cpu_quota: 0.5\n");
+    agent.wait(
+        &agent.metrics.clone(),
+        "the broken rules to be reported",
+        |t| sample(t, "owca_errors_total", &["component=\"allocator\""]).is_some_and(|v| v >= 1.0),
+    );
+    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+    // A good edit applies live.
+    write_rules(
+        "- labels: {aurora_tier: preemptible}\n  allocations: {cpu_quota: 0.5, cpu_shares: 0.5}\n",
+    );
+    agent.wait(&agent.allocations.clone(), "the edited rule", |t| {
+        sample(t, "allocation_cpu_quota", &[&on_task]) == Some(0.5)
+    });
+    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "100000");
+
+    // An invalid set (CPUs that do not exist) changes nothing and is counted.
+    write_rules(
+        "- labels: {aurora_tier: preemptible}\n  allocations: {cpu_quota: 0.1}\n\
+         - task_id: nope\n  allocations: {cpu_quota: 0.1}\n\
+         - allocations: {cpu_set: '0-4095'}\n",
+    );
+    let text = agent.wait(
+        &agent.allocations.clone(),
+        "the invalid set to be counted",
+        |t| errors_of(t) >= 1.0,
+    );
+    assert_eq!(
+        sample(&text, "allocation_cpu_quota", &[&on_task]),
+        Some(0.5),
+        "{text}"
+    );
+    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "100000");
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), last_cpu);
+
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+    let refused = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("not online"))
+        .count();
+    assert_eq!(refused, 1, "logged once while it persists:\n{stderr}");
+    assert!(stderr.contains("changing allocations"), "{stderr}");
+
+    // Out of band, values within 0.05 of the rule's: a restarted agent leaves them.
+    write_rules(
+        "- labels: {aurora_tier: preemptible}\n  allocations: {cpu_quota: 0.5, cpu_shares: 0.5}\n",
+    );
+    std::fs::write(cpu.join("cpu.cfs_quota_us"), "104000").unwrap();
+    std::fs::write(cpu.join("cpu.shares"), "520").unwrap();
+    let mut agent = Agent::start(dir.path(), &node, &allocator);
+    let text = wait_until(
+        &agent.allocations,
+        "the restarted agent's allocations",
+        |t| sample(t, "allocations_count", &[]).is_some_and(|n| n >= 3.0),
+    );
+    assert_eq!(
+        read(&cpu.join("cpu.cfs_quota_us")),
+        "104000",
+        "rewritten after restart"
+    );
+    assert_eq!(read(&cpu.join("cpu.shares")), "520");
+    assert_eq!(
+        sample(&text, "allocation_cpu_quota", &[&on_task]),
+        Some(0.52),
+        "{text}"
+    );
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("changing allocations"), "{stderr}");
+}
+
+#[test]
+fn a_task_without_its_cgroup_costs_only_its_own_allocations() {
+    require_root();
+    let whole = placed("alloc-whole", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    // Only in cpuacct: measured, but its cpu files do not exist (as if removed).
+    let partial = placed("alloc-partial", &["cpuacct"], Proc::sh(QUIET, None));
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}, {}]}}", whole.rel, partial.rel);
+    let allocator = "!StaticAllocator {rules: [{allocations: {cpu_quota: 0.5}}]}";
+    let mut agent = Agent::start(dir.path(), &node, allocator);
+
+    let on_whole = format!("task=\"{}\"", whole.rel);
+    let text = agent.wait(
+        &agent.allocations.clone(),
+        "the quota of the whole task",
+        |t| sample(t, "allocation_cpu_quota", &[&on_whole]) == Some(0.5) && errors_of(t) >= 2.0,
+    );
+    assert_eq!(
+        read(&whole.cgroup.dir("cpu").join("cpu.cfs_quota_us")),
+        "100000"
+    );
+    let on_partial = format!("task=\"{}\"", partial.rel);
+    assert!(
+        sample(&text, "allocation_cpu_quota", &[&on_partial]).is_none(),
+        "{text}"
+    );
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent exited"
+    );
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&partial.rel) && l.contains("cpu_quota"))
+        .count();
+    assert_eq!(warnings, 1, "logged once:\n{stderr}");
+}
+
+#[test]
+fn rdt_allocations_without_resctrl_refuse_the_whole_set() {
+    require_root();
+    let task = placed("alloc-nordt", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    let dir = tempfile::tempdir().unwrap();
+    // An empty directory: resctrl is not mounted there, so RDT allocation is off.
+    let no_resctrl = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let allocator = "!StaticAllocator {rules: [{allocations: {cpu_quota: 0.5, rdt: {name: be, l3: 'L3:0=f'}}}]}";
+    let mut agent =
+        Agent::start_with_resctrl(dir.path(), &node, allocator, Some(no_resctrl.path()));
+    let text = agent.wait(&agent.allocations.clone(), "the refused set", |t| {
+        errors_of(t) >= 2.0
+    });
+    assert_eq!(sample(&text, "allocations_count", &[]), Some(0.0), "{text}");
+    assert_eq!(
+        read(&task.cgroup.dir("cpu").join("cpu.cfs_quota_us")),
+        "-1",
+        "the valid part of the set was not applied either"
+    );
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("RDT is not enabled"))
+        .count();
+    assert_eq!(warnings, 1, "logged once:\n{stderr}");
+}

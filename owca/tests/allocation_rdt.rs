@@ -1,0 +1,200 @@
+//! RDT allocation through the `owca` binary against a resctrl-shaped temp tree
+//! (`OWCA_RESCTRL_ROOT`): schemata and `tasks` of the task's control group, OWCA's RDT
+//! allocation metrics, invalid masks refused as a whole.
+//!
+//! NEEDS BRANCH `rdt`: on branch `alloc` the `RdtControl` bodies are `todo!()`, so these
+//! tests fail until that branch is merged. Run after the merge with
+//! `cargo test -p owca --test allocation_rdt` (as root).
+//!
+//! The tree is built here because plain directories get no kernel-made files: the task's
+//! control group is made beforehand with its `tasks` and `schemata`, as the kernel would
+//! on mkdir. If branch `rdt` brings a fake-tree helper (`resctrl::testing`), use it.
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Instant,
+};
+
+use support::*;
+
+const QUIET: &str = "while :; do sleep 0.2; done";
+
+/// A resctrl mount as a 2-socket machine with L3 CAT (12 ways) and MBA shows it.
+fn fake_resctrl(root: &Path, groups: &[&str]) {
+    let files: &[(&str, &str)] = &[
+        ("info/last_cmd_status", "ok\n"),
+        ("info/L3/cbm_mask", "fff\n"),
+        ("info/L3/min_cbm_bits", "1\n"),
+        ("info/L3/num_closids", "16\n"),
+        ("info/MB/min_bandwidth", "10\n"),
+        ("info/MB/bandwidth_gran", "10\n"),
+        ("info/MB/num_closids", "8\n"),
+        ("schemata", "L3:0=fff;1=fff\nMB:0=100;1=100\n"),
+        ("tasks", ""),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::create_dir_all(root.join("mon_groups")).unwrap();
+    for g in groups {
+        let dir = root.join(g);
+        std::fs::create_dir_all(dir.join("mon_groups")).unwrap();
+        std::fs::write(dir.join("schemata"), "L3:0=fff;1=fff\nMB:0=100;1=100\n").unwrap();
+        std::fs::write(dir.join("tasks"), "").unwrap();
+    }
+}
+
+struct Agent {
+    child: Child,
+    allocations: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, resctrl: &Path, task: &str, rules: &str) -> Self {
+        let allocations = dir.join("allocations.prom");
+        let config = write_config(
+            dir,
+            &format!(
+                "runner: !AllocationRunner\n  node: !StaticNode {{tasks: [{task}]}}\n  action_delay: 0.3\n  \
+                 metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
+                 allocations_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
+                 rdt_enabled: true\n  rdt_cache_control_required: true\n  \
+                 allocator: !StaticAllocator {{rules: {rules}}}\n",
+                dir.join("metrics.prom").display(),
+                allocations.display(),
+            ),
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_owca"))
+            .env("OWCA_RESCTRL_ROOT", resctrl)
+            .args(["-c", config.to_str().unwrap(), "-0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting owca");
+        Self { child, allocations }
+    }
+
+    fn wait(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.allocations).unwrap_or_default();
+            if ok(&text) {
+                return text;
+            }
+            if self.child.try_wait().unwrap().is_some() {
+                let (_, stderr) = terminate_or_log(&mut self.child);
+                panic!("the agent exited while waiting for {what}:\n{stderr}");
+            }
+            if start.elapsed().as_secs() > 20 {
+                let (_, stderr) = terminate(&mut self.child);
+                panic!("timed out waiting for {what}:\n{text}\nagent log:\n{stderr}");
+            }
+            sleep_s(0.1);
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rdt_rule_sets_the_task_group_schemata_and_moves_its_threads() {
+    require_root();
+    let task = placed("alloc-rdt", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    let group = owca::resctrl::group_name(&task.rel);
+    let dir = tempfile::tempdir().unwrap();
+    let resctrl = dir.path().join("resctrl");
+    fake_resctrl(&resctrl, &[&group]);
+    let mut agent = Agent::start(
+        dir.path(),
+        &resctrl,
+        &task.rel,
+        "[{allocations: {rdt: {l3: 'L3:0=00f;1=0ff', mb: 'MB:0=50;1=100'}}}]",
+    );
+    let on_task = format!("task=\"{}\"", task.rel);
+    let text = agent.wait("the RDT allocation metrics", |t| {
+        sample(
+            t,
+            "allocation_rdt_l3_cache_ways",
+            &[&on_task, "domain_id=\"1\""],
+        ) == Some(8.0)
+    });
+    let labels = [
+        on_task.as_str(),
+        "domain_id=\"0\"",
+        "allocation_type=\"rdt_l3_mask\"",
+    ];
+    let group_label = format!("group_name=\"{group}\"");
+    assert_eq!(
+        sample(&text, "allocation_rdt_l3_mask", &labels),
+        Some(15.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "allocation_rdt_mb",
+            &[&on_task, "domain_id=\"0\"", &group_label]
+        ),
+        Some(50.0),
+        "{text}"
+    );
+    let schemata = std::fs::read_to_string(resctrl.join(&group).join("schemata")).unwrap();
+    assert!(
+        schemata.contains("L3:0=00f;1=0ff") || schemata.contains("L3:0=f;1=ff"),
+        "{schemata}"
+    );
+    assert!(schemata.contains("MB:0=50;1=100"), "{schemata}");
+    let tasks = std::fs::read_to_string(resctrl.join(&group).join("tasks")).unwrap();
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.trim() == task.proc.pid().to_string()),
+        "the task's thread moved into its group: {tasks:?}"
+    );
+
+    // A mask with a hole is refused: nothing changes, the error is counted.
+    drop(agent);
+    let mut agent = Agent::start(
+        dir.path(),
+        &resctrl,
+        &task.rel,
+        "[{allocations: {rdt: {l3: 'L3:0=505;1=0ff'}}}]",
+    );
+    agent.wait("the refused mask", |t| {
+        sample(t, "allocations_errors", &[]).is_some_and(|n| n >= 1.0)
+    });
+    let after = std::fs::read_to_string(resctrl.join(&group).join("schemata")).unwrap();
+    assert_eq!(after, schemata, "an invalid mask wrote nothing");
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn rdt_enabled_without_resctrl_stops_the_agent_naming_the_root() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-resctrl-here");
+    let mut agent = Agent::start(dir.path(), &missing, "mesos/none", "[]");
+    let status = agent.child.wait().unwrap();
+    let (_, stderr) = terminate_or_log(&mut agent.child);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("no-resctrl-here"), "{stderr}");
+}
+
+/// The log of an agent that already exited.
+fn terminate_or_log(child: &mut Child) -> (Option<std::process::ExitStatus>, String) {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+    }
+    (child.try_wait().unwrap(), stderr)
+}
