@@ -32,11 +32,26 @@ struct Agent {
 
 impl Agent {
     fn start(dir: &Path, node: &str, allocator: &str) -> Self {
-        Self::start_with_resctrl(dir, node, allocator, None)
+        Self::launch(dir, node, allocator, None, &[])
     }
 
     /// `resctrl`: the `OWCA_RESCTRL_ROOT` to run with.
     fn start_with_resctrl(dir: &Path, node: &str, allocator: &str, resctrl: Option<&Path>) -> Self {
+        Self::launch(dir, node, allocator, resctrl, &[])
+    }
+
+    /// With more command-line arguments (`-r Name=program`).
+    fn start_with_args(dir: &Path, node: &str, allocator: &str, args: &[&str]) -> Self {
+        Self::launch(dir, node, allocator, None, args)
+    }
+
+    fn launch(
+        dir: &Path,
+        node: &str,
+        allocator: &str,
+        resctrl: Option<&Path>,
+        args: &[&str],
+    ) -> Self {
         let metrics = dir.join("metrics.prom");
         let allocations = dir.join("allocations.prom");
         for f in [&metrics, &allocations] {
@@ -62,6 +77,7 @@ impl Agent {
         }
         let child = cmd
             .args(["-c", config.to_str().unwrap(), "-0"])
+            .args(args)
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting owca");
@@ -339,4 +355,98 @@ fn rdt_allocations_without_resctrl_refuse_the_whole_set() {
         .filter(|l| l.contains("WARN") && l.contains("RDT is not enabled"))
         .count();
     assert_eq!(warnings, 1, "logged once:\n{stderr}");
+}
+
+/// The Python example allocator, registered with `-r` as OWCA's plug-ins were: it caps
+/// the best-effort task (by Mesos label) while the other task is busy; the kernel file
+/// holds the cap and the plug-in's own metric is stored with the allocation metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_allocator_plugin_caps_best_effort_tasks() {
+    require_root();
+    let lc = placed("alloc-plugin-lc", &["cpu", "cpuacct"], Proc::sh(BUSY, None));
+    let be = placed("alloc-plugin-be", &["cpu", "cpuacct"], Proc::sh(BUSY, None));
+    let running = |t: &PlacedTask, id: &str| support::mesos_agent::RunningTask {
+        task_id: id.to_owned(),
+        executor_pid: t.proc.pid(),
+        container_id: t.rel.trim_start_matches("mesos/").to_owned(),
+    };
+    let mut state =
+        support::mesos_agent::get_state_of(&[running(&lc, "task-lc"), running(&be, "task-be")]);
+    state["get_state"]["get_tasks"]["launched_tasks"][1]["labels"]["labels"]
+        .as_array_mut()
+        .expect("the fixture task has labels")
+        .push(serde_json::json!({"key": "workload_class", "value": "best-effort"}));
+    let mesos = Mesos::start(Answer::Json(state), None).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!(
+        "!MesosNode {{mesos_agent_endpoint: '{}', timeout: 1}}",
+        mesos.endpoint()
+    );
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/example_allocator.py"
+    );
+    let allocator = "!ExampleAllocator {best_effort: {workload_class: best-effort}, quota: 0.25}";
+    let mut agent = Agent::start_with_args(
+        dir.path(),
+        &node,
+        allocator,
+        &["-r", &format!("ExampleAllocator=python3 {example}")],
+    );
+    let text = agent.wait(&agent.allocations.clone(), "the cap on task-be", |t| {
+        sample(t, "allocation_cpu_quota", &["task=\"task-be\""]) == Some(0.25)
+    });
+    assert_eq!(
+        read(&be.cgroup.dir("cpu").join("cpu.cfs_quota_us")),
+        "50000",
+        "0.25 × 2 CPUs × 100 ms"
+    );
+    assert_eq!(read(&lc.cgroup.dir("cpu").join("cpu.cfs_quota_us")), "-1");
+    let others = sample(&text, "example_allocator_others_cpus", &[]).unwrap();
+    assert!(
+        others > 0.5,
+        "the latency-critical task is busy: {others}\n{text}"
+    );
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+}
+
+/// An allocator plug-in answering an unknown allocation type: the set is refused as a
+/// whole and counted, and the agent goes on.
+#[test]
+fn an_external_allocator_answering_unknown_types_is_refused() {
+    require_root();
+    let task = placed(
+        "alloc-plugin-bad",
+        &["cpu", "cpuacct"],
+        Proc::sh(QUIET, None),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let answer = format!(
+        r#"{{"allocations": {{"{}": {{"cpu_quota": 0.5, "cpu_quotas": 1}}}}}}"#,
+        task.rel
+    );
+    let script = format!("read config; while read request; do echo '{answer}'; done");
+    let allocator = format!(
+        "!ExternalAllocator {{command: [sh, -c, {}], timeout: 2}}",
+        serde_json::to_string(&script).unwrap()
+    );
+    let mut agent = Agent::start(dir.path(), &node, &allocator);
+    agent.wait(&agent.allocations.clone(), "refused sets", |t| {
+        errors_of(t) >= 3.0
+    });
+    assert_eq!(read(&task.cgroup.dir("cpu").join("cpu.cfs_quota_us")), "-1");
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent exited"
+    );
+    let (status, stderr) = terminate(&mut agent.child);
+    assert!(status.success(), "{stderr}");
+    let refused = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("cpu_quotas"))
+        .count();
+    assert_eq!(refused, 1, "logged once:\n{stderr}");
 }

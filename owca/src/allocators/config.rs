@@ -6,13 +6,14 @@ use std::fmt;
 
 use serde::{
     Deserialize, Deserializer,
-    de::{self, EnumAccess, VariantAccess, Visitor},
+    de::{EnumAccess, VariantAccess, Visitor},
 };
 
 use super::StaticAllocatorConfig;
+use crate::plugins::{PluginConfig, tag};
 
 /// Built-in tags, as listed in errors.
-const BUILT_IN: [&str; 2] = ["NOPAllocator", "StaticAllocator"];
+const BUILT_IN: [&str; 3] = ["NOPAllocator", "StaticAllocator", "ExternalAllocator"];
 
 /// The configured allocator.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub enum AllocatorConfig {
     Nop,
     /// `!StaticAllocator {rules | config}`.
     Static(StaticAllocatorConfig),
+    /// `!ExternalAllocator {command, timeout, config}` or a `-r` registered `!Name {...}`.
+    External(PluginConfig),
 }
 
 /// A tag with no mapping or an empty one.
@@ -54,17 +57,15 @@ impl<'de> Visitor<'de> for TagVisitor {
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<AllocatorConfig, A::Error> {
         let (tag, variant): (String, _) = data.variant()?;
+        let variant = match tag::registered(&tag, variant) {
+            Ok(plugin) => return plugin.map(AllocatorConfig::External),
+            Err(variant) => variant,
+        };
         match tag.as_str() {
             "NOPAllocator" => mapping::<NoFields, _>(variant).map(|_| AllocatorConfig::Nop),
             "StaticAllocator" => mapping(variant).map(AllocatorConfig::Static),
-            _ => {
-                let known: Vec<String> = BUILT_IN.iter().map(|t| format!("`{t}`")).collect();
-                // serde's wording, which the config loader recognises to find the tag.
-                Err(de::Error::custom(format!(
-                    "unknown variant `{tag}`, expected one of {}",
-                    known.join(", ")
-                )))
-            }
+            "ExternalAllocator" => tag::external(variant).map(AllocatorConfig::External),
+            _ => Err(tag::unknown(&tag, &BUILT_IN)),
         }
     }
 }
@@ -104,8 +105,31 @@ mod tests {
         };
         assert_eq!(s.config.as_deref(), Some(Path::new("rules.yaml")));
         let err = load("allocator: !NoSuchAllocator\n").unwrap_err();
-        assert!(err.contains("unknown variant `NoSuchAllocator`, expected one of `NOPAllocator`, `StaticAllocator`"), "{err}");
+        assert!(err.contains("unknown variant `NoSuchAllocator`, expected one of `NOPAllocator`, `StaticAllocator`, `ExternalAllocator`"), "{err}");
         let err = load("allocator: !StaticAllocator\n  rule: []\n").unwrap_err();
         assert!(err.contains("allocator.rule: unknown field"), "{err}");
+    }
+
+    #[test]
+    fn plugin_tags() {
+        let Ok(AllocatorConfig::External(p)) = load(
+            "allocator: !ExternalAllocator\n  command: [python3, alloc.py]\n  timeout: 2\n  config: {quota: 0.5}\n",
+        ) else {
+            panic!("external allocator");
+        };
+        assert_eq!(p.command, ["python3", "alloc.py"]);
+        assert_eq!(p.timeout.as_secs(), 2);
+        assert_eq!(p.config, serde_json::json!({"quota": 0.5}));
+        crate::plugins::registry::register("CfgTestAllocator=/usr/bin/alloc").unwrap();
+        let Ok(AllocatorConfig::External(p)) = load("allocator: !CfgTestAllocator\n  level: 3\n")
+        else {
+            panic!("registered allocator");
+        };
+        assert_eq!(
+            (p.name.as_str(), p.config.clone()),
+            ("CfgTestAllocator", serde_json::json!({"level": 3}))
+        );
+        let err = load("allocator: !ExternalAllocator {command: []}\n").unwrap_err();
+        assert!(err.contains("needs at least the program"), "{err}");
     }
 }

@@ -18,7 +18,14 @@ pub use self::{
     static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
     types::{InvalidAllocations, TaskAllocations, TasksAllocations},
 };
-use crate::{detectors::ContentionAnomaly, metrics::Metric, tasks_data::Observation};
+use std::sync::Arc;
+
+use crate::{
+    detectors::ContentionAnomaly,
+    metrics::Metric,
+    plugins::{Plugin, PluginError},
+    tasks_data::Observation,
+};
 
 /// What an allocator decided in one iteration (OWCA's `(allocations, anomalies, metrics)`).
 #[derive(Debug, Default)]
@@ -44,14 +51,17 @@ pub enum AllocatorError {
     /// unknown type): the whole set is refused like any invalid set.
     #[error(transparent)]
     Invalid(#[from] InvalidAllocations),
+    /// The plug-in did not answer (or is waiting to be restarted after it failed).
+    #[error(transparent)]
+    Plugin(Arc<PluginError>),
 }
 
-/// A running allocator. An external plug-in variant fits here as the detectors' does:
-/// `allocate` is async for its exchange.
-#[derive(Debug)]
+/// A running allocator; `allocate` is async for the plug-in's exchange.
 pub enum Allocator {
     Nop,
     Static(StaticAllocator),
+    // Boxed: the process state is large and there is one allocator per agent.
+    External(Box<Plugin>),
 }
 
 impl AllocatorConfig {
@@ -60,6 +70,7 @@ impl AllocatorConfig {
         Ok(match self {
             Self::Nop => Allocator::Nop,
             Self::Static(c) => Allocator::Static(StaticAllocator::new(c)?),
+            Self::External(c) => Allocator::External(Box::new(Plugin::new(c))),
         })
     }
 }
@@ -70,6 +81,7 @@ impl Allocator {
         match self {
             Self::Nop => "NOPAllocator",
             Self::Static(_) => "StaticAllocator",
+            Self::External(p) => p.name(),
         }
     }
 
@@ -83,6 +95,21 @@ impl Allocator {
                     allocations,
                     problems: problem.map(AllocatorError::from).into_iter().collect(),
                     ..Default::default()
+                })
+            }
+            Self::External(p) => {
+                let answer = p.exchange(obs).await.map_err(AllocatorError::Plugin)?;
+                let allocations = answer
+                    .allocations
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(id, v)| Ok((id.clone(), TaskAllocations::from_json(&id, v)?)))
+                    .collect::<Result<_, InvalidAllocations>>()?;
+                Ok(Allocation {
+                    allocations,
+                    anomalies: answer.anomalies.into_iter().map(Into::into).collect(),
+                    metrics: answer.metrics.into_iter().map(Into::into).collect(),
+                    problems: Vec::new(),
                 })
             }
         }

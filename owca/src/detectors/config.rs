@@ -6,18 +6,15 @@
 //! tag fails with serde's own "unknown variant" wording, which the config loader places
 //! at the tag's line.
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
 use serde::{
     Deserialize, Deserializer,
-    de::{self, EnumAccess, VariantAccess, Visitor},
+    de::{EnumAccess, VariantAccess, Visitor},
 };
 
 use super::{ContentionDetectorConfig, ExampleDetectorConfig};
-use crate::{
-    config::duration_secs,
-    plugins::{PluginConfig, registry},
-};
+use crate::plugins::{PluginConfig, tag};
 
 /// Built-in tags, as listed in errors.
 const BUILT_IN: [&str; 4] = [
@@ -38,29 +35,6 @@ pub enum DetectorConfig {
     Contention(ContentionDetectorConfig),
     /// `!ExternalDetector {command, timeout, config}` or a `-r` registered `!Name {...}`.
     External(PluginConfig),
-}
-
-/// `!ExternalDetector`'s fields.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExternalDetectorConfig {
-    /// Program and arguments.
-    command: Vec<String>,
-    /// Longest wait for an answer, in seconds.
-    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
-    timeout: Duration,
-    /// Sent to the plug-in as its first line, `{"config": ...}`.
-    #[serde(default = "empty_mapping")]
-    config: serde_json::Value,
-}
-
-/// Five seconds: a plug-in that hangs delays one iteration by at most this.
-pub fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn empty_mapping() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
 }
 
 /// A tag with no mapping (`!NOPAnomalyDetector`) or an empty one (`{}`).
@@ -94,60 +68,26 @@ impl<'de> Visitor<'de> for TagVisitor {
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<DetectorConfig, A::Error> {
         let (tag, variant): (String, _) = data.variant()?;
-        if let Some(command) = registry::registered(&tag) {
-            let config = variant
-                .newtype_variant::<Option<serde_json::Value>>()?
-                .unwrap_or_else(empty_mapping);
-            if !config.is_object() {
-                return Err(de::Error::custom(format!(
-                    "!{tag} takes a mapping (sent to the plug-in as its config), not {config}"
-                )));
-            }
-            return Ok(DetectorConfig::External(PluginConfig {
-                name: tag,
-                command,
-                config,
-                timeout: default_timeout(),
-            }));
-        }
+        let variant = match tag::registered(&tag, variant) {
+            Ok(plugin) => return plugin.map(DetectorConfig::External),
+            Err(variant) => variant,
+        };
         match tag.as_str() {
             "NOPAnomalyDetector" => mapping::<NoFields, _>(variant).map(|_| DetectorConfig::Nop),
             "ExampleDetector" => mapping(variant).map(DetectorConfig::Example),
             "ContentionDetector" => mapping(variant).map(DetectorConfig::Contention),
-            "ExternalDetector" => {
-                let c: ExternalDetectorConfig = variant.newtype_variant()?;
-                if c.command.is_empty() {
-                    return Err(de::Error::custom("command: needs at least the program"));
-                }
-                Ok(DetectorConfig::External(PluginConfig {
-                    name: c.command.join(" "),
-                    command: c.command,
-                    config: c.config,
-                    timeout: c.timeout,
-                }))
-            }
-            _ => {
-                let mut known: Vec<String> = BUILT_IN.iter().map(|t| format!("`{t}`")).collect();
-                known.extend(
-                    registry::registered_names()
-                        .iter()
-                        .map(|t| format!("`{t}`")),
-                );
-                // serde's wording, which the config loader recognises to find the tag.
-                Err(de::Error::custom(format!(
-                    "unknown variant `{tag}`, expected one of {} (plug-ins are registered with -r Name=program)",
-                    known.join(", ")
-                )))
-            }
+            "ExternalDetector" => tag::external(variant).map(DetectorConfig::External),
+            _ => Err(tag::unknown(&tag, &BUILT_IN)),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::{path::Path, time::Duration};
 
     use super::*;
+    use crate::plugins::{registry, tag::default_timeout};
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -5,10 +5,12 @@
 //!   working.
 //! - [`Plugin`]: the process: started once, restarted with backoff after it crashes,
 //!   hangs past its timeout or answers garbage; each failure costs one iteration.
-//! - [`registry`]: names registered with `-r Name=program`, usable as `!Name {...}` tags.
+//! - [`registry`]: names registered with `-r Name=program`, usable as `!Name {...}` tags;
+//!   [`tag`]: how such tags and `!External...` are read from the config.
 
 mod process;
 pub mod protocol;
 pub mod registry;
+pub mod tag;
 
 pub use self::process::{Plugin, PluginConfig, PluginError};
