@@ -2,13 +2,9 @@
 //! (`OWCA_RESCTRL_ROOT`): schemata and `tasks` of the task's control group, OWCA's RDT
 //! allocation metrics, invalid masks refused as a whole.
 //!
-//! NEEDS BRANCH `rdt`: on branch `alloc` the `RdtControl` bodies are `todo!()`, so these
-//! tests fail until that branch is merged. Run after the merge with
-//! `cargo test -p owca --test allocation_rdt` (as root).
-//!
 //! The tree is built here because plain directories get no kernel-made files: the task's
 //! control group is made beforehand with its `tasks` and `schemata`, as the kernel would
-//! on mkdir. If branch `rdt` brings a fake-tree helper (`resctrl::testing`), use it.
+//! on mkdir.
 
 mod support;
 
@@ -160,6 +156,18 @@ fn rdt_rule_sets_the_task_group_schemata_and_moves_its_threads() {
             .any(|l| l.trim() == task.proc.pid().to_string()),
         "the task's thread moved into its group: {tasks:?}"
     );
+
+    // The task's monitoring group followed it into its control group.
+    let followed = resctrl.join(&group).join("mon_groups").join(&group);
+    let start = Instant::now();
+    while !followed.is_dir() && start.elapsed().as_secs() < 10 {
+        sleep_s(0.1);
+    }
+    assert!(
+        followed.is_dir(),
+        "no monitoring group under the control group"
+    );
+    assert!(!resctrl.join("mon_groups").join(&group).exists());
 
     // A mask with a hole is refused: nothing changes, the error is counted.
     drop(agent);

@@ -54,4 +54,30 @@ pub enum ResctrlError {
         other: String,
         name: String,
     },
+    /// RDT allocation asked for where no resctrl is mounted.
+    #[error(
+        "resctrl is not mounted at {root} (no info/ directory): mount it (`mount -t resctrl resctrl /sys/fs/resctrl`) or point OWCA_RESCTRL_ROOT at it"
+    )]
+    NotMounted { root: PathBuf },
+    /// resctrl is mounted but offers neither L3 cache nor memory bandwidth allocation.
+    #[error("resctrl at {root} offers no allocation (neither info/L3 nor info/MB)")]
+    NoAllocation { root: PathBuf },
+    /// The kernel has no free CLOSID for another control group (mkdir gave ENOSPC).
+    #[error("cannot create control group {path}: no free CLOSID left{detail}")]
+    NoClosids { path: PathBuf, detail: String },
+    /// Creating a control group failed otherwise.
+    #[error("cannot create control group {path}: {source}{detail}")]
+    CreateControlGroup {
+        path: PathBuf,
+        source: io::Error,
+        detail: String,
+    },
+    /// The kernel refused a schemata line.
+    #[error("cannot write {line:?} to {path}: {source}{detail}")]
+    WriteSchemata {
+        path: PathBuf,
+        line: String,
+        source: io::Error,
+        detail: String,
+    },
 }

@@ -14,16 +14,21 @@
 //!       llc_occupancy                bytes of L3 the group holds now
 //!       mbm_total_bytes              bytes moved to and from memory since the group's creation
 //! ```
-//! The groups live under the root (default) control group, so a thread that an allocator
-//! moved into another control group cannot join them (the kernel answers EINVAL).
+//! A monitoring group must be under the control group holding the task's threads (the
+//! kernel answers EINVAL otherwise): under the root group, or `<root>/<control group>/
+//! mon_groups/` once an allocation moved the task (see [`Resctrl::set_control_group`];
+//! allocation itself is in [`control`]).
 //!
 //! The root is `/sys/fs/resctrl` unless `OWCA_RESCTRL_ROOT` names another directory.
 //! Tests run against a resctrl-shaped temp tree only: the development machines have no
 //! RDT, so nothing here has been exercised on a real resctrl mount in tests.
 
 pub mod control;
+#[cfg(test)]
+mod control_tests;
 mod error;
 mod name;
+pub mod schemata;
 #[cfg(test)]
 mod tests;
 
@@ -109,6 +114,10 @@ pub struct Resctrl {
     root: PathBuf,
     /// Task id → group directory name, for tasks added and not yet removed.
     groups: BTreeMap<String, String>,
+    /// Task id → the control group its threads are in, when not the root group: its
+    /// monitoring group must be under that group's `mon_groups/` (the kernel refuses a
+    /// thread in a monitoring group of another control group).
+    parents: BTreeMap<String, String>,
 }
 
 impl Resctrl {
@@ -141,6 +150,7 @@ impl Resctrl {
         Self {
             root,
             groups: BTreeMap::new(),
+            parents: BTreeMap::new(),
         }
     }
 
@@ -178,7 +188,7 @@ impl Resctrl {
                 name
             }
         };
-        let dir = self.group_dir(&name);
+        let dir = self.group_dir(task_id, &name);
         match fs::create_dir(&dir) {
             Ok(()) => {
                 info!(task_id, group = %dir.display(), "created the resctrl monitoring group")
@@ -219,10 +229,27 @@ impl Resctrl {
     /// the task, even when rmdir fails: [`Self::cleanup_stale`] retries the directory
     /// later. Removing an unknown task or a group already gone is not an error.
     pub fn remove_task(&mut self, task_id: &str) -> Result<(), ResctrlError> {
-        match self.groups.remove(task_id) {
-            Some(name) => remove_group(&self.group_dir(&name)),
-            None => Ok(()),
+        let dir = self.groups.get(task_id).map(|n| self.group_dir(task_id, n));
+        self.groups.remove(task_id);
+        self.parents.remove(task_id);
+        dir.map_or(Ok(()), |d| remove_group(&d))
+    }
+
+    /// Records that an allocation put the task's threads in control group `group` (`""`
+    /// = root): its monitoring group moves there on the next [`Self::add_task`] /
+    /// [`Self::refresh_pids`]. The old one, emptied by the move, is removed now.
+    pub fn set_control_group(&mut self, task_id: &str, group: &str) -> Result<(), ResctrlError> {
+        let old = self.parents.get(task_id).map_or("", String::as_str);
+        if old == group {
+            return Ok(());
         }
+        let old_dir = self.groups.get(task_id).map(|n| self.group_dir(task_id, n));
+        if group.is_empty() {
+            self.parents.remove(task_id);
+        } else {
+            self.parents.insert(task_id.to_owned(), group.to_owned());
+        }
+        old_dir.map_or(Ok(()), |d| remove_group(&d))
     }
 
     /// Forgets tasks not in `live_ids` and removes every group named with
@@ -235,43 +262,56 @@ impl Resctrl {
     ) -> Vec<ResctrlError> {
         let live: HashSet<&str> = live_ids.into_iter().collect();
         self.groups.retain(|id, _| live.contains(id.as_str()));
-        let keep: HashSet<String> = live
+        self.parents.retain(|id, _| live.contains(id.as_str()));
+        // A task's group counts as its own only under its current control group.
+        let keep: HashSet<PathBuf> = live
             .iter()
             .map(|id| {
-                self.groups
+                let name = self
+                    .groups
                     .get(*id)
                     .cloned()
-                    .unwrap_or_else(|| group_name(id))
+                    .unwrap_or_else(|| group_name(id));
+                self.group_dir(id, &name)
             })
             .collect();
-        let dir = self.root.join(MON_GROUPS);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(source) => return vec![ResctrlError::Read { path: dir, source }],
-        };
+        let parents: std::collections::BTreeSet<&str> = std::iter::once("")
+            .chain(self.parents.values().map(String::as_str))
+            .collect();
         let mut errors = Vec::new();
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
+        for parent in parents {
+            let dir = self.root.join(parent).join(MON_GROUPS);
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if !parent.is_empty() && e.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) => {
-                    errors.push(ResctrlError::Read {
-                        path: dir.clone(),
-                        source,
-                    });
+                    errors.push(ResctrlError::Read { path: dir, source });
                     continue;
                 }
             };
-            let file_name = entry.file_name();
-            // OWCA's names are ASCII; anything else is someone else's.
-            let Some(name) = file_name.to_str() else {
-                continue;
-            };
-            if !name.starts_with(GROUP_PREFIX) || keep.contains(name) {
-                continue;
-            }
-            match remove_group(&entry.path()) {
-                Ok(()) => info!(group = name, "removed a stale resctrl monitoring group"),
-                Err(e) => errors.push(e),
+            for entry in entries {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(source) => {
+                        errors.push(ResctrlError::Read {
+                            path: dir.clone(),
+                            source,
+                        });
+                        continue;
+                    }
+                };
+                let file_name = entry.file_name();
+                // OWCA's names are ASCII; anything else is someone else's.
+                let Some(name) = file_name.to_str() else {
+                    continue;
+                };
+                if !name.starts_with(GROUP_PREFIX) || keep.contains(&entry.path()) {
+                    continue;
+                }
+                match remove_group(&entry.path()) {
+                    Ok(()) => info!(group = name, "removed a stale resctrl monitoring group"),
+                    Err(e) => errors.push(e),
+                }
             }
         }
         errors
@@ -286,26 +326,42 @@ impl Resctrl {
             .ok_or_else(|| ResctrlError::UnknownTask {
                 task_id: task_id.to_owned(),
             })?;
-        measure_group(&self.group_dir(name).join(MON_DATA))
+        measure_group(&self.group_dir(task_id, name).join(MON_DATA))
     }
 
-    fn group_dir(&self, name: &str) -> PathBuf {
-        self.root.join(MON_GROUPS).join(name)
+    /// `<root>/[<control group>/]mon_groups/<name>`.
+    fn group_dir(&self, task_id: &str, name: &str) -> PathBuf {
+        let parent = self.parents.get(task_id).map_or("", String::as_str);
+        self.root.join(parent).join(MON_GROUPS).join(name)
     }
 
     /// Writes each thread id not yet in the group's `tasks`, one per write as the kernel
     /// requires. The file is opened without `create`: production never creates files in
     /// resctrl (the kernel refuses), and a test tree must provide it.
     fn move_pids(&self, dir: &Path, pids: &[u32]) -> Result<(), ResctrlError> {
-        if pids.is_empty() {
-            return Ok(());
-        }
-        let path = dir.join(TASKS);
-        let present = read_pids(&path)?;
-        let mut file = None;
-        let mut first_error = None;
-        for &pid in pids.iter().filter(|p| !present.contains(p)) {
-            let f = match &mut file {
+        move_threads(&self.root, dir, pids)
+    }
+
+    fn kernel_status(&self) -> String {
+        kernel_status(&self.root)
+    }
+}
+
+/// Writes each thread id not yet in the group's `tasks`, one per write as the kernel
+/// requires. The file is opened without `create`: production never creates files in
+/// resctrl (the kernel refuses), and a test tree must provide it. Threads that exited
+/// (ESRCH) are skipped; the first other failure is returned after all were tried.
+fn move_threads(root: &Path, dir: &Path, pids: &[u32]) -> Result<(), ResctrlError> {
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(TASKS);
+    let present = read_pids(&path)?;
+    let mut file = None;
+    let mut first_error = None;
+    for &pid in pids.iter().filter(|p| !present.contains(p)) {
+        let f =
+            match &mut file {
                 Some(f) => f,
                 None => file.insert(OpenOptions::new().append(true).open(&path).map_err(
                     |source| ResctrlError::Read {
@@ -314,31 +370,30 @@ impl Resctrl {
                     },
                 )?),
             };
-            match f.write_all(format!("{pid}\n").as_bytes()) {
-                Ok(()) => {}
-                Err(e) if is_gone(&e) => {}
-                Err(source) => {
-                    first_error.get_or_insert_with(|| ResctrlError::MovePid {
-                        path: path.clone(),
-                        pid,
-                        source,
-                        detail: self.kernel_status(),
-                    });
-                }
+        match f.write_all(format!("{pid}\n").as_bytes()) {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(source) => {
+                first_error.get_or_insert_with(|| ResctrlError::MovePid {
+                    path: path.clone(),
+                    pid,
+                    source,
+                    detail: kernel_status(root),
+                });
             }
         }
-        first_error.map_or(Ok(()), Err)
     }
+    first_error.map_or(Ok(()), Err)
+}
 
-    /// `"; kernel says: <reason>"` from `info/last_cmd_status`, or `""` when it says `ok`
-    /// or cannot be read. The file is global, so a concurrent command may have replaced it.
-    fn kernel_status(&self) -> String {
-        match fs::read_to_string(self.root.join("info/last_cmd_status")) {
-            Ok(s) if !s.trim().is_empty() && s.trim() != "ok" => {
-                format!("; kernel says: {}", s.trim())
-            }
-            _ => String::new(),
+/// `"; kernel says: <reason>"` from `info/last_cmd_status`, or `""` when it says `ok`
+/// or cannot be read. The file is global, so a concurrent command may have replaced it.
+fn kernel_status(root: &Path) -> String {
+    match fs::read_to_string(root.join("info/last_cmd_status")) {
+        Ok(s) if !s.trim().is_empty() && s.trim() != "ok" => {
+            format!("; kernel says: {}", s.trim())
         }
+        _ => String::new(),
     }
 }
 

@@ -194,6 +194,11 @@ impl AllocationRunner {
                 &mut current,
                 &mut self.measurer.errors,
             );
+            let groups: Vec<(&str, &str)> = current
+                .iter()
+                .filter_map(|(id, a)| Some((id.as_str(), a.rdt.as_ref()?.name.as_deref()?)))
+                .collect();
+            self.measurer.follow_control_groups(groups);
         }
         (current, threads)
     }
@@ -265,6 +270,7 @@ impl AllocationRunner {
         target: &mut TasksAllocations,
     ) {
         let Some(control) = &mut self.rdt else { return };
+        let mut moved = Vec::new();
         for (id, want) in desired {
             let Some(rdt) = &want.rdt else { continue };
             let changed = todo.get(id).and_then(|c| c.rdt.as_ref());
@@ -276,6 +282,7 @@ impl AllocationRunner {
             let tids = threads.get(id).map_or(&[][..], Vec::as_slice);
             match control.apply(id, &write, tids) {
                 Ok(()) if changed.is_some() => {
+                    moved.push((id.clone(), write.group(id)));
                     target.entry(id.clone()).or_default().rdt = Some(write);
                 }
                 Ok(()) => {}
@@ -288,6 +295,9 @@ impl AllocationRunner {
         for e in control.remove_empty_groups() {
             self.measurer.errors.record("resctrl", "empty groups", &e);
         }
+        // The next iteration's monitoring must find the moved threads' new groups.
+        self.measurer
+            .follow_control_groups(moved.iter().map(|(id, g)| (id.as_str(), g.as_str())));
     }
 }
 

@@ -149,6 +149,17 @@ pub struct Measurer {
 }
 
 impl Measurer {
+    /// Tells RDT monitoring which control group each task's threads are in (task id →
+    /// group, `""` = root), so its monitoring group is made there.
+    pub fn follow_control_groups<'a>(
+        &mut self,
+        groups: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        if let Some(rdt) = &mut self.rdt {
+            rdt.follow_control_groups(groups, &mut self.errors);
+        }
+    }
+
     /// Checks the machine and loads the collector.
     pub fn new(cfg: MeasurerConfig) -> Result<Self, RunnerError> {
         cfg.node

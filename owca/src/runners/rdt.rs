@@ -75,6 +75,20 @@ impl Rdt {
         }
     }
 
+    /// Moves tasks' monitoring groups under the control groups allocations put them in
+    /// (task id → control group, `""` = root).
+    pub fn follow_control_groups<'a>(
+        &mut self,
+        groups: impl IntoIterator<Item = (&'a str, &'a str)>,
+        errors: &mut ErrorCounter,
+    ) {
+        for (task_id, group) in groups {
+            if let Err(e) = self.resctrl.set_control_group(task_id, group) {
+                errors.record("resctrl", task_id, &e);
+            }
+        }
+    }
+
     /// `memory_bandwidth` and `llc_occupancy` of a task.
     pub fn metrics(&self, task_id: &str, errors: &mut ErrorCounter) -> Vec<Metric> {
         match self.resctrl.measure(task_id) {
