@@ -29,6 +29,10 @@ pub struct Cost {
     pub iterations: usize,
     pub iteration_ms_median: f64,
     pub iteration_ms_p99: f64,
+    /// The agent's own stage timings (`owca_duration_seconds{function}`), median ms.
+    pub stages_ms: BTreeMap<String, f64>,
+    /// Bytes of output per iteration (the last one seen).
+    pub output_bytes: usize,
 }
 
 #[derive(Serialize, Clone)]
@@ -54,6 +58,8 @@ pub fn measure(
     let (cpu0, t0) = (cpu_seconds(pid)?, Instant::now());
     let busy: Vec<&str> = wl.busy.iter().map(|&i| wl.tasks[i].id.as_str()).collect();
     let mut iterations = Vec::new();
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut output_bytes = 0;
     let mut fds = 0;
     let (mut first, mut last) = (None, None);
     let mut seen_inode = 0;
@@ -74,6 +80,10 @@ pub fn measure(
         if let Some(s) = sample(&text, "owca_duration_seconds", &["function=\"iteration\""]) {
             iterations.push(s * 1e3);
         }
+        for (stage, seconds) in stage_durations(&text) {
+            stages.entry(stage).or_default().push(seconds * 1e3);
+        }
+        output_bytes = text.len();
         if kind == Kind::Ebpf {
             let snap = busy_times(&text, &busy);
             if first.is_none() {
@@ -98,6 +108,8 @@ pub fn measure(
         iterations: iterations.len(),
         iteration_ms_median: median(&iterations),
         iteration_ms_p99: percentile(&iterations, 0.99),
+        stages_ms: stages.iter().map(|(k, v)| (k.clone(), median(v))).collect(),
+        output_bytes,
     };
     let accuracy = match (first, last) {
         (Some((t1, a)), Some((t2, b))) if !busy.is_empty() => Some(accuracy(&a, &b, t2 - t1)?),
@@ -105,6 +117,19 @@ pub fn measure(
     };
     drop(c);
     Ok((cost, accuracy))
+}
+
+/// Every `owca_duration_seconds{function="..."}` sample but the whole iteration's.
+fn stage_durations(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("owca_duration_seconds{"))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("function=\"")?;
+            let (stage, rest) = rest.split_once('"')?;
+            let value = rest.rsplit(' ').next()?.parse().ok()?;
+            (stage != "iteration").then(|| (stage.to_owned(), value))
+        })
+        .collect()
 }
 
 /// Per busy task: (eBPF on-CPU seconds, cpuacct.usage ns) as the agent reported them in

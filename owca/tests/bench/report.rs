@@ -174,6 +174,20 @@ pub fn markdown(r: &Report) -> String {
                 c.iteration_ms_p99
             );
         }
+        for c in run.cost.iter().filter(|c| !c.stages_ms.is_empty()) {
+            let stages: Vec<String> = c
+                .stages_ms
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\n{} stages, median ms per iteration: {}; then {:.1} MB of output written.",
+                c.collector,
+                stages.join(", "),
+                c.output_bytes as f64 / 1e6
+            );
+        }
         if let Some(a) = &run.accuracy {
             let tasks: Vec<String> = a
                 .tasks
