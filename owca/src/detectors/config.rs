@@ -10,11 +10,14 @@ use std::fmt;
 
 use serde::{
     Deserialize, Deserializer,
-    de::{EnumAccess, VariantAccess, Visitor},
+    de::{EnumAccess, Visitor},
 };
 
 use super::{ContentionDetectorConfig, ExampleDetectorConfig};
-use crate::plugins::{PluginConfig, tag};
+use crate::plugins::{
+    PluginConfig,
+    tag::{self, NoFields, mapping},
+};
 
 /// Built-in tags, as listed in errors.
 const BUILT_IN: [&str; 4] = [
@@ -37,11 +40,6 @@ pub enum DetectorConfig {
     External(PluginConfig),
 }
 
-/// A tag with no mapping (`!NOPAnomalyDetector`) or an empty one (`{}`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoFields {}
-
 impl<'de> Deserialize<'de> for DetectorConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_enum("DetectorConfig", &BUILT_IN, TagVisitor)
@@ -49,15 +47,6 @@ impl<'de> Deserialize<'de> for DetectorConfig {
 }
 
 struct TagVisitor;
-
-/// The variant's mapping, or the default when the tag stands alone.
-fn mapping<'de, T, V>(variant: V) -> Result<T, V::Error>
-where
-    T: Deserialize<'de> + Default,
-    V: VariantAccess<'de>,
-{
-    Ok(variant.newtype_variant::<Option<T>>()?.unwrap_or_default())
-}
 
 impl<'de> Visitor<'de> for TagVisitor {
     type Value = DetectorConfig;

@@ -1,6 +1,6 @@
-//! Plug-in tags in the config: `!External<Kind> {command, timeout, config}` and names
-//! registered with `-r`. Shared by the hand-written `detector:` and `allocator:`
-//! deserializers, which look a tag up among registered names first, then built-ins.
+//! Tags of the `detector:` and `allocator:` fields, shared by their hand-written
+//! deserializers, which look a tag up among names registered with `-r` first, then
+//! built-ins (`!External<Kind> {command, timeout, config}` among them).
 
 use std::time::Duration;
 
@@ -11,6 +11,20 @@ use serde::{
 
 use super::{PluginConfig, registry};
 use crate::config::duration_secs;
+
+/// A tag with no mapping (`!NOPAllocator`) or an empty one (`{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+/// The variant's mapping, or the default when the tag stands alone.
+pub fn mapping<'de, T, V>(variant: V) -> Result<T, V::Error>
+where
+    T: Deserialize<'de> + Default,
+    V: VariantAccess<'de>,
+{
+    Ok(variant.newtype_variant::<Option<T>>()?.unwrap_or_default())
+}
 
 /// `!ExternalDetector` / `!ExternalAllocator` fields.
 #[derive(Debug, Deserialize)]
