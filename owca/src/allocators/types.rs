@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::AllocationConfiguration;
 use crate::{
     cgroups::cpu_list::parse_cpu_list,
-    resctrl::{InvalidRdt, RdtAllocation, RdtControl, group_name},
+    resctrl::{InvalidRdt, RdtAllocation, RdtControl},
 };
 
 /// Differences up to this much (in normalized units) are no change: allocators that
@@ -265,8 +265,7 @@ fn same_cpus(want: &str, have: Option<&str>) -> bool {
 /// Same group, and every line the desired allocation gives equal to the group's.
 fn same_rdt(task_id: &str, want: &RdtAllocation, have: Option<&RdtAllocation>) -> bool {
     let Some(have) = have else { return false };
-    let group = |a: &RdtAllocation| a.name.clone().unwrap_or_else(|| group_name(task_id));
-    group(want) == group(have)
+    want.group(task_id) == have.group(task_id)
         && (want.l3.is_none() || want.l3_masks() == have.l3_masks())
         && (want.mb.is_none() || want.mb_values() == have.mb_values())
 }

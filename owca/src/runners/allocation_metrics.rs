@@ -10,7 +10,6 @@ use crate::{
     allocators::{TaskAllocations, TasksAllocations},
     cgroups::cpu_list::parse_cpu_list,
     metrics::{Labels, Metric, names},
-    resctrl::group_name,
 };
 
 /// Samples of every task's allocations; tasks the node no longer lists are left out.
@@ -65,7 +64,7 @@ fn task_samples(task_id: &str, a: &TaskAllocations, out: &mut Vec<Metric>) {
         ));
     }
     let Some(rdt) = &a.rdt else { return };
-    let group = rdt.name.clone().unwrap_or_else(|| group_name(task_id));
+    let group = rdt.group(task_id);
     let domain = |m: Metric, id: u32| {
         m.with_label("group_name", group.clone())
             .with_label("domain_id", id.to_string())
