@@ -84,3 +84,31 @@ impl Observation {
         Self { platform, tasks }
     }
 }
+
+#[cfg(test)]
+impl PlatformData {
+    /// One socket, 2 cores, 2 CPUs, no usage, at `timestamp`: the node of unit tests.
+    pub fn test_node(timestamp: f64) -> Self {
+        Self {
+            sockets: 1,
+            cores: 2,
+            cpus: 2,
+            cpus_usage: BTreeMap::new(),
+            total_memory_used: None,
+            timestamp,
+        }
+    }
+}
+
+#[cfg(test)]
+impl TaskData {
+    /// A task with only these measurements and labels, for unit tests.
+    pub fn test_task(measurements: BTreeMap<String, f64>, labels: Labels) -> Self {
+        Self {
+            measurements,
+            resources: BTreeMap::new(),
+            labels,
+            allocations: None,
+        }
+    }
+}

@@ -90,21 +90,9 @@ impl Agent {
 }
 
 impl Agent {
-    /// Waits up to 20 s until `path` satisfies `ok`; on timeout, fails showing the file
-    /// and what the agent logged.
+    /// See [`wait_for_output`].
     fn wait(&mut self, path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if ok(&text) {
-                return text;
-            }
-            if start.elapsed().as_secs() > 20 {
-                let (_, stderr) = terminate(&mut self.child);
-                panic!("timed out waiting for {what}:\n{text}\nagent log:\n{stderr}");
-            }
-            sleep_s(0.1);
-        }
+        wait_for_output(&mut self.child, path, what, ok)
     }
 }
 

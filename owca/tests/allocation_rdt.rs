@@ -74,23 +74,9 @@ impl Agent {
         Self { child, allocations }
     }
 
+    /// See [`wait_for_output`].
     fn wait(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&self.allocations).unwrap_or_default();
-            if ok(&text) {
-                return text;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                let (_, stderr) = terminate_or_log(&mut self.child);
-                panic!("the agent exited while waiting for {what}:\n{stderr}");
-            }
-            if start.elapsed().as_secs() > 20 {
-                let (_, stderr) = terminate(&mut self.child);
-                panic!("timed out waiting for {what}:\n{text}\nagent log:\n{stderr}");
-            }
-            sleep_s(0.1);
-        }
+        wait_for_output(&mut self.child, &self.allocations, what, ok)
     }
 }
 
@@ -193,16 +179,7 @@ fn rdt_enabled_without_resctrl_stops_the_agent_naming_the_root() {
     let missing = dir.path().join("no-resctrl-here");
     let mut agent = Agent::start(dir.path(), &missing, "mesos/none", "[]");
     let status = agent.child.wait().unwrap();
-    let (_, stderr) = terminate_or_log(&mut agent.child);
+    let stderr = logged(&mut agent.child);
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("no-resctrl-here"), "{stderr}");
-}
-
-/// The log of an agent that already exited.
-fn terminate_or_log(child: &mut Child) -> (Option<std::process::ExitStatus>, String) {
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
-    }
-    (child.try_wait().unwrap(), stderr)
 }

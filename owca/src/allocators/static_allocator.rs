@@ -213,24 +213,14 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect();
-                let data = TaskData {
-                    measurements: Default::default(),
-                    resources: Default::default(),
-                    labels,
-                    allocations: None,
-                };
-                ((*id).to_owned(), data)
+                (
+                    (*id).to_owned(),
+                    TaskData::test_task(Default::default(), labels),
+                )
             })
             .collect();
         Observation {
-            platform: PlatformData {
-                sockets: 1,
-                cores: 2,
-                cpus: 2,
-                cpus_usage: Default::default(),
-                total_memory_used: None,
-                timestamp: 0.0,
-            },
+            platform: PlatformData::test_node(0.0),
             tasks,
         }
     }

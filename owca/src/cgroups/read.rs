@@ -251,7 +251,7 @@ impl<'a> Cgroup<'a> {
 }
 
 /// One number, or an error naming the file and quoting the text.
-fn parse(path: &Path, text: &str) -> Result<u64, CgroupError> {
+pub(super) fn parse(path: &Path, text: &str) -> Result<u64, CgroupError> {
     text.trim().parse().map_err(|_| CgroupError::Parse {
         path: path.to_path_buf(),
         content: text.trim().chars().take(80).collect(),

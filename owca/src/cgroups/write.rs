@@ -12,7 +12,7 @@ use std::{
 use super::{
     CgroupError, Hierarchy,
     cpu_list::{format_cpu_list, parse_cpu_list},
-    read::Cgroup,
+    read::{Cgroup, parse as number},
 };
 
 /// The kernel's bounds of `cpu.shares` (v1) and `cpu.weight` (v2).
@@ -175,10 +175,6 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         path: path.to_owned(),
         source,
     })
-}
-
-fn number(path: &Path, text: &str) -> Result<u64, CgroupError> {
-    text.trim().parse().map_err(|_| parse_error(path, text))
 }
 
 fn parse_error(path: &Path, text: &str) -> CgroupError {

@@ -133,21 +133,9 @@ mod tests {
     use crate::tasks_data::{PlatformData, TaskData};
 
     fn observation(tasks: usize, timestamp: f64) -> Observation {
-        let task = TaskData {
-            measurements: BTreeMap::new(),
-            resources: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            allocations: None,
-        };
+        let task = TaskData::test_task(BTreeMap::new(), BTreeMap::new());
         Observation {
-            platform: PlatformData {
-                sockets: 1,
-                cores: 2,
-                cpus: 2,
-                cpus_usage: BTreeMap::new(),
-                total_memory_used: None,
-                timestamp,
-            },
+            platform: PlatformData::test_node(timestamp),
             tasks: (0..tasks)
                 .map(|i| (format!("t{i}"), task.clone()))
                 .collect(),

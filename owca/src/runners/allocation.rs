@@ -242,7 +242,16 @@ impl AllocationRunner {
         self.allocations_count += desired.len() as u64;
         let cfg = self.configuration.clone();
         let todo = changes(&current, &desired, |q| cfg.quota_as_written(q, cpus));
-        let mems = cpu_list::online_mems().unwrap_or_else(|_| BTreeSet::from([0]));
+        // cpuset.mems is written with cpuset.cpus: the nodes are read only for that.
+        let mems = match todo.values().any(|c| c.cpu_set.is_some()) {
+            false => BTreeSet::new(),
+            true => cpu_list::online_mems().unwrap_or_else(|e| {
+                self.measurer
+                    .errors
+                    .record("allocations", "online memory nodes", &e);
+                BTreeSet::from([0])
+            }),
+        };
         let mut target = current;
         for (id, change) in &todo {
             info!(task_id = %id, allocations = %serde_json::to_string(change).unwrap_or_default(), "changing allocations");

@@ -69,40 +69,36 @@ fn task_samples(task_id: &str, a: &TaskAllocations, out: &mut Vec<Metric>) {
         m.with_label("group_name", group.clone())
             .with_label("domain_id", id.to_string())
     };
-    if rdt.l3.is_some() {
-        for (id, mask) in rdt.l3_masks().unwrap_or_default() {
-            out.push(domain(
-                typed(
-                    names::ALLOCATION_RDT_L3_CACHE_WAYS,
-                    names::ALLOCATION_RDT_L3_CACHE_WAYS_HELP,
-                    "rdt_l3_cache_ways",
-                    f64::from(mask.count_ones()),
-                ),
-                id,
-            ));
-            out.push(domain(
-                typed(
-                    names::ALLOCATION_RDT_L3_MASK,
-                    names::ALLOCATION_RDT_L3_MASK_HELP,
-                    "rdt_l3_mask",
-                    mask as f64,
-                ),
-                id,
-            ));
-        }
+    for (id, mask) in rdt.l3_masks().unwrap_or_default() {
+        out.push(domain(
+            typed(
+                names::ALLOCATION_RDT_L3_CACHE_WAYS,
+                names::ALLOCATION_RDT_L3_CACHE_WAYS_HELP,
+                "rdt_l3_cache_ways",
+                f64::from(mask.count_ones()),
+            ),
+            id,
+        ));
+        out.push(domain(
+            typed(
+                names::ALLOCATION_RDT_L3_MASK,
+                names::ALLOCATION_RDT_L3_MASK_HELP,
+                "rdt_l3_mask",
+                mask as f64,
+            ),
+            id,
+        ));
     }
-    if rdt.mb.is_some() {
-        for (id, mb) in rdt.mb_values().unwrap_or_default() {
-            out.push(domain(
-                typed(
-                    names::ALLOCATION_RDT_MB,
-                    names::ALLOCATION_RDT_MB_HELP,
-                    "rdt_mb",
-                    mb as f64,
-                ),
-                id,
-            ));
-        }
+    for (id, mb) in rdt.mb_values().unwrap_or_default() {
+        out.push(domain(
+            typed(
+                names::ALLOCATION_RDT_MB,
+                names::ALLOCATION_RDT_MB_HELP,
+                "rdt_mb",
+                mb as f64,
+            ),
+            id,
+        ));
     }
 }
 

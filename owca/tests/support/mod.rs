@@ -179,9 +179,42 @@ pub fn terminate(agent: &mut Child) -> (std::process::ExitStatus, String) {
     let pid = nix::unistd::Pid::from_raw(agent.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).expect("sending SIGTERM");
     let status = agent.wait().expect("waiting for the agent");
+    (status, logged(agent))
+}
+
+/// What an agent that exited logged (its stderr must be piped).
+pub fn logged(agent: &mut Child) -> String {
     let mut stderr = String::new();
     if let Some(mut pipe) = agent.stderr.take() {
         std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("reading its stderr");
     }
-    (status, stderr)
+    stderr
+}
+
+/// Waits up to 20 s until the agent's output file `path` satisfies `ok`; fails showing
+/// the file and the agent's log when time runs out or the agent exits first.
+pub fn wait_for_output(
+    agent: &mut Child,
+    path: &std::path::Path,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if ok(&text) {
+            return text;
+        }
+        if agent.try_wait().expect("checking the agent").is_some() {
+            panic!(
+                "the agent exited while waiting for {what}:\n{}",
+                logged(agent)
+            );
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let (_, stderr) = terminate(agent);
+            panic!("timed out waiting for {what}:\n{text}\nagent log:\n{stderr}");
+        }
+        sleep_s(0.1);
+    }
 }

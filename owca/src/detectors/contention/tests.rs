@@ -13,24 +13,11 @@ fn observation(at: f64, rows: &[Row<'_>]) -> Observation {
                 m.insert("cycles".to_owned(), *cycles);
                 m.insert("instructions".to_owned(), *instructions);
             }
-            let task = TaskData {
-                measurements: m,
-                resources: BTreeMap::new(),
-                labels: BTreeMap::new(),
-                allocations: None,
-            };
-            ((*id).to_owned(), task)
+            ((*id).to_owned(), TaskData::test_task(m, BTreeMap::new()))
         })
         .collect();
     Observation {
-        platform: PlatformData {
-            sockets: 1,
-            cores: 2,
-            cpus: 2,
-            cpus_usage: BTreeMap::new(),
-            total_memory_used: None,
-            timestamp: at,
-        },
+        platform: PlatformData::test_node(at),
         tasks,
     }
 }
