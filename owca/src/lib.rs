@@ -2,17 +2,21 @@
 //!
 //! Data flows one way, once per `action_delay`:
 //! node → containers → measurements → detector/allocator → storage.
+//! Modules are listed lowest layer first; each imports only modules listed before it.
 
-pub mod allocators;
+pub mod metrics;
+pub mod anomaly;
+pub mod config;
 pub mod cgroups;
 pub mod collector;
-pub mod config;
-pub mod detectors;
-pub mod metrics;
-pub mod nodes;
-pub mod platform;
-pub mod plugins;
 pub mod resctrl;
-pub mod runners;
+pub mod platform;
+pub mod nodes;
+pub mod containers;
+pub mod measurements;
+pub mod plugins;
+pub mod detectors;
+pub mod allocators;
+pub mod allocation;
 pub mod storage;
-pub mod tasks_data;
+pub mod runners;

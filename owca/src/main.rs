@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use owca::config::{self, AgentConfig};
+use owca::{config, resctrl, runners::AgentConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -19,7 +19,8 @@ struct Cli {
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     log_levels: Vec<String>,
     /// Register a plug-in program: `Name=program [args...]` makes `!Name {...}` usable as
-    /// the detector, its mapping sent to the program as config; repeatable.
+    /// the detector or the allocator, its mapping sent to the program as config;
+    /// repeatable.
     #[arg(short = 'r', long = "register")]
     register: Vec<String>,
     /// Allow running as root (OWCA refuses root without it).
@@ -99,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
     for spec in &cli.register {
         owca::plugins::registry::register(spec)?;
     }
-    let cfg: AgentConfig = config::from_file(&cli.config)?;
+    let mut cfg: AgentConfig = config::from_file(&cli.config)?;
+    // Documented override for hosts (and tests) with resctrl mounted elsewhere.
+    if let Some(root) = std::env::var_os(resctrl::ROOT_ENV).filter(|v| !v.is_empty()) {
+        cfg.runner.set_resctrl_root(root.into());
+    }
     let mut levels: Vec<String> = cfg
         .loggers
         .iter()

@@ -9,15 +9,10 @@ use std::{
 
 use thiserror::Error;
 
-use crate::metrics::{Labels, Metric};
-
-/// OWCA's name of the node memory gauge.
-pub const MEMORY_USAGE: &str = "memory_usage";
-const MEMORY_USAGE_HELP: &str =
-    "Memory used on the node in bytes (MemTotal - MemFree - Buffers - Cached).";
-/// OWCA's name of the per-CPU busy time counter.
-pub const CPU_USAGE_PER_CPU: &str = "cpu_usage_per_cpu";
-const CPU_USAGE_PER_CPU_HELP: &str = "Busy time of a logical CPU (user+nice+system+irq+softirq+steal) in USER_HZ ticks, usually 1/100 s (/proc/stat).";
+use crate::metrics::{
+    Labels, Metric,
+    names::{CPU_USAGE_PER_CPU, CPU_USAGE_PER_CPU_HELP, MEMORY_USAGE, MEMORY_USAGE_HELP},
+};
 
 /// Failure reading a platform file; each names the file.
 #[derive(Debug, Error)]

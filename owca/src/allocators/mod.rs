@@ -1,12 +1,11 @@
 //! Allocators: given one iteration's [`Observation`] (with each task's current
-//! allocations), decide the allocations each task should have.
+//! allocations), decide the allocations each task should have. Deciding only: the
+//! `allocation` module validates the answer as a whole and writes what differs.
 //!
-//! Built-ins: `!NOPAllocator`, `!StaticAllocator`. What they return is validated as a
-//! whole and only differences are written (see [`types`] and the allocation runner).
+//! Built-ins: `!NOPAllocator`, `!StaticAllocator`; any other program through
+//! `!ExternalAllocator` or a `-r` registered tag (see [`crate::plugins`]).
 
-pub mod cgroup;
 mod config;
-mod configuration;
 mod static_allocator;
 pub mod types;
 
@@ -14,22 +13,21 @@ use thiserror::Error;
 
 pub use self::{
     config::AllocatorConfig,
-    configuration::AllocationConfiguration,
     static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
     types::{InvalidAllocations, TaskAllocations, TasksAllocations},
 };
 use std::sync::Arc;
 
 use crate::{
-    detectors::ContentionAnomaly,
+    anomaly::ContentionAnomaly,
+    measurements::Observation,
     metrics::Metric,
     plugins::{Plugin, PluginError},
-    tasks_data::Observation,
 };
 
 /// What an allocator decided in one iteration (OWCA's `(allocations, anomalies, metrics)`).
 #[derive(Debug, Default)]
-pub struct Allocation {
+pub struct Decision {
     /// Desired allocations per task id; tasks and types left out keep what they have.
     pub allocations: TasksAllocations,
     /// Anomalies found on the way, stored like a detector's.
@@ -86,12 +84,12 @@ impl Allocator {
     }
 
     /// Decides one iteration's allocations.
-    pub async fn allocate(&mut self, obs: &Observation) -> Result<Allocation, AllocatorError> {
+    pub async fn allocate(&mut self, obs: &Observation) -> Result<Decision, AllocatorError> {
         match self {
-            Self::Nop => Ok(Allocation::default()),
+            Self::Nop => Ok(Decision::default()),
             Self::Static(a) => {
                 let (allocations, problem) = a.allocate(obs);
-                Ok(Allocation {
+                Ok(Decision {
                     allocations,
                     problems: problem.map(AllocatorError::from).into_iter().collect(),
                     ..Default::default()
@@ -105,7 +103,7 @@ impl Allocator {
                     .into_iter()
                     .map(|(id, v)| Ok((id.clone(), TaskAllocations::from_json(&id, v)?)))
                     .collect::<Result<_, InvalidAllocations>>()?;
-                Ok(Allocation {
+                Ok(Decision {
                     allocations,
                     anomalies: answer.anomalies.into_iter().map(Into::into).collect(),
                     metrics: answer.metrics.into_iter().map(Into::into).collect(),

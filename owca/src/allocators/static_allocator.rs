@@ -13,7 +13,7 @@ use thiserror::Error;
 use tracing::info;
 
 use super::{TaskAllocations, TasksAllocations};
-use crate::{config::ConfigError, tasks_data::Observation};
+use crate::{config::ConfigError, measurements::Observation};
 
 /// `!StaticAllocator`'s fields: `rules` or `config`, not both.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -203,7 +203,7 @@ fn compile(rules: &[Rule], source_name: &str) -> Result<Vec<Compiled>, StaticAll
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks_data::{PlatformData, TaskData};
+    use crate::measurements::{PlatformData, TaskData};
 
     fn observation(tasks: &[(&str, &[(&str, &str)])]) -> Observation {
         let tasks = tasks

@@ -1,6 +1,7 @@
 //! Configuration: YAML files whose `!Tags` select component variants.
 //!
-//! This module holds the generic machinery: [`from_str`] and [`from_file`] deserialize
+//! This module holds the generic machinery, and knows no component (the root of the
+//! schema is `runners::AgentConfig`): [`from_str`] and [`from_file`] deserialize
 //! any `T` and report errors as `file:line:column: field.path: message`, and
 //! [`duration_secs`] reads OWCA's "seconds as a number" fields.
 //!
@@ -8,7 +9,6 @@
 //! `node: !MesosNode {...}` selects `Node::MesosNode(MesosNodeConfig)`. Anchors and
 //! aliases (`&tester`, `*tester`) work as YAML defines them.
 
-mod agent;
 mod duration;
 mod load;
 #[cfg(test)]
@@ -17,7 +17,6 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
-pub use self::agent::AgentConfig;
 pub use self::duration::{duration_secs, option_duration_secs};
 pub use self::load::{from_file, from_str};
 

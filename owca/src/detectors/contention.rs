@@ -20,22 +20,18 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Deserialize;
 
-use super::{ContendedResource, ContentionAnomaly, Detection};
-use crate::{metrics::Metric, tasks_data::Observation};
-
-const RUNQ_SUM: &str = "task_runqueue_latency_seconds_sum";
-const ONCPU: &str = "task_oncpu_seconds_total";
-
-const WAIT_RATIO: &str = "runqueue_wait_per_cpu_second";
-const WAIT_RATIO_HELP: &str =
-    "Seconds the contended task waited on a run queue per second it ran, in the interval.";
-const WAIT_THRESHOLD: &str = "runqueue_wait_threshold";
-const WAIT_THRESHOLD_HELP: &str = "The contention detector's runqueue_wait_threshold.";
-const CPI: &str = "cpi";
-const CPI_HELP: &str = "Cycles per instruction of the contended task in the interval.";
-const CPI_THRESHOLD: &str = "cpi_threshold";
-const CPI_THRESHOLD_HELP: &str =
-    "Mean plus cpi_stddevs standard deviations of the task's recent CPI.";
+use super::Detection;
+use crate::{
+    anomaly::{ContendedResource, ContentionAnomaly},
+    metrics::{
+        Metric,
+        names::{
+            self, CPI, CPI_HELP, CPI_THRESHOLD, CPI_THRESHOLD_HELP, WAIT_RATIO, WAIT_RATIO_HELP,
+            WAIT_THRESHOLD, WAIT_THRESHOLD_HELP,
+        },
+    },
+    measurements::Observation,
+};
 
 /// `!ContentionDetector` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,10 +84,10 @@ impl Counters {
     fn read(m: &BTreeMap<String, f64>, at: f64) -> Option<Self> {
         Some(Self {
             at,
-            oncpu: *m.get(ONCPU)?,
-            runq: m.get(RUNQ_SUM).copied(),
-            cycles: m.get("cycles").copied(),
-            instructions: m.get("instructions").copied(),
+            oncpu: *m.get(names::TASK_ONCPU)?,
+            runq: m.get(names::TASK_RUNQ_SUM).copied(),
+            cycles: m.get(names::CYCLES).copied(),
+            instructions: m.get(names::INSTRUCTIONS).copied(),
         })
     }
 }

@@ -5,8 +5,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::{ContendedResource, ContentionAnomaly, Detection};
-use crate::{metrics::Metric, tasks_data::Observation};
+use super::Detection;
+use crate::{
+    anomaly::{ContendedResource, ContentionAnomaly},
+    metrics::{Metric, names},
+    measurements::Observation,
+};
 
 /// Tasks needed to simulate the three contention pairs.
 const TASKS_NEEDED: usize = 10;
@@ -69,8 +73,8 @@ impl ExampleDetector {
         let now = obs.platform.timestamp.max(0.0) as u64;
         let second = (now + self.phase_skew) % self.cycle_length;
         let metrics = vec![Metric::gauge(
-            "second_of_cycle".to_owned(),
-            "Second of the example detector's cycle.",
+            names::EXAMPLE_SECOND_OF_CYCLE,
+            names::EXAMPLE_SECOND_OF_CYCLE_HELP,
             second as f64,
         )];
         if obs.tasks.len() < TASKS_NEEDED {
@@ -112,8 +116,8 @@ impl ExampleDetector {
                     metrics: (0..metrics_count)
                         .map(|i| {
                             Metric::gauge(
-                                format!("cpu_threshold_{i}"),
-                                "Threshold of the example detector.",
+                                format!("{}{i}", names::EXAMPLE_CPU_THRESHOLD_PREFIX),
+                                names::EXAMPLE_CPU_THRESHOLD_HELP,
                                 ((i + 1) * 10) as f64,
                             )
                         })
@@ -130,7 +134,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::tasks_data::{PlatformData, TaskData};
+    use crate::measurements::{PlatformData, TaskData};
 
     fn observation(tasks: usize, timestamp: f64) -> Observation {
         let task = TaskData::test_task(BTreeMap::new(), BTreeMap::new());

@@ -3,7 +3,6 @@
 //! Built-ins: `!NOPAnomalyDetector`, `!ExampleDetector`, `!ContentionDetector`; any other
 //! program through `!ExternalDetector` or a `-r` registered tag (see [`crate::plugins`]).
 
-mod anomaly;
 mod config;
 mod contention;
 mod example;
@@ -13,24 +12,21 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use self::{
-    anomaly::{
-        AnomalyError, AnomalyStatistics, ContendedResource, ContentionAnomaly, anomaly_metrics,
-        unix_now,
-    },
     config::DetectorConfig,
     contention::{ContentionDetector, ContentionDetectorConfig},
     example::{ExampleDetector, ExampleDetectorConfig},
 };
 use crate::{
+    anomaly::ContentionAnomaly,
+    measurements::Observation,
     metrics::Metric,
     plugins::{Plugin, PluginError},
-    tasks_data::Observation,
 };
 
 /// What a detector found in one iteration.
 #[derive(Debug, Default)]
 pub struct Detection {
-    /// Anomalies, encoded by the runner (see [`anomaly_metrics`]).
+    /// Anomalies, encoded by the runner (see [`crate::anomaly::anomaly_metrics`]).
     pub anomalies: Vec<ContentionAnomaly>,
     /// Extra metrics stored with the anomalies.
     pub metrics: Vec<Metric>,

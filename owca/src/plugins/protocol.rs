@@ -1,7 +1,7 @@
 //! The plug-in protocol, one JSON object per line:
 //!
 //! 1. once, after start: `{"config": {...}}` (the tag's YAML mapping);
-//! 2. each iteration, to the plug-in: an [`Observation`](crate::tasks_data::Observation),
+//! 2. each iteration, to the plug-in: an [`Observation`](crate::measurements::Observation),
 //!    `{"platform": {...}, "tasks": {"<task_id>": {"measurements", "resources", "labels",
 //!    "allocations"}}}`;
 //! 3. each iteration, from the plug-in: an [`Answer`], `{"anomalies": [...], "metrics":
@@ -15,7 +15,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    detectors::{ContendedResource, ContentionAnomaly},
+    anomaly::{ContendedResource, ContentionAnomaly},
     metrics::{Labels, Metric},
 };
 

@@ -48,20 +48,11 @@ pub use self::{
     error::ResctrlError,
     name::{GROUP_PREFIX, group_name},
 };
-use crate::metrics::Metric;
 
 /// Where resctrl is normally mounted.
 pub const DEFAULT_ROOT: &str = "/sys/fs/resctrl";
 /// Environment variable naming another mount root (e.g. a test tree); empty means unset.
 pub const ROOT_ENV: &str = "OWCA_RESCTRL_ROOT";
-
-/// OWCA's name for the task's memory traffic, in bytes since its group was created.
-pub const MEMORY_BANDWIDTH: &str = "memory_bandwidth";
-pub const MEMORY_BANDWIDTH_HELP: &str = "Bytes the task moved between L3 cache and memory since its resctrl monitoring group was created (mbm_total_bytes summed over L3 domains).";
-/// OWCA's name for the task's share of the last-level cache, in bytes.
-pub const LLC_OCCUPANCY: &str = "llc_occupancy";
-pub const LLC_OCCUPANCY_HELP: &str =
-    "Bytes of last-level cache the task occupies now (llc_occupancy summed over L3 domains).";
 
 const MON_GROUPS: &str = "mon_groups";
 const MON_DATA: &str = "mon_data";
@@ -84,25 +75,6 @@ pub struct ResctrlMeasurement {
     pub llc_occupancy_bytes: Option<u64>,
 }
 
-impl ResctrlMeasurement {
-    /// `memory_bandwidth` (counter) and `llc_occupancy` (gauge), those that have a value;
-    /// without labels (the runner adds the task's).
-    pub fn metrics(&self) -> Vec<Metric> {
-        let mut out = Vec::with_capacity(2);
-        if let Some(v) = self.memory_bandwidth_bytes {
-            out.push(Metric::counter(
-                MEMORY_BANDWIDTH,
-                MEMORY_BANDWIDTH_HELP,
-                v as f64,
-            ));
-        }
-        if let Some(v) = self.llc_occupancy_bytes {
-            out.push(Metric::gauge(LLC_OCCUPANCY, LLC_OCCUPANCY_HELP, v as f64));
-        }
-        out
-    }
-}
-
 /// The resctrl mount and the monitoring groups this agent made, keyed by task id.
 ///
 /// Calls per iteration: [`add_task`](Self::add_task) for a new task,
@@ -121,9 +93,9 @@ pub struct Resctrl {
 }
 
 impl Resctrl {
-    /// Finds resctrl at `$OWCA_RESCTRL_ROOT` or `/sys/fs/resctrl`; see [`Self::detect_at`].
-    pub fn detect() -> Result<Option<Self>, ResctrlError> {
-        Self::detect_at(root_from(std::env::var_os(ROOT_ENV)))
+    /// Finds resctrl mounted at `root`; see [`Self::detect_at`].
+    pub fn detect(root: &Path) -> Result<Option<Self>, ResctrlError> {
+        Self::detect_at(root.to_owned())
     }
 
     /// `Ok(None)` when no resctrl is mounted at `root` (no `info/` and `tasks` there: the
@@ -326,7 +298,13 @@ impl Resctrl {
             .ok_or_else(|| ResctrlError::UnknownTask {
                 task_id: task_id.to_owned(),
             })?;
-        measure_group(&self.group_dir(task_id, name).join(MON_DATA))
+        measure_mon_data(&self.group_dir(task_id, name).join(MON_DATA))
+    }
+
+    /// The `mon_data` directory of the task's group, when the task has one.
+    pub fn mon_data(&self, task_id: &str) -> Option<PathBuf> {
+        let name = self.groups.get(task_id)?;
+        Some(self.group_dir(task_id, name).join(MON_DATA))
     }
 
     /// `<root>/[<control group>/]mon_groups/<name>`.
@@ -445,7 +423,7 @@ fn read_pids(path: &Path) -> Result<HashSet<u32>, ResctrlError> {
 }
 
 /// Sums both readings over the `mon_L3_*` directories of a group's `mon_data`.
-fn measure_group(mon_data: &Path) -> Result<ResctrlMeasurement, ResctrlError> {
+pub fn measure_mon_data(mon_data: &Path) -> Result<ResctrlMeasurement, ResctrlError> {
     let entries = match fs::read_dir(mon_data) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ResctrlMeasurement::default()),

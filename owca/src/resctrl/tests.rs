@@ -6,7 +6,6 @@ use std::{fs, io, path::Path};
 use tempfile::TempDir;
 
 use super::*;
-use crate::metrics::MetricType;
 
 /// A mounted resctrl with L3 monitoring and no groups yet.
 fn fake_resctrl() -> TempDir {
@@ -151,30 +150,6 @@ fn a_domain_without_a_value_voids_that_sum_only() {
     // No mon_data at all: nothing to report.
     fs::remove_dir_all(group(&root, "t").join("mon_data")).unwrap();
     assert_eq!(r.measure("t").unwrap(), ResctrlMeasurement::default());
-}
-
-#[test]
-fn metrics_have_owca_names_and_types() {
-    let m = ResctrlMeasurement {
-        memory_bandwidth_bytes: Some(7),
-        llc_occupancy_bytes: Some(9),
-    }
-    .metrics();
-    assert_eq!(m.len(), 2);
-    assert_eq!(
-        (m[0].name.as_ref(), m[0].kind, m[0].value),
-        ("memory_bandwidth", MetricType::Counter, 7.0)
-    );
-    assert_eq!(
-        (m[1].name.as_ref(), m[1].kind, m[1].value),
-        ("llc_occupancy", MetricType::Gauge, 9.0)
-    );
-    let partial = ResctrlMeasurement {
-        llc_occupancy_bytes: Some(1),
-        ..Default::default()
-    };
-    assert_eq!(partial.metrics().len(), 1);
-    assert!(ResctrlMeasurement::default().metrics().is_empty());
 }
 
 #[test]

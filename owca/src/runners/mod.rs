@@ -1,32 +1,33 @@
-//! Runners: the agent's loop. Each iteration asks the node for tasks, reconciles what the
-//! collector watches, takes one snapshot of measurements, hands it to the runner's detector
-//! or allocator, and stores the metrics.
+//! Runners: the agent's three loops. Each iteration runs the stages in one direction —
+//! tasks → containers → measurements ([`measuring_stages`]) → detector or allocator →
+//! storages — and each stage's result is handed on as a value. The root of the
+//! configuration schema ([`AgentConfig`]) lives here, with the runners it selects.
 
+mod agent_config;
 mod allocation;
-mod allocation_metrics;
-mod allocation_rdt;
-pub mod derived;
 mod detection;
-mod errors;
-mod measure;
+mod error;
 mod measurement;
-mod rdt;
-pub mod task_metrics;
+mod measuring_stages;
+pub(crate) mod shared_config;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 use tracing::info;
 
 pub use self::{
+    agent_config::AgentConfig,
     allocation::{AllocationRunner, AllocationRunnerConfig},
     detection::{DetectionRunner, DetectionRunnerConfig},
-    errors::ErrorCounter,
-    measure::{COMPONENTS, Measured, Measurer, MeasurerConfig, RunnerError, TaskData},
-    measurement::{
-        MeasurementRunner, MeasurementRunnerConfig, default_action_delay, default_event_names,
-        default_max_cgroups,
-    },
+    error::RunnerError,
+    measurement::{MeasurementRunner, MeasurementRunnerConfig},
+    measuring_stages::COMPONENTS,
+    shared_config::{default_action_delay, default_event_names, default_max_cgroups},
+};
+use crate::{
+    metrics::{Metric, SelfMetrics},
+    storage::Storage,
 };
 
 /// The configured runner.
@@ -41,19 +42,33 @@ pub enum RunnerConfig {
 }
 
 impl RunnerConfig {
+    /// Seconds between iterations.
+    pub fn action_delay(&self) -> Duration {
+        match self {
+            Self::MeasurementRunner(c) => c.action_delay,
+            Self::DetectionRunner(c) => c.action_delay,
+            Self::AllocationRunner(c) => c.action_delay,
+        }
+    }
+
+    /// Replaces `resctrl_root` (the binary's `OWCA_RESCTRL_ROOT` override).
+    pub fn set_resctrl_root(&mut self, root: PathBuf) {
+        match self {
+            Self::MeasurementRunner(c) => c.resctrl_root = root,
+            Self::DetectionRunner(c) => c.resctrl_root = root,
+            Self::AllocationRunner(c) => c.resctrl_root = root,
+        }
+    }
+
     /// Starts the runner and runs iterations until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
+        let delay = self.action_delay();
         match self {
             Self::MeasurementRunner(c) => {
-                let delay = c.action_delay;
                 run_every(MeasurementRunner::new(c)?, delay, shutdown).await
             }
-            Self::DetectionRunner(c) => {
-                let delay = c.action_delay;
-                run_every(DetectionRunner::new(c)?, delay, shutdown).await
-            }
+            Self::DetectionRunner(c) => run_every(DetectionRunner::new(c)?, delay, shutdown).await,
             Self::AllocationRunner(c) => {
-                let delay = c.action_delay;
                 run_every(AllocationRunner::new(c)?, delay, shutdown).await
             }
         }
@@ -63,14 +78,14 @@ impl RunnerConfig {
 
 /// Stores `metrics`, counting a failure (and every package it lost) under the storage's
 /// component; `subject` names the storage in the runner (`metrics_storage`...).
-pub fn store_to(
-    storage: &mut dyn crate::storage::Storage,
-    metrics: &[crate::metrics::Metric],
-    errors: &mut ErrorCounter,
+fn store_to(
+    storage: &mut dyn Storage,
+    metrics: &[Metric],
+    stats: &mut SelfMetrics,
     subject: &str,
 ) {
     if let Err(e) = storage.store(metrics) {
-        errors.record_n(storage.component(), subject, &e, e.count());
+        stats.record_n(storage.component(), subject, &e, e.count());
     }
 }
 

@@ -12,7 +12,10 @@ use std::sync::Arc;
 // was a quarter of the encoder's time at thousands of tasks.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::metrics::{Labels, Metric, MetricType};
+use crate::metrics::{
+    Labels, Metric, MetricType,
+    labels::{is_valid_label_name, is_valid_metric_name},
+};
 
 /// The result of [`encode`]: the text and how many samples were left out of it, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -233,50 +236,6 @@ fn is_valid_sample(metric: &Metric) -> bool {
             _ => false,
         },
     }
-}
-
-/// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn is_valid_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Whether `name` is a valid, non-reserved label name: `[a-zA-Z_][a-zA-Z0-9_]*` not
-/// starting with `__` (reserved for Prometheus' internal labels).
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
-}
-
-/// Turns any string (e.g. a Mesos task label key such as `org.apache.aurora.tier`) into a
-/// valid label name: invalid characters become `_`, a leading digit gets a `_` prefix, and
-/// a reserved leading `__...` is shortened to one `_`. The empty string becomes `_`.
-pub fn sanitize_label_name(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
-        out.insert(0, '_');
-    }
-    let leading = out.len() - out.trim_start_matches('_').len();
-    if leading > 1 {
-        out.drain(..leading - 1);
-    }
-    out
 }
 
 /// Escapes a HELP text: only `\` and newline are special there.

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use super::prometheus::{encode, format_value, sanitize_label_name};
+use super::prometheus::{encode, format_value};
 use super::{LogStorage, LogStorageConfig, Storage, StorageError};
 use crate::metrics::{Metric, MetricType};
 
@@ -178,25 +178,6 @@ fn formats_values_for_exact_round_trip() {
     }
 }
 
-#[test]
-fn sanitizes_label_names() {
-    assert_eq!(
-        sanitize_label_name("org.apache.aurora.tier"),
-        "org_apache_aurora_tier"
-    );
-    assert_eq!(sanitize_label_name("9lives"), "_9lives");
-    assert_eq!(sanitize_label_name("__meta"), "_meta");
-    assert_eq!(sanitize_label_name("..x"), "_x");
-    assert_eq!(sanitize_label_name("ok_Name1"), "ok_Name1");
-    assert_eq!(sanitize_label_name("zażółć"), "za____");
-    assert_eq!(sanitize_label_name(""), "_");
-    for s in ["org.apache.aurora.tier", "9lives", "__meta", "", "-", "a b"] {
-        assert!(
-            super::prometheus::is_valid_label_name(&sanitize_label_name(s)),
-            "{s:?}"
-        );
-    }
-}
 
 /// Runs `promtool check metrics` on `text`: (exit code, combined output).
 fn promtool_check(text: &str) -> (Option<i32>, String) {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::tasks_data::{PlatformData, TaskData, TasksData};
+use crate::measurements::{PlatformData, TaskData, TasksData};
 
 /// (task id, seconds on CPU, run-queue wait seconds, cycles, instructions), cumulative.
 type Row<'a> = (&'a str, f64, f64, Option<(f64, f64)>);
@@ -8,7 +8,7 @@ fn observation(at: f64, rows: &[Row<'_>]) -> Observation {
     let tasks: TasksData = rows
         .iter()
         .map(|(id, oncpu, runq, pmu)| {
-            let mut m = BTreeMap::from([(ONCPU.to_owned(), *oncpu), (RUNQ_SUM.to_owned(), *runq)]);
+            let mut m = BTreeMap::from([(names::TASK_ONCPU.to_owned(), *oncpu), (names::TASK_RUNQ_SUM.to_owned(), *runq)]);
             if let Some((cycles, instructions)) = pmu {
                 m.insert("cycles".to_owned(), *cycles);
                 m.insert("instructions".to_owned(), *instructions);

@@ -11,23 +11,14 @@ use std::{
     time::Instant,
 };
 
-use crate::metrics::Metric;
-
-/// Counter event names the derived metrics read.
-pub const INSTRUCTIONS: &str = "instructions";
-pub const CYCLES: &str = "cycles";
-pub const CACHE_MISSES: &str = "cache_misses";
-pub const CACHE_REFERENCES: &str = "cache_references";
-
-pub const IPC: &str = "ipc";
-pub const IPC_HELP: &str = "Instructions per cycle of the task over the last iteration.";
-pub const IPS: &str = "ips";
-pub const IPS_HELP: &str = "Instructions per second of the task over the last iteration.";
-pub const CACHE_HIT_RATIO: &str = "cache_hit_ratio";
-pub const CACHE_HIT_RATIO_HELP: &str = "Share of the task's cache references that hit (1 - misses / references) over the last iteration.";
-pub const CACHE_MISSES_PER_KILO_INSTRUCTIONS: &str = "cache_misses_per_kilo_instructions";
-pub const CACHE_MISSES_PER_KILO_INSTRUCTIONS_HELP: &str =
-    "Cache misses per thousand instructions of the task over the last iteration.";
+use crate::metrics::{
+    Metric,
+    names::{
+        CACHE_HIT_RATIO, CACHE_HIT_RATIO_HELP, CACHE_MISSES, CACHE_MISSES_PER_KILO_INSTRUCTIONS,
+        CACHE_MISSES_PER_KILO_INSTRUCTIONS_HELP, CACHE_REFERENCES, CYCLES, INSTRUCTIONS, IPC, IPC_HELP,
+        IPS, IPS_HELP,
+    },
+};
 
 /// The inputs, in the order of [`Sample::values`].
 const INPUTS: [&str; 4] = [INSTRUCTIONS, CYCLES, CACHE_MISSES, CACHE_REFERENCES];

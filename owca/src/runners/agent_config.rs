@@ -1,10 +1,10 @@
-//! The configuration file's top level.
+//! The configuration file's top level: the root of the schema, with the runners it names.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::runners::RunnerConfig;
+use super::RunnerConfig;
 
 /// What a config file holds: the runner and optional log levels.
 #[derive(Debug, Deserialize)]
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn owca_allocation_examples_load_unchanged() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/owca-configs");
-        let load = |name: &str| -> crate::runners::AllocationRunnerConfig {
+        let load = |name: &str| -> super::super::AllocationRunnerConfig {
             let cfg: AgentConfig =
                 crate::config::from_file(dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
             let RunnerConfig::AllocationRunner(r) = cfg.runner else {

@@ -1,37 +1,40 @@
-//! RDT monitoring for the runner: one resctrl mon group per task, kept in step with the
-//! task's threads, measured every iteration.
+//! RDT monitoring groups of the containers: one resctrl mon group per task, kept in step
+//! with the task's threads and under the control group its threads are in.
+
+use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use super::ErrorCounter;
+use super::ControlGroups;
 use crate::{
     cgroups::{Cgroup, Mounts},
-    metrics::Metric,
+    metrics::SelfMetrics,
     nodes::Task,
     resctrl::Resctrl,
 };
 
 /// Resctrl monitoring of the measured tasks.
-pub struct Rdt {
+pub struct RdtMonitoring {
     resctrl: Resctrl,
 }
 
-impl Rdt {
-    /// Monitoring when `rdt_enabled` allows it and resctrl is there. Unset means "where
-    /// available"; `true` on a host without resctrl is reported, not fatal, since the
-    /// other metrics are still worth having.
-    pub fn start(enabled: Option<bool>) -> Option<Self> {
+impl RdtMonitoring {
+    /// Monitoring when `rdt_enabled` allows it and resctrl is mounted at `root`. Unset
+    /// means "where available"; `true` on a host without resctrl is reported, not fatal,
+    /// since the other metrics are still worth having.
+    pub fn start(enabled: Option<bool>, root: &Path) -> Option<Self> {
         if enabled == Some(false) {
             return None;
         }
-        match Resctrl::detect() {
+        match Resctrl::detect(root) {
             Ok(Some(resctrl)) => {
                 info!(root = %resctrl.root().display(), "RDT monitoring through resctrl");
                 Some(Self { resctrl })
             }
             Ok(None) if enabled == Some(true) => {
                 warn!(
-                    "rdt_enabled: resctrl is not mounted (or OWCA_RESCTRL_ROOT is wrong): memory_bandwidth and llc_occupancy are not exported"
+                    root = %root.display(),
+                    "rdt_enabled: resctrl is not mounted there: memory_bandwidth and llc_occupancy are not exported"
                 );
                 None
             }
@@ -47,12 +50,12 @@ impl Rdt {
     }
 
     /// Creates, refreshes and removes mon groups so they match `tasks`.
-    pub fn sync(&mut self, mounts: &Mounts, tasks: &[&Task], errors: &mut ErrorCounter) {
+    pub fn sync(&mut self, mounts: &Mounts, tasks: &[&Task], stats: &mut SelfMetrics) {
         for err in self
             .resctrl
             .cleanup_stale(tasks.iter().map(|t| t.task_id.as_str()))
         {
-            errors.record("resctrl", "cleanup", &err);
+            stats.record("resctrl", "cleanup", &err);
         }
         for task in tasks {
             let id = &task.task_id;
@@ -60,7 +63,7 @@ impl Rdt {
             let threads = match Cgroup::new(mounts, &task.cgroup_path).thread_ids("cpuacct") {
                 Ok(t) => t,
                 Err(e) => {
-                    errors.record("cgroups", id, &e);
+                    stats.record("cgroups", id, &e);
                     continue;
                 }
             };
@@ -70,33 +73,22 @@ impl Rdt {
                 self.resctrl.add_task(id, &threads)
             };
             if let Err(e) = synced {
-                errors.record("resctrl", id, &e);
+                stats.record("resctrl", id, &e);
             }
         }
     }
 
-    /// Moves tasks' monitoring groups under the control groups allocations put them in
-    /// (task id → control group, `""` = root).
-    pub fn follow_control_groups<'a>(
-        &mut self,
-        groups: impl IntoIterator<Item = (&'a str, &'a str)>,
-        errors: &mut ErrorCounter,
-    ) {
+    /// Moves tasks' monitoring groups under the control groups allocations put them in.
+    pub fn follow_control_groups(&mut self, groups: &ControlGroups, stats: &mut SelfMetrics) {
         for (task_id, group) in groups {
             if let Err(e) = self.resctrl.set_control_group(task_id, group) {
-                errors.record("resctrl", task_id, &e);
+                stats.record("resctrl", task_id, &e);
             }
         }
     }
 
-    /// `memory_bandwidth` and `llc_occupancy` of a task.
-    pub fn metrics(&self, task_id: &str, errors: &mut ErrorCounter) -> Vec<Metric> {
-        match self.resctrl.measure(task_id) {
-            Ok(m) => m.metrics(),
-            Err(e) => {
-                errors.record("resctrl", task_id, &e);
-                Vec::new()
-            }
-        }
+    /// The `mon_data` directory of a task's monitoring group.
+    pub fn mon_data(&self, task_id: &str) -> Option<PathBuf> {
+        self.resctrl.mon_data(task_id)
     }
 }

@@ -3,10 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use super::{AllocationConfiguration, TaskAllocations};
-use crate::cgroups::{
-    Cgroup, CgroupError,
-    cpu_list::{format_cpu_list, parse_cpu_list},
+use super::AllocationConfiguration;
+use crate::{
+    allocators::TaskAllocations,
+    cgroups::{
+        Cgroup, CgroupError,
+        cpu_list::{format_cpu_list, parse_cpu_list},
+    },
 };
 
 /// `cpu_quota`, `cpu_shares` and `cpu_set` read from the task's cgroup, normalized; a type

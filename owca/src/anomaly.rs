@@ -1,15 +1,13 @@
-//! Anomalies and their encoding as metrics, exactly as OWCA encoded them, so that existing
-//! dashboards and consumers of the anomalies topic keep working.
+//! OWCA's anomaly model, shared by detectors, allocators and plug-ins, and its encoding as
+//! metrics exactly as OWCA encoded them, so that existing dashboards and consumers of the
+//! anomalies topic keep working.
 
 use std::{sync::Arc, time::SystemTime};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    metrics::{Labels, Metric, names},
-    tasks_data::TasksData,
-};
+use crate::metrics::{Labels, Metric, names};
 
 /// OWCA's value of `contending_workload_instance` when the contending task has no
 /// `workload_instance` label.
@@ -87,10 +85,11 @@ pub enum AnomalyError {
 /// labelled `contended_task_id`, `contending_task_id`, `resource`, `uuid`,
 /// `type="contention"`, the contended task's labels and `contending_workload_instance`; then
 /// each anomaly's own metrics with `uuid` and `type="anomaly"`. `common` labels are shared
-/// by every sample. Anomalies naming unknown tasks are left out and returned as errors.
-pub fn anomaly_metrics(
+/// by every sample. `labels_of` gives a task's labels (`None` for a task the node does not
+/// run); anomalies naming unknown tasks are left out and returned as errors.
+pub fn anomaly_metrics<'a>(
     anomalies: &[ContentionAnomaly],
-    tasks: &TasksData,
+    labels_of: impl Fn(&str) -> Option<&'a Labels>,
     common: &Arc<Labels>,
 ) -> (Vec<Metric>, Vec<AnomalyError>) {
     let mut out = Vec::new();
@@ -98,7 +97,7 @@ pub fn anomaly_metrics(
     for anomaly in anomalies {
         let unknown = std::iter::once(&anomaly.contended_task_id)
             .chain(&anomaly.contending_task_ids)
-            .find(|id| !tasks.contains_key(*id));
+            .find(|id| labels_of(id).is_none());
         if let Some(id) = unknown {
             errors.push(AnomalyError::UnknownTask {
                 task_id: id.clone(),
@@ -106,11 +105,12 @@ pub fn anomaly_metrics(
             continue;
         }
         let uuid = anomaly.uuid();
-        let contended = &tasks[&anomaly.contended_task_id].labels;
+        let Some(contended) = labels_of(&anomaly.contended_task_id) else {
+            continue;
+        };
         for contending in &anomaly.contending_task_ids {
-            let instance = tasks[contending]
-                .labels
-                .get("workload_instance")
+            let instance = labels_of(contending)
+                .and_then(|l| l.get("workload_instance"))
                 .map_or(WORKLOAD_NOT_FOUND, String::as_str);
             // The anomaly's own labels win over a task label of the same name: they are
             // what makes the sample an anomaly.
@@ -133,12 +133,12 @@ pub fn anomaly_metrics(
         for m in &anomaly.metrics {
             let mut m = m.clone();
             // As OWCA: a metric about the contended task gets that task's labels too.
-            if let Some(task) = m
+            if let Some(task_labels) = m
                 .labels
                 .get("contended_task_id")
-                .and_then(|id| tasks.get(id))
+                .and_then(|id| labels_of(id))
             {
-                for (k, v) in &task.labels {
+                for (k, v) in task_labels {
                     m.labels.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
@@ -193,18 +193,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::tasks_data::TaskData;
 
-    fn task(labels: &[(&str, &str)]) -> TaskData {
-        TaskData {
-            measurements: BTreeMap::new(),
-            resources: BTreeMap::new(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            allocations: None,
-        }
+    fn task(labels: &[(&str, &str)]) -> Labels {
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn anomaly(metrics: Vec<Metric>) -> ContentionAnomaly {
@@ -232,7 +226,7 @@ mod tests {
 
     #[test]
     fn encodes_one_anomaly_sample_per_contending_task_and_tags_its_metrics() {
-        let tasks: TasksData = [
+        let tasks: BTreeMap<String, Labels> = [
             (
                 "task1",
                 task(&[("application", "cassandra"), ("task_id", "task1")]),
@@ -246,7 +240,7 @@ mod tests {
         let common = Arc::new(Labels::from([("host".to_owned(), "node1".to_owned())]));
         let cpi = Metric::gauge("cpi", "Cycles per instruction.", 10.0)
             .with_label("contended_task_id", "task1");
-        let (m, errors) = anomaly_metrics(&[anomaly(vec![cpi])], &tasks, &common);
+        let (m, errors) = anomaly_metrics(&[anomaly(vec![cpi])], |id| tasks.get(id), &common);
         assert!(errors.is_empty());
         assert_eq!(m.len(), 3);
         let uuid = anomaly(vec![]).uuid();
@@ -281,7 +275,7 @@ mod tests {
             contended_task_id: "gone".into(),
             ..anomaly(vec![])
         };
-        let (m, errors) = anomaly_metrics(&[stray], &tasks, &common);
+        let (m, errors) = anomaly_metrics(&[stray], |id| tasks.get(id), &common);
         assert!(m.is_empty());
         assert!(errors[0].to_string().contains("gone"), "{}", errors[0]);
     }

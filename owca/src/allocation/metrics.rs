@@ -5,9 +5,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::TaskData;
 use crate::{
     allocators::{TaskAllocations, TasksAllocations},
+    measurements::MeasuredTask,
     cgroups::cpu_list::parse_cpu_list,
     metrics::{Labels, Metric, names},
 };
@@ -15,7 +15,7 @@ use crate::{
 /// Samples of every task's allocations; tasks the node no longer lists are left out.
 pub fn allocation_metrics(
     allocations: &TasksAllocations,
-    tasks: &std::collections::BTreeMap<String, TaskData>,
+    tasks: &std::collections::BTreeMap<String, MeasuredTask>,
     common: &Arc<Labels>,
 ) -> Vec<Metric> {
     let mut out = Vec::new();
@@ -149,7 +149,7 @@ mod tests {
         };
         let tasks = BTreeMap::from([(
             "t1_task_id".to_owned(),
-            TaskData {
+            MeasuredTask {
                 task: Arc::new(task),
                 labels: Arc::default(),
                 metrics: 0..0,

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{detectors::unix_now, metrics::Labels, platform::Platform, runners::Measured};
+use super::Measured;
+use crate::{anomaly::unix_now, metrics::Labels, platform::Platform};
 
 /// Per task id.
 pub type TasksData = BTreeMap<String, TaskData>;
@@ -51,9 +52,27 @@ pub struct Observation {
     pub tasks: TasksData,
 }
 
+impl PlatformData {
+    /// The node now, as the platform last read it.
+    pub fn now(platform: &Platform) -> Self {
+        Self {
+            sockets: platform.sockets,
+            cores: platform.cores,
+            cpus: platform.cpus,
+            cpus_usage: platform
+                .cpu_usage_per_cpu
+                .iter()
+                .map(|(cpu, ticks)| (cpu.to_string(), *ticks))
+                .collect(),
+            total_memory_used: platform.memory_usage_bytes,
+            timestamp: unix_now(),
+        }
+    }
+}
+
 impl Observation {
     /// The observation of one iteration's measurements.
-    pub fn new(measured: &Measured, platform: &Platform) -> Self {
+    pub fn new(measured: &Measured) -> Self {
         let tasks = measured
             .tasks
             .iter()
@@ -69,19 +88,10 @@ impl Observation {
                 (id.clone(), data)
             })
             .collect();
-        let platform = PlatformData {
-            sockets: platform.sockets,
-            cores: platform.cores,
-            cpus: platform.cpus,
-            cpus_usage: platform
-                .cpu_usage_per_cpu
-                .iter()
-                .map(|(cpu, ticks)| (cpu.to_string(), *ticks))
-                .collect(),
-            total_memory_used: platform.memory_usage_bytes,
-            timestamp: unix_now(),
-        };
-        Self { platform, tasks }
+        Self {
+            platform: measured.platform.clone(),
+            tasks,
+        }
     }
 }
 

@@ -1,0 +1,48 @@
+//! Why a runner could not start.
+
+use thiserror::Error;
+
+use crate::{
+    allocation::ApplierError, allocators::AllocatorError, cgroups::CgroupError,
+    collector::CollectorError, nodes::NodeError, platform::PlatformError, storage::StorageError,
+};
+
+/// Why a runner could not start; each names the setting or the part of the machine.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// `action_delay` is zero.
+    #[error("action_delay must be greater than 0")]
+    ActionDelay,
+    /// The node's settings cannot work (e.g. unreadable certificate files).
+    #[error("node: {0}")]
+    Node(#[source] NodeError),
+    /// The mount table could not be read.
+    #[error("reading cgroup mounts: {0}")]
+    Mounts(#[source] CgroupError),
+    /// No hierarchy to count tasks in.
+    #[error("reading cgroup mounts: neither a v1 {controller} hierarchy nor cgroup v2 is mounted")]
+    NoHierarchy {
+        /// The v1 controller looked for.
+        controller: String,
+    },
+    /// The eBPF collector could not be loaded.
+    #[error("starting the eBPF collector: {0}")]
+    Collector(#[from] CollectorError),
+    /// The platform could not be read.
+    #[error("reading the platform for common labels: {0}")]
+    Platform(#[source] PlatformError),
+    /// A storage could not be created.
+    #[error("creating the {field}: {source}")]
+    Storage {
+        /// `metrics_storage`, `anomalies_storage` or `allocations_storage`.
+        field: &'static str,
+        /// Why.
+        source: StorageError,
+    },
+    /// The allocator's settings can never work (e.g. invalid inline rules).
+    #[error("allocator: {0}")]
+    Allocator(#[source] AllocatorError),
+    /// `allocation_configuration` or RDT allocation cannot work.
+    #[error(transparent)]
+    Allocation(#[from] ApplierError),
+}
