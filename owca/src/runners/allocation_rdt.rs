@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::{ErrorCounter, RunnerError};
 use crate::{
     allocators::{AllocationConfiguration, TasksAllocations},
-    resctrl::{self, RdtAllocation, RdtControl},
+    resctrl::{RdtAllocation, RdtControl},
 };
 
 /// What the runner's config asks of RDT allocation.
@@ -29,7 +29,7 @@ pub fn open(
     wanted: &RdtWanted,
     cfg: &AllocationConfiguration,
 ) -> Result<Option<RdtControl>, RunnerError> {
-    let root = resctrl::root_from(std::env::var_os(resctrl::ROOT_ENV));
+    let root = super::rdt::root_from_env();
     let mounted = root.join("info").exists();
     let required = wanted.cache_control_required || wanted.mb_control_required;
     let on = match wanted.enabled {

@@ -1,6 +1,8 @@
 //! RDT monitoring for the runner: one resctrl mon group per task, kept in step with the
 //! task's threads, measured every iteration.
 
+use std::{ffi::OsString, path::PathBuf};
+
 use tracing::{info, warn};
 
 use super::ErrorCounter;
@@ -8,8 +10,24 @@ use crate::{
     cgroups::{Cgroup, Mounts},
     metrics::Metric,
     nodes::Task,
-    resctrl::Resctrl,
+    resctrl::{self, Resctrl},
 };
+
+/// The resctrl root, for monitoring and allocation alike: `$OWCA_RESCTRL_ROOT`
+/// ([`resctrl::ROOT_ENV`]) when set and not empty, else [`resctrl::DEFAULT_ROOT`]. Here
+/// until the binary reads the variable once and the root comes from configuration.
+pub(super) fn root_from_env() -> PathBuf {
+    root_from(std::env::var_os(resctrl::ROOT_ENV))
+}
+
+/// [`root_from_env`] for a given value of the variable, so tests need not change the
+/// process environment.
+fn root_from(env_value: Option<OsString>) -> PathBuf {
+    match env_value {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(resctrl::DEFAULT_ROOT),
+    }
+}
 
 /// Resctrl monitoring of the measured tasks.
 pub struct Rdt {
@@ -24,7 +42,7 @@ impl Rdt {
         if enabled == Some(false) {
             return None;
         }
-        match Resctrl::detect() {
+        match Resctrl::detect(&root_from_env()) {
             Ok(Some(resctrl)) => {
                 info!(root = %resctrl.root().display(), "RDT monitoring through resctrl");
                 Some(Self { resctrl })
@@ -98,5 +116,19 @@ impl Rdt {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn root_comes_from_the_environment_value() {
+        assert_eq!(root_from(None), Path::new(resctrl::DEFAULT_ROOT));
+        assert_eq!(root_from(Some("".into())), Path::new(resctrl::DEFAULT_ROOT));
+        assert_eq!(root_from(Some("/tmp/fake".into())), Path::new("/tmp/fake"));
     }
 }
