@@ -1,22 +1,14 @@
-//! The `allocator:` field. Deserialized by hand like `detector:` (see
-//! `detectors/config.rs`) so that a plug-in tag (`!ExternalAllocator`, `-r` registered
-//! names) can join the built-ins, and so that `!NOPAllocator` may stand alone or take `{}`.
+//! The `allocator:` field: a built-in tag, `!ExternalAllocator`, or a name registered
+//! with `-r`, read like `detector:` by [`tag::deserialize_tagged`]; `!NOPAllocator` may
+//! stand alone or take `{}`.
 
-use std::fmt;
-
-use serde::{
-    Deserialize, Deserializer,
-    de::{EnumAccess, Visitor},
-};
+use serde::{Deserialize, Deserializer, de::VariantAccess};
 
 use super::StaticAllocatorConfig;
 use crate::plugins::{
     PluginConfig,
-    tag::{self, NoFields, mapping},
+    tag::{self, NoFields, Tagged, mapping},
 };
-
-/// Built-in tags, as listed in errors.
-const BUILT_IN: [&str; 3] = ["NOPAllocator", "StaticAllocator", "ExternalAllocator"];
 
 /// The configured allocator.
 #[derive(Debug, Clone)]
@@ -29,33 +21,29 @@ pub enum AllocatorConfig {
     External(PluginConfig),
 }
 
-impl<'de> Deserialize<'de> for AllocatorConfig {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_enum("AllocatorConfig", &BUILT_IN, TagVisitor)
+impl Tagged for AllocatorConfig {
+    const NAME: &'static str = "AllocatorConfig";
+    const EXPECTING: &'static str = "an allocator tag such as !StaticAllocator";
+    const BUILT_IN: &'static [&'static str] =
+        &["NOPAllocator", "StaticAllocator", "ExternalAllocator"];
+    const EXTERNAL: &'static str = "ExternalAllocator";
+
+    fn plugin(config: PluginConfig) -> Self {
+        Self::External(config)
+    }
+
+    fn built_in<'de, V: VariantAccess<'de>>(tag: &str, variant: V) -> Result<Self, V::Error> {
+        match tag {
+            "NOPAllocator" => mapping::<NoFields, _>(variant).map(|_| Self::Nop),
+            "StaticAllocator" => mapping(variant).map(Self::Static),
+            _ => Err(tag::unknown(tag, Self::BUILT_IN)),
+        }
     }
 }
 
-struct TagVisitor;
-
-impl<'de> Visitor<'de> for TagVisitor {
-    type Value = AllocatorConfig;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an allocator tag such as !StaticAllocator")
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<AllocatorConfig, A::Error> {
-        let (tag, variant): (String, _) = data.variant()?;
-        let variant = match tag::registered(&tag, variant) {
-            Ok(plugin) => return plugin.map(AllocatorConfig::External),
-            Err(variant) => variant,
-        };
-        match tag.as_str() {
-            "NOPAllocator" => mapping::<NoFields, _>(variant).map(|_| AllocatorConfig::Nop),
-            "StaticAllocator" => mapping(variant).map(AllocatorConfig::Static),
-            "ExternalAllocator" => tag::external(variant).map(AllocatorConfig::External),
-            _ => Err(tag::unknown(&tag, &BUILT_IN)),
-        }
+impl<'de> Deserialize<'de> for AllocatorConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tag::deserialize_tagged(deserializer)
     }
 }
 

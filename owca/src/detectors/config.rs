@@ -1,31 +1,14 @@
 //! The `detector:` field: a built-in tag, `!ExternalDetector`, or a name registered with
-//! `-r` (see [`crate::plugins::registry`]).
-//!
-//! serde's derived enums know only their own variants, so this one is deserialized by
-//! hand: the tag is looked up among registered names first, then built-ins; an unknown
-//! tag fails with serde's own "unknown variant" wording, which the config loader places
-//! at the tag's line.
+//! `-r` (see [`crate::plugins::registry`]), read by [`tag::deserialize_tagged`] (see
+//! [`crate::plugins::tag`] for the order of the lookup and the error wording).
 
-use std::fmt;
-
-use serde::{
-    Deserialize, Deserializer,
-    de::{EnumAccess, Visitor},
-};
+use serde::{Deserialize, Deserializer, de::VariantAccess};
 
 use super::{ContentionDetectorConfig, ExampleDetectorConfig};
 use crate::plugins::{
     PluginConfig,
-    tag::{self, NoFields, mapping},
+    tag::{self, NoFields, Tagged, mapping},
 };
-
-/// Built-in tags, as listed in errors.
-const BUILT_IN: [&str; 4] = [
-    "NOPAnomalyDetector",
-    "ExampleDetector",
-    "ContentionDetector",
-    "ExternalDetector",
-];
 
 /// The configured detector.
 #[derive(Debug, Clone)]
@@ -40,34 +23,34 @@ pub enum DetectorConfig {
     External(PluginConfig),
 }
 
-impl<'de> Deserialize<'de> for DetectorConfig {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_enum("DetectorConfig", &BUILT_IN, TagVisitor)
+impl Tagged for DetectorConfig {
+    const NAME: &'static str = "DetectorConfig";
+    const EXPECTING: &'static str = "a detector tag such as !ContentionDetector";
+    const BUILT_IN: &'static [&'static str] = &[
+        "NOPAnomalyDetector",
+        "ExampleDetector",
+        "ContentionDetector",
+        "ExternalDetector",
+    ];
+    const EXTERNAL: &'static str = "ExternalDetector";
+
+    fn plugin(config: PluginConfig) -> Self {
+        Self::External(config)
+    }
+
+    fn built_in<'de, V: VariantAccess<'de>>(tag: &str, variant: V) -> Result<Self, V::Error> {
+        match tag {
+            "NOPAnomalyDetector" => mapping::<NoFields, _>(variant).map(|_| Self::Nop),
+            "ExampleDetector" => mapping(variant).map(Self::Example),
+            "ContentionDetector" => mapping(variant).map(Self::Contention),
+            _ => Err(tag::unknown(tag, Self::BUILT_IN)),
+        }
     }
 }
 
-struct TagVisitor;
-
-impl<'de> Visitor<'de> for TagVisitor {
-    type Value = DetectorConfig;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a detector tag such as !ContentionDetector")
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<DetectorConfig, A::Error> {
-        let (tag, variant): (String, _) = data.variant()?;
-        let variant = match tag::registered(&tag, variant) {
-            Ok(plugin) => return plugin.map(DetectorConfig::External),
-            Err(variant) => variant,
-        };
-        match tag.as_str() {
-            "NOPAnomalyDetector" => mapping::<NoFields, _>(variant).map(|_| DetectorConfig::Nop),
-            "ExampleDetector" => mapping(variant).map(DetectorConfig::Example),
-            "ContentionDetector" => mapping(variant).map(DetectorConfig::Contention),
-            "ExternalDetector" => tag::external(variant).map(DetectorConfig::External),
-            _ => Err(tag::unknown(&tag, &BUILT_IN)),
-        }
+impl<'de> Deserialize<'de> for DetectorConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tag::deserialize_tagged(deserializer)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Plug-ins registered on the command line (`-r Name=program args...`), so that `!Name
-//! {...}` in the config runs `program` with that mapping as its config, as OWCA's
-//! `-r package.module:Class` made `!Class` usable. Set once at start, before the config
+//! {...}` as the `detector:` or the `allocator:` in the config runs `program` with that
+//! mapping as its config, as OWCA's `-r package.module:Class` made `!Class` usable. Set once at start, before the config
 //! is parsed; a registered name wins over a built-in of the same name (OWCA's seed config
 //! uses `!ExampleDetector` for its registered example plug-in).
 

@@ -1,16 +1,76 @@
-//! Tags of the `detector:` and `allocator:` fields, shared by their hand-written
-//! deserializers, which look a tag up among names registered with `-r` first, then
-//! built-ins (`!External<Kind> {command, timeout, config}` among them).
+//! Tags of the `detector:` and `allocator:` fields: one hand-written deserializer,
+//! [`deserialize_tagged`], for every config enum that implements [`Tagged`].
+//!
+//! serde's derived enums know only their own variants, so the tag is looked up by hand:
+//! among names registered with `-r` first (a registered name wins over a built-in),
+//! then `!External<Kind> {command, timeout, config}`, then the other built-ins; an
+//! unknown tag fails with serde's own "unknown variant" wording, which the config loader
+//! places at the tag's line.
 
-use std::time::Duration;
+use std::{fmt, marker::PhantomData, time::Duration};
 
 use serde::{
-    Deserialize,
-    de::{self, VariantAccess},
+    Deserialize, Deserializer,
+    de::{self, EnumAccess, VariantAccess, Visitor},
 };
 
 use super::{PluginConfig, registry};
 use crate::config::duration_secs;
+
+/// A config enum selected by a YAML tag: built-in tags, plus plug-ins (a `-r` registered
+/// name or [`Self::EXTERNAL`]). Its `Deserialize` calls [`deserialize_tagged`].
+pub trait Tagged: Sized {
+    /// The enum's name, as given to serde.
+    const NAME: &'static str;
+    /// What a value that is no tag was expected to be, e.g. "a detector tag such as
+    /// !ContentionDetector".
+    const EXPECTING: &'static str;
+    /// Built-in tags, [`Self::EXTERNAL`] among them, in the order errors list them.
+    const BUILT_IN: &'static [&'static str];
+    /// The `!External<Kind> {command, timeout, config}` tag, e.g. `ExternalDetector`.
+    const EXTERNAL: &'static str;
+
+    /// The value for a plug-in: a registered name or [`Self::EXTERNAL`].
+    fn plugin(config: PluginConfig) -> Self;
+
+    /// The value of `tag`, one of [`Self::BUILT_IN`] other than [`Self::EXTERNAL`] (the
+    /// only tags it is called with), from the variant's content (see [`mapping`]).
+    fn built_in<'de, V: VariantAccess<'de>>(tag: &str, variant: V) -> Result<Self, V::Error>;
+}
+
+/// Reads a [`Tagged`] enum: `-r` registered names first, then [`Tagged::EXTERNAL`], then
+/// the other built-ins; anything else is serde's "unknown variant" (see [`unknown`]).
+pub fn deserialize_tagged<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+where
+    T: Tagged,
+    D: Deserializer<'de>,
+{
+    deserializer.deserialize_enum(T::NAME, T::BUILT_IN, TagVisitor(PhantomData))
+}
+
+struct TagVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Tagged> Visitor<'de> for TagVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<T, A::Error> {
+        let (tag, variant): (String, _) = data.variant()?;
+        if let Some(command) = registry::registered(&tag) {
+            return registered(&tag, command, variant).map(T::plugin);
+        }
+        if tag == T::EXTERNAL {
+            return external(variant).map(T::plugin);
+        }
+        if !T::BUILT_IN.contains(&tag.as_str()) {
+            return Err(unknown(&tag, T::BUILT_IN));
+        }
+        T::built_in(&tag, variant)
+    }
+}
 
 /// A tag with no mapping (`!NOPAllocator`) or an empty one (`{}`).
 #[derive(Debug, Default, Deserialize)]
@@ -49,19 +109,9 @@ fn empty_mapping() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
-/// The plug-in of a tag registered with `-r` (its mapping, if any, is the config);
-/// `Ok(None)` when `tag` is not registered, leaving `variant` untouched.
-pub fn registered<'de, V: VariantAccess<'de>>(
-    tag: &str,
-    variant: V,
-) -> Result<Result<PluginConfig, V::Error>, V> {
-    let Some(command) = registry::registered(tag) else {
-        return Err(variant);
-    };
-    Ok(registered_config(tag, command, variant))
-}
-
-fn registered_config<'de, V: VariantAccess<'de>>(
+/// The plug-in of a tag registered with `-r` to run `command`: its mapping, if any, is
+/// the config.
+fn registered<'de, V: VariantAccess<'de>>(
     tag: &str,
     command: Vec<String>,
     variant: V,
@@ -83,7 +133,7 @@ fn registered_config<'de, V: VariantAccess<'de>>(
 }
 
 /// The plug-in of an `!External...` tag, named by its command line.
-pub fn external<'de, V: VariantAccess<'de>>(variant: V) -> Result<PluginConfig, V::Error> {
+fn external<'de, V: VariantAccess<'de>>(variant: V) -> Result<PluginConfig, V::Error> {
     let c: ExternalFields = variant.newtype_variant()?;
     if c.command.is_empty() {
         return Err(de::Error::custom("command: needs at least the program"));

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{
-    GROUP_PREFIX, MON_DATA, MON_GROUPS, ResctrlError, TASKS, group_name, kernel_status,
-    move_threads, read_pids, remove_group,
+    GROUP_PREFIX, MON_DATA, MON_GROUPS, ResctrlError, TASKS,
+    files::{kernel_status, move_threads, read_pids, remove_group},
+    group_name,
     schemata::{self, Resource},
 };
 

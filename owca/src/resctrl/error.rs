@@ -56,7 +56,7 @@ pub enum ResctrlError {
     },
     /// RDT allocation asked for where no resctrl is mounted.
     #[error(
-        "resctrl is not mounted at {root} (no info/ directory): mount it (`mount -t resctrl resctrl /sys/fs/resctrl`) or point OWCA_RESCTRL_ROOT at it"
+        "resctrl is not mounted at {root} (no info/ directory): mount it (`mount -t resctrl resctrl /sys/fs/resctrl`) or set the runner's resctrl_root (or OWCA_RESCTRL_ROOT) to where it is"
     )]
     NotMounted { root: PathBuf },
     /// resctrl is mounted but offers neither L3 cache nor memory bandwidth allocation.
