@@ -5,13 +5,13 @@
 //! The stage hands the measurements stage a [`Container`] list as a value; the collector is
 //! lent to it by the runner, which owns it.
 
-mod monitoring;
+mod rdt_monitoring;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
 use tracing::info;
 
-pub use self::monitoring::RdtMonitoring;
+pub use self::rdt_monitoring::RdtMonitoring;
 use crate::{
     cgroups::Mounts,
     collector::{CgroupDir, Collector, Hierarchy},

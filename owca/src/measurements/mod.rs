@@ -6,7 +6,7 @@
 mod cgroup_metrics;
 pub mod derived;
 mod observation;
-mod snapshot;
+mod measured;
 pub mod task_metrics;
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 pub use self::{
     cgroup_metrics::cgroup_metrics,
     observation::{Observation, PlatformData, TaskData, TasksData},
-    snapshot::{MeasuredTask, Measured},
+    measured::{Measured, MeasuredTask},
 };
 use self::derived::DerivedMetrics;
 use crate::{

@@ -1,10 +1,12 @@
 //! Storages: where each iteration's metrics go. Output formats live here and nowhere else.
 //!
 //! - [`prometheus`] encodes metrics as Prometheus text exposition format 0.0.4.
-//! - [`LogStorage`] writes that text to a file or stderr, appending or atomically
-//!   replacing the file (for node_exporter's textfile collector).
+//! - [`LogStorage`] (`log_storage.rs`) writes that text to a file or stderr, appending or
+//!   atomically replacing the file (for node_exporter's textfile collector).
+//! - [`PrometheusExporter`] (`prometheus_exporter.rs`) serves it over HTTP at `/metrics`.
+//! - [`KafkaStorage`] (`kafka.rs`) sends each package's text as one Kafka message.
 
-mod exporter;
+mod prometheus_exporter;
 mod kafka;
 mod log_storage;
 pub mod prometheus;
@@ -15,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::{
-    exporter::{PrometheusExporter, PrometheusExporterConfig},
+    prometheus_exporter::{PrometheusExporter, PrometheusExporterConfig},
     kafka::{KafkaStorage, KafkaStorageConfig},
     log_storage::{LogStorage, LogStorageConfig},
 };
