@@ -22,8 +22,6 @@ pub use self::{
     detection::{DetectionRunner, DetectionRunnerConfig},
     error::RunnerError,
     measurement::{MeasurementRunner, MeasurementRunnerConfig},
-    measuring_stages::COMPONENTS,
-    shared_config::{default_action_delay, default_event_names, default_max_cgroups},
 };
 use crate::{
     metrics::{Metric, SelfMetrics},
