@@ -4,19 +4,19 @@
 //! node → containers → measurements → detector/allocator → storage.
 //! Modules are listed lowest layer first; each imports only modules listed before it.
 
-pub mod metrics;
+pub mod allocation;
+pub mod allocators;
 pub mod anomaly;
-pub mod config;
 pub mod cgroups;
 pub mod collector;
-pub mod resctrl;
-pub mod platform;
-pub mod nodes;
+pub mod config;
 pub mod containers;
-pub mod measurements;
-pub mod plugins;
 pub mod detectors;
-pub mod allocators;
-pub mod allocation;
-pub mod storage;
+pub mod measurements;
+pub mod metrics;
+pub mod nodes;
+pub mod platform;
+pub mod plugins;
+pub mod resctrl;
 pub mod runners;
+pub mod storage;

@@ -7,8 +7,8 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     allocators::{TaskAllocations, TasksAllocations},
-    measurements::MeasuredTask,
     cgroups::cpu_list::parse_cpu_list,
+    measurements::MeasuredTask,
     metrics::{Labels, Metric, names},
 };
 

@@ -58,9 +58,7 @@ impl Applier {
         configuration: AllocationConfiguration,
         rdt: &RdtWanted<'_>,
     ) -> Result<Self, ApplierError> {
-        configuration
-            .check()
-            .map_err(ApplierError::Configuration)?;
+        configuration.check().map_err(ApplierError::Configuration)?;
         let rdt = rdt::open(rdt, &configuration)?;
         Ok(Self {
             configuration,

@@ -133,7 +133,11 @@ pub(crate) mod tests {
     use super::*;
 
     /// A task's cpu allocations, for unit tests.
-    pub(crate) fn alloc(quota: Option<f64>, shares: Option<f64>, set: Option<&str>) -> TaskAllocations {
+    pub(crate) fn alloc(
+        quota: Option<f64>,
+        shares: Option<f64>,
+        set: Option<&str>,
+    ) -> TaskAllocations {
         TaskAllocations {
             cpu_quota: quota,
             cpu_shares: shares,
@@ -141,7 +145,6 @@ pub(crate) mod tests {
             rdt: None,
         }
     }
-
 
     #[test]
     fn unknown_types_are_refused() {

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::Detection;
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
+    measurements::Observation,
     metrics::{
         Metric,
         names::{
@@ -30,7 +31,6 @@ use crate::{
             WAIT_THRESHOLD, WAIT_THRESHOLD_HELP,
         },
     },
-    measurements::Observation,
 };
 
 /// `!ContentionDetector` settings.

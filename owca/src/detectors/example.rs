@@ -8,8 +8,8 @@ use tracing::warn;
 use super::Detection;
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
-    metrics::{Metric, names},
     measurements::Observation,
+    metrics::{Metric, names},
 };
 
 /// Tasks needed to simulate the three contention pairs.

@@ -5,18 +5,18 @@
 
 mod cgroup_metrics;
 pub mod derived;
-mod observation;
 mod measured;
+mod observation;
 pub mod task_metrics;
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
+use self::derived::DerivedMetrics;
 pub use self::{
     cgroup_metrics::cgroup_metrics,
-    observation::{Observation, PlatformData, TaskData, TasksData},
     measured::{Measured, MeasuredTask},
+    observation::{Observation, PlatformData, TaskData, TasksData},
 };
-use self::derived::DerivedMetrics;
 use crate::{
     cgroups::{Cgroup, Mounts, OpenFiles},
     collector::Collector,
@@ -39,7 +39,11 @@ pub struct Measurements {
 
 impl Measurements {
     /// Measures on `platform`; derived metrics when `enable_derived_metrics`.
-    pub fn new(platform: Platform, common_labels: Arc<Labels>, enable_derived_metrics: bool) -> Self {
+    pub fn new(
+        platform: Platform,
+        common_labels: Arc<Labels>,
+        enable_derived_metrics: bool,
+    ) -> Self {
         Self {
             platform,
             common_labels,

@@ -61,10 +61,7 @@ mod tests {
         assert_eq!(sanitize_label_name("zażółć"), "za____");
         assert_eq!(sanitize_label_name(""), "_");
         for s in ["org.apache.aurora.tier", "9lives", "__meta", "", "-", "a b"] {
-            assert!(
-                is_valid_label_name(&sanitize_label_name(s)),
-                "{s:?}"
-            );
+            assert!(is_valid_label_name(&sanitize_label_name(s)), "{s:?}");
         }
     }
 }

@@ -87,4 +87,3 @@ impl Metric {
             .map(String::as_str)
     }
 }
-

@@ -53,7 +53,8 @@ pub const ALLOCATIONS_COUNT: &str = "allocations_count";
 pub const ALLOCATIONS_COUNT_HELP: &str =
     "Task allocations accepted since the agent started (tasks per valid allocation set).";
 pub const ALLOCATIONS_ERRORS: &str = "allocations_errors";
-pub const ALLOCATIONS_ERRORS_HELP: &str = "Allocation sets refused as invalid plus writes the kernel refused, since the agent started.";
+pub const ALLOCATIONS_ERRORS_HELP: &str =
+    "Allocation sets refused as invalid plus writes the kernel refused, since the agent started.";
 pub const ALLOCATION_DURATION: &str = "allocation_duration";
 pub const ALLOCATION_DURATION_HELP: &str =
     "Seconds the allocator took to decide in the last iteration.";
@@ -68,7 +69,6 @@ pub const OWCA_DURATION: &str = "owca_duration_seconds";
 pub const OWCA_DURATION_HELP: &str = "Time the last iteration spent in each stage.";
 pub const OWCA_ERRORS: &str = "owca_errors_total";
 pub const OWCA_ERRORS_HELP: &str = "Errors since the agent started, by component.";
-
 
 // RDT monitoring (resctrl), OWCA's names.
 /// The task's memory traffic, in bytes since its group was created.

@@ -94,8 +94,7 @@ impl AllocationRunner {
         )?;
         let metrics_storage = build_storage(shared.metrics_storage, "metrics_storage")?;
         let anomalies_storage = build_storage(own.anomalies_storage, "anomalies_storage")?;
-        let allocations_storage =
-            build_storage(own.allocations_storage, "allocations_storage")?;
+        let allocations_storage = build_storage(own.allocations_storage, "allocations_storage")?;
         let stages = MeasuringStages::start(shared.measuring, &ALLOCATION_COMPONENTS)?;
         Ok(Self {
             stages,
@@ -164,8 +163,7 @@ impl Iterate for AllocationRunner {
 
         let common = &Arc::clone(self.stages.common_labels());
         let labels_of = |id: &str| observation.tasks.get(id).map(|t| &t.labels);
-        let (mut anomaly_samples, errors) =
-            anomaly_metrics(&decision.anomalies, labels_of, common);
+        let (mut anomaly_samples, errors) = anomaly_metrics(&decision.anomalies, labels_of, common);
         let stats = &mut self.stages.stats;
         let stored = decision.anomalies.len() - errors.len();
         for e in errors {

@@ -37,7 +37,12 @@ impl Iterate for MeasurementRunner {
         let own = self.stages.self_metrics(&measured);
         measured.metrics.extend(own);
         let stats = &mut self.stages.stats;
-        store_to(&mut *self.storage, &measured.metrics, stats, "metrics_storage");
+        store_to(
+            &mut *self.storage,
+            &measured.metrics,
+            stats,
+            "metrics_storage",
+        );
         self.stages.end_iteration();
     }
 }

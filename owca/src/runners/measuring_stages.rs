@@ -71,11 +71,7 @@ impl MeasuringStages {
                 monitoring,
             ),
             host: platform.host.clone(),
-            measurements: Measurements::new(
-                platform,
-                common_labels,
-                cfg.enable_derived_metrics,
-            ),
+            measurements: Measurements::new(platform, common_labels, cfg.enable_derived_metrics),
             stats: SelfMetrics::new(components),
         })
     }

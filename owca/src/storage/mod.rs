@@ -6,10 +6,10 @@
 //! - [`PrometheusExporter`] (`prometheus_exporter.rs`) serves it over HTTP at `/metrics`.
 //! - [`KafkaStorage`] (`kafka.rs`) sends each package's text as one Kafka message.
 
-mod prometheus_exporter;
 mod kafka;
 mod log_storage;
 pub mod prometheus;
+mod prometheus_exporter;
 #[cfg(test)]
 mod tests;
 
@@ -17,9 +17,9 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::{
-    prometheus_exporter::{PrometheusExporter, PrometheusExporterConfig},
     kafka::{KafkaStorage, KafkaStorageConfig},
     log_storage::{LogStorage, LogStorageConfig},
+    prometheus_exporter::{PrometheusExporter, PrometheusExporterConfig},
 };
 use crate::metrics::Metric;
 

@@ -178,7 +178,6 @@ fn formats_values_for_exact_round_trip() {
     }
 }
 
-
 /// Runs `promtool check metrics` on `text`: (exit code, combined output).
 fn promtool_check(text: &str) -> (Option<i32>, String) {
     let child = Command::new("promtool")

@@ -8,7 +8,10 @@ fn observation(at: f64, rows: &[Row<'_>]) -> Observation {
     let tasks: TasksData = rows
         .iter()
         .map(|(id, oncpu, runq, pmu)| {
-            let mut m = BTreeMap::from([(names::TASK_ONCPU.to_owned(), *oncpu), (names::TASK_RUNQ_SUM.to_owned(), *runq)]);
+            let mut m = BTreeMap::from([
+                (names::TASK_ONCPU.to_owned(), *oncpu),
+                (names::TASK_RUNQ_SUM.to_owned(), *runq),
+            ]);
             if let Some((cycles, instructions)) = pmu {
                 m.insert("cycles".to_owned(), *cycles);
                 m.insert("instructions".to_owned(), *instructions);

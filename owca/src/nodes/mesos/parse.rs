@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tracing::debug;
 
 use crate::{
-    cgroups::proc_cgroup, metrics::Labels, nodes::Task, metrics::labels::sanitize_label_name,
+    cgroups::proc_cgroup, metrics::Labels, metrics::labels::sanitize_label_name, nodes::Task,
 };
 
 /// The only state in which a task is measured.
