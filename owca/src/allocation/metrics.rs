@@ -1,6 +1,6 @@
-//! The allocation runner's metrics, with OWCA's names and labels: one sample per task and
+//! The allocation metrics, with OWCA's names and labels: one sample per task and
 //! type (`task`, `container_name`, `allocation_type`; RDT ones also `group_name` and
-//! `domain_id`), and the runner's `allocations_count`, `allocations_errors`,
+//! `domain_id`), and the allocation stage's `allocations_count`, `allocations_errors`,
 //! `allocation_duration`.
 
 use std::{sync::Arc, time::Duration};

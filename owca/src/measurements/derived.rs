@@ -40,7 +40,7 @@ pub struct DerivedMetrics {
 impl DerivedMetrics {
     /// Records the task's counters (keyed by event name; NaN, infinite or negative values
     /// count as missing) measured at `now`, and returns the derived metrics over the time
-    /// since its previous update, without labels (the runner adds the task's).
+    /// since its previous update, without labels (the measurements stage adds the task's).
     pub fn update(
         &mut self,
         task_id: &str,

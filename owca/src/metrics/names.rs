@@ -121,6 +121,9 @@ pub const EXAMPLE_SECOND_OF_CYCLE_HELP: &str = "Second of the example detector's
 pub const EXAMPLE_CPU_THRESHOLD_PREFIX: &str = "cpu_threshold_";
 pub const EXAMPLE_CPU_THRESHOLD_HELP: &str = "Threshold of the example detector.";
 
+/// HELP of a plug-in's metric that brings none (plug-ins name their own metrics).
+pub const PLUGIN_METRIC_HELP: &str = "Metric of an external plug-in.";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
-    metrics::{Labels, Metric},
+    metrics::{Labels, Metric, names},
 };
 
 /// The first line a plug-in reads.
@@ -85,7 +85,7 @@ pub struct AnswerMetric {
 
 impl From<AnswerMetric> for Metric {
     fn from(m: AnswerMetric) -> Self {
-        let help = m.help.map_or(DEFAULT_HELP, intern_help);
+        let help = m.help.map_or(names::PLUGIN_METRIC_HELP, intern_help);
         let mut metric = match m.kind {
             AnswerMetricType::Gauge => Metric::gauge(m.name, help, m.value),
             AnswerMetricType::Counter => Metric::counter(m.name, help, m.value),
@@ -106,9 +106,6 @@ impl From<AnswerAnomaly> for ContentionAnomaly {
     }
 }
 
-/// The help text of a plug-in metric that has none.
-const DEFAULT_HELP: &str = "Metric of an external plug-in.";
-
 /// Distinct help texts kept; a plug-in that makes up new ones every iteration must not
 /// grow the agent without bound.
 const MAX_HELP_TEXTS: usize = 1024;
@@ -124,7 +121,7 @@ fn intern_help(help: String) -> &'static str {
         return t;
     }
     if texts.len() >= MAX_HELP_TEXTS {
-        return DEFAULT_HELP;
+        return names::PLUGIN_METRIC_HELP;
     }
     let t: &'static str = Box::leak(help.into_boxed_str());
     texts.insert(t);
@@ -154,7 +151,7 @@ mod tests {
         let m = Metric::from(a.metrics.into_iter().next().unwrap());
         assert_eq!(
             (m.kind, m.help),
-            (crate::metrics::MetricType::Counter, DEFAULT_HELP)
+            (crate::metrics::MetricType::Counter, names::PLUGIN_METRIC_HELP)
         );
         assert_eq!(a.allocations.unwrap()["a"]["cpu_quota"], 0.5);
     }
