@@ -66,9 +66,9 @@ fn main() -> ExitCode {
 
 /// The workspace root: the parent of this crate's directory.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // xtask lives one level below the workspace root.
+    manifest_dir.parent().unwrap_or(manifest_dir)
 }
 
 /// The cargo that runs us (`$CARGO`), or `cargo` from `PATH`.

@@ -27,8 +27,19 @@ const TANSU_VERSION: &str = "0.6.0";
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Ensures nightly has `rust-src` and `bpf-linker` is at [`BPF_LINKER_VERSION`].
+/// Ensures the active toolchain has clippy and rustfmt (the lint gates), nightly has
+/// `rust-src` and `bpf-linker` is at [`BPF_LINKER_VERSION`].
 pub fn toolchain() -> Result<()> {
+    let active = cmd::stdout(Command::new("rustup").args(["component", "list", "--installed"]))
+        .context("checking the toolchain's components (is rustup installed?)")?;
+    for component in ["clippy", "rustfmt"] {
+        if !active.lines().any(|l| l.starts_with(component)) {
+            eprintln!("xtask: adding {component} to the toolchain");
+            cmd::run(Command::new("rustup").args(["component", "add", component]))
+                .with_context(|| format!("installing {component}"))?;
+        }
+    }
+
     let components = cmd::stdout(Command::new("rustup").args([
         "component",
         "list",

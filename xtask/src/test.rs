@@ -6,7 +6,8 @@ use anyhow::{Context as _, Result};
 
 use crate::{cmd, root, setup, workspace_root};
 
-/// Re-runs itself as root if needed, prepares the machine and runs `cargo test` on the
+/// Re-runs itself as root if needed, refuses unformatted code and clippy warnings (the
+/// workspace lints in `Cargo.toml`), prepares the machine and runs `cargo test` on the
 /// default members (the kernel crate is built and exercised through `owca`) with one test
 /// thread (kernel tests share kernel state).
 /// `args` go to cargo; after a further `--` they go to the test binaries. Without `args`
@@ -14,6 +15,7 @@ use crate::{cmd, root, setup, workspace_root};
 pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
     setup::toolchain()?;
+    lint_gates()?;
     setup::debian_packages()?;
     setup::tracefs()?;
     setup::tansu()?;
@@ -32,6 +34,27 @@ pub fn test(args: &[String]) -> Result<()> {
     if args.is_empty() {
         crate::bench::smoke()?;
     }
+    Ok(())
+}
+
+/// `cargo fmt --all --check` and `cargo clippy --all-targets -- -D warnings` on the
+/// default members: CI refuses unformatted code and any warning.
+fn lint_gates() -> Result<()> {
+    let cargo = |args: &[&str]| {
+        let mut cmd = Command::new(crate::cargo());
+        cmd.current_dir(workspace_root()).args(args);
+        cmd
+    };
+    cmd::run(&mut cargo(&["fmt", "--all", "--check"]))
+        .context("code is not formatted: run `cargo fmt --all`")?;
+    cmd::run(&mut cargo(&[
+        "clippy",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found warnings (errors in CI)")?;
     Ok(())
 }
 

@@ -151,7 +151,10 @@ mod tests {
         let m = Metric::from(a.metrics.into_iter().next().unwrap());
         assert_eq!(
             (m.kind, m.help),
-            (crate::metrics::MetricType::Counter, names::PLUGIN_METRIC_HELP)
+            (
+                crate::metrics::MetricType::Counter,
+                names::PLUGIN_METRIC_HELP
+            )
         );
         assert_eq!(a.allocations.unwrap()["a"]["cpu_quota"], 0.5);
     }
