@@ -9,7 +9,11 @@ mod measured;
 mod observation;
 pub mod task_metrics;
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::Instant,
+};
 
 use self::derived::DerivedMetrics;
 pub use self::{
@@ -21,7 +25,7 @@ use crate::{
     cgroups::{Cgroup, Mounts, OpenFiles},
     collector::Collector,
     containers::Container,
-    metrics::{Labels, Metric, SelfMetrics},
+    metrics::{Labels, Metric, SelfMetrics, names},
     platform::Platform,
     resctrl,
 };
@@ -72,8 +76,7 @@ impl Measurements {
 
         let t = Instant::now();
         if let Some(derived) = &mut self.derived {
-            let live: std::collections::HashSet<&str> =
-                containers.iter().map(|c| c.task.task_id.as_str()).collect();
+            let live: HashSet<&str> = containers.iter().map(|c| c.task.task_id.as_str()).collect();
             derived.retain(|id| live.contains(id));
         }
         let mut metrics = Vec::new();
@@ -140,7 +143,6 @@ impl Measurements {
 
 /// `memory_bandwidth` (counter) and `llc_occupancy` (gauge), those that have a value.
 fn rdt_metrics(m: &resctrl::ResctrlMeasurement) -> Vec<Metric> {
-    use crate::metrics::names;
     let mut out = Vec::with_capacity(2);
     if let Some(v) = m.memory_bandwidth_bytes {
         out.push(Metric::counter(
