@@ -15,7 +15,6 @@ pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
     setup::toolchain()?;
     setup::debian_packages()?;
-    setup::tracefs()?;
     setup::tansu()?;
 
     let (cargo_args, binary_args) = split_args(args);
