@@ -10,6 +10,7 @@
 #![no_std]
 #![no_main]
 
+mod kernel;
 mod maps;
 mod switch;
 
