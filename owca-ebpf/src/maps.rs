@@ -102,6 +102,8 @@ pub fn perf_counters(slot: usize) -> Option<&'static PerfEventArray<u32>> {
 
 /// `GLOBAL_OFFSETS`: offsets into kernel structures, from the running kernel's BTF. Set by
 /// the agent at load (`override_global`); read-only, so the verifier sees constants.
+// SAFETY: the only symbol of this name in the object (the loader finds the global by it)
+// and in nothing it is linked with.
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
     task_cgroups: 0,
@@ -119,5 +121,6 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
 
 /// `GLOBAL_NUM_PERF_EVENTS`: number of hardware event slots in use. Set by the agent at
 /// load (`override_global`).
+// SAFETY: as for `OFFSETS`, a unique symbol name.
 #[unsafe(no_mangle)]
 pub static NUM_PERF_EVENTS: u32 = 0;
