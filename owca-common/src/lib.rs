@@ -4,11 +4,17 @@
 //! no `bool`, enums or `Option`, so both sides agree on every byte.
 #![no_std]
 
-/// Name of the per-watched-cgroup counters map ([`CgroupCounters`] per CPU).
+// Names in the kernel object. The kernel side cannot use these constants (the `#[map]`
+// and `#[no_mangle]` names are the statics' identifiers, and the program names the
+// functions'), so the agent's test `ebpf_object` checks the object against them.
+
+/// Name of the per-watched-cgroup counters map: key the cgroup key (`u64`), value its
+/// [`CgroupCounters`] on each CPU (per-CPU hash).
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Name of the per-CPU switch state map ([`CpuState`]).
+/// Name of the programs' per-CPU state map: one [`CpuState`] per CPU (per-CPU array). The
+/// agent does not use it.
 pub const MAP_CPU_STATE: &str = "CPU_STATE";
-/// Name of the one-element map holding the [`WatchConfig`].
+/// Name of the one-element array holding the [`WatchConfig`] at [`WATCH_CONFIG_INDEX`].
 pub const MAP_WATCH_CONFIG: &str = "WATCH_CONFIG";
 /// Names of the perf event arrays, one per counter event slot, each holding that event's
 /// perf fd for every CPU (aya sizes perf event arrays to the CPU count, hence one per slot).
@@ -22,13 +28,31 @@ pub const MAP_PERF_COUNTERS: [&str; MAX_PERF_EVENTS] = [
     "PERF_COUNTERS_6",
     "PERF_COUNTERS_7",
 ];
-/// The other maps the kernel object must contain.
+/// The maps the kernel object must contain besides [`MAP_PERF_COUNTERS`].
 pub const MAP_NAMES: [&str; 3] = [MAP_COUNTERS, MAP_CPU_STATE, MAP_WATCH_CONFIG];
+/// Index of the one entry of the [`MAP_WATCH_CONFIG`] array.
+pub const WATCH_CONFIG_INDEX: u32 = 0;
 
-/// Program names in the kernel object.
+/// Name of the read-only global holding the [`KernelOffsets`], which the agent sets at
+/// load (`EbpfLoader::override_global`).
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// Name of the read-only `u32` global holding the number of counter event slots in use,
+/// which the agent sets at load.
+pub const GLOBAL_NUM_PERF_EVENTS: &str = "NUM_PERF_EVENTS";
+/// The globals the agent sets at load.
+pub const GLOBAL_NAMES: [&str; 2] = [GLOBAL_OFFSETS, GLOBAL_NUM_PERF_EVENTS];
+
+/// Name of the scheduler switch program, a `tp_btf` program attached to
+/// [`SCHED_SWITCH_TRACEPOINT`].
 pub const PROG_SCHED_SWITCH: &str = "owca_sched_switch";
-/// The periodic per-CPU flush, attached to a software `cpu-clock` perf event.
+/// Name of the periodic per-CPU flush program, attached to a software `cpu-clock` perf
+/// event on each CPU.
 pub const PROG_FLUSH: &str = "owca_flush";
+/// The programs in the kernel object.
+pub const PROG_NAMES: [&str; 2] = [PROG_SCHED_SWITCH, PROG_FLUSH];
+/// The kernel tracepoint (its BTF type `btf_trace_sched_switch`) the switch program is
+/// built for (`tp_btf/sched_switch`) and attached to.
+pub const SCHED_SWITCH_TRACEPOINT: &str = "sched_switch";
 
 /// Default capacity of the watched-cgroup map.
 pub const DEFAULT_MAX_CGROUPS: u32 = 16384;
@@ -134,6 +158,7 @@ pub struct CpuState {
     pub cache_next: u64,
     /// Counter values when the running watched cgroup's counts were last charged.
     pub perf_last: [u64; MAX_PERF_EVENTS],
+    /// The resolution cache: recent cgroups seen on this CPU and their pending counts.
     pub cache: [CacheEntry; CACHE_SLOTS],
 }
 
@@ -181,21 +206,27 @@ pub struct KernelOffsets {
     pub kn_parent: u32,
 }
 
+// Only the types the agent reads or writes in maps and globals need `Pod`; `CpuState` and
+// `CacheEntry` stay in the kernel.
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain `#[repr(C)]` integers and arrays of them, every byte initialised.
+    // SAFETY: `#[repr(C)]` `u64`s and arrays of them, no padding (size asserted below), so
+    // every byte is initialised and every bit pattern valid.
     unsafe impl aya::Pod for super::CgroupCounters {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::CpuState {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::CacheEntry {}
-    // SAFETY: as above.
+    // SAFETY: as above, one `u64` then four `u32`s.
     unsafe impl aya::Pod for super::WatchConfig {}
-    // SAFETY: as above.
+    // SAFETY: as above, `u32`s only.
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
+// No implicit padding: every byte of a map value is a field both sides agree on.
 const _: () =
     assert!(core::mem::size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
+const _: () =
+    assert!(core::mem::size_of::<CacheEntry>() == 8 * 4 + core::mem::size_of::<CgroupCounters>());
+const _: () = assert!(
+    core::mem::size_of::<CpuState>()
+        == 4 * 2 + 8 * (4 + MAX_PERF_EVENTS) + CACHE_SLOTS * core::mem::size_of::<CacheEntry>()
+);
 const _: () = assert!(core::mem::size_of::<WatchConfig>() == 24);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 44);

@@ -10,6 +10,7 @@
 #![no_std]
 #![no_main]
 
+mod kernel;
 mod maps;
 mod switch;
 
@@ -20,6 +21,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
+/// The license the kernel checks GPL-only helpers against (`bpf_get_current_task_btf`,
+/// `bpf_perf_event_read_value`).
+// SAFETY: `license` is the section the loader reads the license from, and `LICENSE` a
+// symbol name nothing else in the object uses.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,14 +1,16 @@
-//! Maps and read-only globals. Names are the constants in `owca_common`.
+//! Maps and read-only globals. Their names are the `MAP_*` and `GLOBAL_*` constants in
+//! `owca_common`; the agent's test `ebpf_object` checks that the object has them all.
 //!
 //! Why this layout: a first program doing one hash update per switch cost 0.3-0.5 µs per
 //! switch. Here a switch touches only this CPU's `CPU_STATE` (an inlined array lookup):
-//! the cgroup of the incoming task is found in a small per-CPU cache keyed by `css_set`
-//! address, its counts gather in that cache entry, and `COUNTERS` (a hash) is looked up
-//! only when an entry is replaced, when a CPU leaves watched tasks, and at the periodic
-//! flush. Time and run-queue wait are the scheduler's own per-task sums
-//! (`se.sum_exec_runtime`, `sched_info.run_delay`) read at switch-in and switch-out, so
-//! no clock is read and no per-task map or wakeup program is needed. Hardware counters
-//! are read only when the watched cgroup on a CPU changes, as bperf-cgroup does.
+//! the cgroup of the incoming task is found in a small per-CPU cache keyed by the
+//! addresses of its v1 css and v2 cgroup, its counts gather in that cache entry, and
+//! `COUNTERS` (a hash) is looked up only when an entry is replaced, when a CPU leaves
+//! watched tasks, and at the periodic flush. Time and run-queue wait are the scheduler's
+//! own per-task sums (`se.sum_exec_runtime`, `sched_info.run_delay`) read at switch-in and
+//! switch-out, so no clock is read and no per-task map or wakeup program is needed.
+//! Hardware counters are read only when the watched cgroup on a CPU changes, as
+//! bperf-cgroup does.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
@@ -17,44 +19,68 @@ use aya_ebpf::{
 };
 use owca_common::{CgroupCounters, CpuState, DEFAULT_MAX_CGROUPS, KernelOffsets, WatchConfig};
 
-/// Key: watched cgroup key (kernfs id, `V1_ID_TAG` set for v1). Value: its counters on
-/// each CPU. Writer: the agent inserts a zeroed entry to watch and deletes it to unwatch;
-/// the programs only add to existing entries, so the map holds exactly the watched set.
-/// Reader: the agent, summing CPUs. Per-CPU so adds need no atomics; no preallocation so
-/// memory follows the watched cgroups, not capacity × CPUs. Capacity set by the agent.
+/// `MAP_COUNTERS`: the counters of each watched cgroup. Per-CPU.
+/// - Key: watched cgroup key (kernfs id, `V1_ID_TAG` set for v1).
+/// - Value: [`CgroupCounters`] of that cgroup on each CPU.
+/// - Writer: the agent inserts a zeroed entry to watch and deletes it to unwatch; the
+///   programs only add to existing entries, so the map holds exactly the watched set.
+/// - Reader: the agent, summing CPUs; the programs look keys up to find watched cgroups.
+/// - `max_entries`: the most cgroups watched at once; `DEFAULT_MAX_CGROUPS` here, replaced
+///   at load by the agent's `max_cgroups`. No preallocation, so memory follows the watched
+///   cgroups, not capacity × CPUs.
+///
+/// Per-CPU so the programs add without atomics.
 #[map]
 pub static COUNTERS: PerCpuHashMap<u64, CgroupCounters> =
     PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
 
-/// One entry per CPU: the resolution cache with its pending counts, and what the running
-/// task had counted when switched in. Written and read by both programs on their own CPU
-/// only (both run with interrupts off there, so they never interleave); the agent never
-/// touches it.
+/// `MAP_CPU_STATE`: the programs' state on each CPU. Per-CPU.
+/// - Key: always 0.
+/// - Value: [`CpuState`]: the resolution cache with its pending counts, and what the
+///   running task had counted when switched in.
+/// - Writer and reader: both programs, on their own CPU only (both run with interrupts off
+///   there, so they never interleave). The agent never touches it.
+/// - `max_entries`: 1, one state per CPU.
 #[map]
 pub static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 
-/// One entry: the level ranges of watched cgroups and a generation. Written by the agent
-/// after every watch/unwatch; read by the switch program.
+/// `MAP_WATCH_CONFIG`: which levels hold watched cgroups. Not per-CPU: one shared value.
+/// - Key: `WATCH_CONFIG_INDEX` (0).
+/// - Value: [`WatchConfig`]: the level ranges of watched cgroups and a generation.
+/// - Writer: the agent, after every watch/unwatch.
+/// - Reader: both programs.
+/// - `max_entries`: 1, a single configuration.
 #[map]
 pub static WATCH_CONFIG: Array<WatchConfig> = Array::with_max_entries(1, 0);
 
-/// Index: CPU. Value: the perf fd counting event slot N on that CPU, one array per slot.
-/// Written by the agent (one perf fd per CPU and event, never per task); read by the
-/// programs with `bpf_perf_event_read_value` on the local CPU only.
+/// `MAP_PERF_COUNTERS[N]`: the perf fds counting event slot N, one array per slot (a
+/// program can read one value per array and CPU). Not per-CPU, but indexed by CPU.
+/// - Key: CPU number.
+/// - Value: the perf fd counting the slot's event on that CPU.
+/// - Writer: the agent (one perf fd per CPU and event, never per task).
+/// - Reader: the programs, with `bpf_perf_event_read_value` on the local CPU only.
+/// - `max_entries`: 0 here; aya sizes perf event arrays to the number of CPUs at load.
 #[map]
 pub static PERF_COUNTERS_0: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 1, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_1: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 2, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_2: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 3, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_3: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 4, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_4: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 5, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_5: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 6, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_6: PerfEventArray<u32> = PerfEventArray::new(0);
+/// Slot 7, as [`PERF_COUNTERS_0`].
 #[map]
 pub static PERF_COUNTERS_7: PerfEventArray<u32> = PerfEventArray::new(0);
 
@@ -74,7 +100,10 @@ pub fn perf_counters(slot: usize) -> Option<&'static PerfEventArray<u32>> {
     })
 }
 
-/// Offsets into kernel structures, from the running kernel's BTF. Set by the agent at load.
+/// `GLOBAL_OFFSETS`: offsets into kernel structures, from the running kernel's BTF. Set by
+/// the agent at load (`override_global`); read-only, so the verifier sees constants.
+// SAFETY: the only symbol of this name in the object (the loader finds the global by it)
+// and in nothing it is linked with.
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
     task_cgroups: 0,
@@ -90,6 +119,8 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     kn_parent: 0,
 };
 
-/// Number of hardware event slots in use. Set by the agent at load.
+/// `GLOBAL_NUM_PERF_EVENTS`: number of hardware event slots in use. Set by the agent at
+/// load (`override_global`).
+// SAFETY: as for `OFFSETS`, a unique symbol name.
 #[unsafe(no_mangle)]
 pub static NUM_PERF_EVENTS: u32 = 0;

@@ -6,6 +6,9 @@
 //! gather in the per-CPU cache entry of the task's `css_set` and reach `COUNTERS` when the
 //! entry is replaced or at the periodic flush, so switches between cached cgroups do no
 //! hash lookup at all.
+//!
+//! Each attached function is thin: it calls its `try_` helper and turns the [`Error`] it
+//! may return into the value its hook expects.
 
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_CPU, bpf_perf_event_value},
@@ -15,35 +18,36 @@ use aya_ebpf::{
 };
 use owca_common::{
     CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS,
-    MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WatchConfig,
+    MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WATCH_CONFIG_INDEX, WatchConfig,
 };
 
-use crate::maps::{COUNTERS, CPU_STATE, NUM_PERF_EVENTS, OFFSETS, WATCH_CONFIG, perf_counters};
+use crate::{
+    kernel::{Cgroup, CssSet, Task},
+    maps::{COUNTERS, CPU_STATE, NUM_PERF_EVENTS, WATCH_CONFIG, perf_counters},
+};
 
-/// One field of `OFFSETS`: a volatile read, so the compiler neither folds the placeholder
-/// value nor loads the whole struct (spilling it to the stack) on every switch; the
-/// verifier sees the agent's constant.
-macro_rules! off {
-    ($field:ident) => {{
-        #[allow(unused_unsafe, reason = "used both inside and outside unsafe blocks")]
-        // SAFETY: a read of a frozen read-only global.
-        let value = unsafe { core::ptr::read_volatile(&raw const OFFSETS.$field) };
-        value
-    }};
+/// Index of the one entry of `CPU_STATE` (a per-CPU array: each CPU has its own).
+const CPU_STATE_INDEX: u32 = 0;
+
+/// Why a program run did nothing. Only lookups that cannot fail on a loaded object (the one
+/// entry of a one-entry array) produce it: the verifier makes the programs handle them.
+pub enum Error {
+    /// `CPU_STATE` has no entry for this CPU.
+    NoCpuState,
+    /// `WATCH_CONFIG` has no entry.
+    NoWatchConfig,
 }
 
 /// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
 /// unsigned int prev_state)`.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn owca_sched_switch(ctx: BtfTracePointContext) -> u32 {
-    let preempt: u64 = ctx.arg(0);
-    let prev: *const u8 = ctx.arg(1);
-    let next: *const u8 = ctx.arg(2);
-    let prev_state: u64 = ctx.arg(3);
-    // SAFETY: prev and next are the tracepoint's task pointers; every load through them is
-    // a BTF-checked, fault-handled kernel load at an offset the agent took from BTF.
-    unsafe { on_switch(preempt & 0xff != 0, prev, next, prev_state as u32) };
-    0
+    match try_owca_sched_switch(&ctx) {
+        Ok(()) => 0,
+        // The kernel ignores what a tp_btf program returns; 0 is the convention. The switch
+        // is not counted.
+        Err(Error::NoCpuState | Error::NoWatchConfig) => 0,
+    }
 }
 
 /// Fires periodically on every busy CPU: charges the running task's time so far and adds
@@ -52,77 +56,36 @@ pub fn owca_sched_switch(ctx: BtfTracePointContext) -> u32 {
 /// watched, which would otherwise be counted only from its next switch.
 #[perf_event]
 pub fn owca_flush(_ctx: PerfEventContext) -> u32 {
-    let Some(st) = CPU_STATE.get_ptr_mut(0) else {
-        return 0;
-    };
-    let Some(cfg) = WATCH_CONFIG.get(0) else {
-        return 0;
-    };
-    // SAFETY: the map value of this CPU, valid for the program's run.
-    let st = unsafe { &mut *st };
-    // SAFETY: the interrupted task, the one switched in last on this CPU; loads through it
-    // are BTF-checked like the switch program's.
-    let cur = unsafe { bpf_get_current_task_btf() }
-        .cast::<u8>()
-        .cast_const();
-    if st.cur_slot != NO_SLOT {
-        let slot = (st.cur_slot as usize) % CACHE_SLOTS;
-        let exec: u64 = unsafe { load(cur, off!(task_sum_exec)) };
-        if exec > st.in_exec_ns {
-            st.cache[slot].pending.oncpu_ns += exec - st.in_exec_ns;
-            st.cache[slot].dirty = 1;
-            st.in_exec_ns = exec;
-        }
-        charge_perf(st, slot);
+    match try_owca_flush() {
+        // 0 tells the perf event to skip its own overflow handling: it records no sample
+        // (the agent reads none), both when the flush ran and when it could not.
+        Ok(()) => 0,
+        Err(Error::NoCpuState | Error::NoWatchConfig) => 0,
     }
-    if st.cache_gen != cfg.generation {
-        let cset: *const u8 = unsafe { load(cur, off!(task_cgroups)) };
-        let slot = unsafe { lookup(st, cfg, cset) };
-        if key_of(st, slot) != 0 {
-            unsafe { switch_in(st, cur, slot) };
-            read_perf(st, None);
-        }
-    }
-    for slot in 0..CACHE_SLOTS {
-        flush(&mut st.cache[slot]);
-    }
-    0
 }
 
-/// Records the task now running in a watched cgroup: what it has counted so far.
-#[inline(always)]
-unsafe fn switch_in(st: &mut CpuState, task: *const u8, slot: u32) {
-    st.cur_slot = slot;
-    st.cur_pid = unsafe { load(task, off!(task_pid)) };
-    st.in_exec_ns = unsafe { load(task, off!(task_sum_exec)) };
-    st.in_run_delay_ns = if off!(task_run_delay) != 0 {
-        unsafe { load(task, off!(task_run_delay)) }
-    } else {
-        0
-    };
-}
-
-/// A kernel load at `base + off` from a BTF pointer.
-#[inline(always)]
-unsafe fn load<T: Copy>(base: *const u8, off: u32) -> T {
-    // SAFETY: see callers; the verifier checks the type at this offset and handles faults.
-    unsafe { core::ptr::read(base.add(off as usize).cast::<T>()) }
-}
-
-#[inline(always)]
-unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state: u32) {
-    let Some(st) = CPU_STATE.get_ptr_mut(0) else {
-        return;
-    };
-    let Some(cfg) = WATCH_CONFIG.get(0) else {
-        return;
-    };
-    // SAFETY: the map value of this CPU, valid for the program's run.
+fn try_owca_sched_switch(ctx: &BtfTracePointContext) -> Result<(), Error> {
+    let preempt = ctx.arg::<u64>(0) & 0xff != 0;
+    // SAFETY: argument 1 of tp_btf/sched_switch is the task switched out, a
+    // `struct task_struct *` typed by the tracepoint's BTF.
+    let prev = unsafe { Task::from_btf(ctx.arg(1)) };
+    // SAFETY: argument 2 is the task switched in, typed likewise.
+    let next = unsafe { Task::from_btf(ctx.arg(2)) };
+    let prev_state = ctx.arg::<u64>(3) as u32;
+    let st = CPU_STATE
+        .get_ptr_mut(CPU_STATE_INDEX)
+        .ok_or(Error::NoCpuState)?;
+    let cfg = WATCH_CONFIG
+        .get(WATCH_CONFIG_INDEX)
+        .ok_or(Error::NoWatchConfig)?;
+    // SAFETY: the map value of this CPU, valid for the program's run; only programs on this
+    // CPU use it and they never interleave (both run with interrupts off), so this is the
+    // only reference.
     let st = unsafe { &mut *st };
 
     // The task leaving was switched in here while its cgroup was watched.
     let prev_slot = st.cur_slot;
-    if prev_slot != NO_SLOT && unsafe { load::<u32>(prev, off!(task_pid)) } == st.cur_pid {
+    if prev_slot != NO_SLOT && prev.pid() == st.cur_pid {
         let e = &mut st.cache[(prev_slot as usize) % CACHE_SLOTS];
         e.dirty = 1;
         let p = &mut e.pending;
@@ -131,21 +94,19 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
         } else {
             p.switches_involuntary += 1;
         }
-        let exec: u64 = unsafe { load(prev, off!(task_sum_exec)) };
+        let exec = prev.sum_exec_ns();
         if exec > st.in_exec_ns {
             p.oncpu_ns += exec - st.in_exec_ns;
         }
-        if off!(task_run_delay) != 0 {
-            // run_delay grew by the wait that ended when this task was switched in.
-            let run_delay: u64 = unsafe { load(prev, off!(task_run_delay)) };
-            if run_delay > st.in_run_delay_ns {
-                add_wait(p, run_delay - st.in_run_delay_ns);
-            }
+        // run_delay grew by the wait that ended when this task was switched in.
+        if let Some(run_delay) = prev.run_delay_ns()
+            && run_delay > st.in_run_delay_ns
+        {
+            add_wait(p, run_delay - st.in_run_delay_ns);
         }
     }
 
-    let cset: *const u8 = unsafe { load(next, off!(task_cgroups)) };
-    let slot = unsafe { lookup(st, cfg, cset) };
+    let slot = lookup(st, cfg, next.cgroups());
     let prev_key = key_of(st, prev_slot);
     let next_key = key_of(st, slot);
     if prev_key != next_key {
@@ -166,9 +127,56 @@ unsafe fn on_switch(preempt: bool, prev: *const u8, next: *const u8, prev_state:
                 flush(&mut st.cache[slot]);
             }
         }
-        return;
+        return Ok(());
     }
-    unsafe { switch_in(st, next, slot) };
+    switch_in(st, next, slot);
+    Ok(())
+}
+
+fn try_owca_flush() -> Result<(), Error> {
+    let st = CPU_STATE
+        .get_ptr_mut(CPU_STATE_INDEX)
+        .ok_or(Error::NoCpuState)?;
+    let cfg = WATCH_CONFIG
+        .get(WATCH_CONFIG_INDEX)
+        .ok_or(Error::NoWatchConfig)?;
+    // SAFETY: as in the switch program: this CPU's value, used by nobody else meanwhile.
+    let st = unsafe { &mut *st };
+    // SAFETY: the helper has no preconditions.
+    let cur = unsafe { bpf_get_current_task_btf() };
+    // SAFETY: the helper returns the interrupted task (the one switched in last on this CPU)
+    // as a BTF-typed `struct task_struct *`.
+    let cur = unsafe { Task::from_btf(cur.cast::<u8>().cast_const()) };
+    if st.cur_slot != NO_SLOT {
+        let slot = (st.cur_slot as usize) % CACHE_SLOTS;
+        let exec = cur.sum_exec_ns();
+        if exec > st.in_exec_ns {
+            st.cache[slot].pending.oncpu_ns += exec - st.in_exec_ns;
+            st.cache[slot].dirty = 1;
+            st.in_exec_ns = exec;
+        }
+        charge_perf(st, slot);
+    }
+    if st.cache_gen != cfg.generation {
+        let slot = lookup(st, cfg, cur.cgroups());
+        if key_of(st, slot) != 0 {
+            switch_in(st, cur, slot);
+            read_perf(st, None);
+        }
+    }
+    for slot in 0..CACHE_SLOTS {
+        flush(&mut st.cache[slot]);
+    }
+    Ok(())
+}
+
+/// Records the task now running in a watched cgroup: what it has counted so far.
+#[inline(always)]
+fn switch_in(st: &mut CpuState, task: Task, slot: u32) {
+    st.cur_slot = slot;
+    st.cur_pid = task.pid();
+    st.in_exec_ns = task.sum_exec_ns();
+    st.in_run_delay_ns = task.run_delay_ns().unwrap_or(0);
 }
 
 #[inline(always)]
@@ -214,7 +222,10 @@ fn flush(e: &mut CacheEntry) {
         return;
     }
     if let Some(c) = COUNTERS.get_ptr_mut(e.key) {
-        // SAFETY: this CPU's value of an existing entry; only this CPU writes it.
+        // SAFETY: this CPU's value of the entry, memory that stays valid for the program's
+        // run even if the agent deletes the entry meanwhile (the map's allocator recycles
+        // it only as another value of this map). Only the programs on this CPU write it and
+        // they never interleave; the agent only copies it out.
         unsafe { &mut *c }.add(&e.pending);
     }
     e.pending = CgroupCounters::default();
@@ -230,8 +241,10 @@ fn charge_perf(st: &mut CpuState, slot: usize) {
 /// Reads this CPU's counters into `perf_last`; with a slot, first adds the deltas to it.
 #[inline(always)]
 fn read_perf(st: &mut CpuState, charge: Option<usize>) {
-    // SAFETY: a read of a frozen read-only global.
-    let n = unsafe { core::ptr::read_volatile(&NUM_PERF_EVENTS) } as usize;
+    // SAFETY: an initialised, aligned `u32` static that nothing writes while programs run
+    // (the agent sets it before load and the loader freezes its map). Volatile so the
+    // compiler does not fold the placeholder 0.
+    let n = unsafe { core::ptr::read_volatile(&raw const NUM_PERF_EVENTS) } as usize;
     for event in 0..MAX_PERF_EVENTS {
         if event >= n {
             break;
@@ -244,7 +257,8 @@ fn read_perf(st: &mut CpuState, charge: Option<usize>) {
             enabled: 0,
             running: 0,
         };
-        // SAFETY: the map is a perf event array; `v` is a stack buffer of the given size.
+        // SAFETY: the helper gets a perf event array map (the verifier checks its type) and
+        // `v`, a writable stack value of exactly the size passed.
         let ret = unsafe {
             bpf_perf_event_read_value(
                 core::ptr::from_ref(map).cast_mut().cast(),
@@ -269,7 +283,7 @@ fn read_perf(st: &mut CpuState, charge: Option<usize>) {
 /// The cache entry of a task's cgroups (by its `css_set`), resolving and caching them on
 /// a miss.
 #[inline(always)]
-unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: *const u8) -> u32 {
+fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: CssSet) -> u32 {
     if st.cache_gen != cfg.generation {
         // Watched cgroups changed: hand in what was gathered, then forget resolutions.
         for slot in 0..CACHE_SLOTS {
@@ -281,14 +295,14 @@ unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: *const u8) -> u32 {
         st.cache_gen = cfg.generation;
         st.cur_slot = NO_SLOT;
     }
-    let css: u64 = unsafe { load(cset, off!(cset_subsys)) };
-    let dfl: u64 = unsafe { load(cset, off!(cset_dfl_cgrp)) };
+    let css = cset.subsys().addr();
+    let dfl = cset.dfl_cgrp().addr();
     for slot in 0..CACHE_SLOTS {
         if st.cache[slot].css == css && st.cache[slot].dfl == dfl {
             return slot as u32;
         }
     }
-    let key = unsafe { resolve(cfg, cset) };
+    let key = resolve(cfg, cset);
     let mut victim = (st.cache_next as usize) % CACHE_SLOTS;
     // The running task's entry still has counter deltas to receive.
     if victim as u32 == st.cur_slot {
@@ -305,18 +319,16 @@ unsafe fn lookup(st: &mut CpuState, cfg: &WatchConfig, cset: *const u8) -> u32 {
 
 /// The watched cgroup key of a task with this `css_set`, or 0.
 #[inline(always)]
-unsafe fn resolve(cfg: &WatchConfig, cset: *const u8) -> u64 {
+fn resolve(cfg: &WatchConfig, cset: CssSet) -> u64 {
     if cfg.v1_max_level != 0 {
-        let css: *const u8 = unsafe { load(cset, off!(cset_subsys)) };
-        let cgrp: *const u8 = unsafe { load(css, off!(css_cgroup)) };
-        let key = unsafe { walk(cgrp, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG) };
+        let cgrp = cset.subsys().cgroup();
+        let key = walk(cgrp, cfg.v1_min_level, cfg.v1_max_level, V1_ID_TAG);
         if key != 0 {
             return key;
         }
     }
     if cfg.v2_max_level != 0 {
-        let cgrp: *const u8 = unsafe { load(cset, off!(cset_dfl_cgrp)) };
-        return unsafe { walk(cgrp, cfg.v2_min_level, cfg.v2_max_level, 0) };
+        return walk(cset.dfl_cgrp(), cfg.v2_min_level, cfg.v2_max_level, 0);
     }
     0
 }
@@ -324,20 +336,20 @@ unsafe fn resolve(cfg: &WatchConfig, cset: *const u8) -> u64 {
 /// Walks from a cgroup up through its ancestors within the watched levels and returns the
 /// first watched key found, or 0.
 #[inline(always)]
-unsafe fn walk(cgrp: *const u8, min: u32, max: u32, tag: u64) -> u64 {
-    let mut level: i32 = unsafe { load(cgrp, off!(cgroup_level)) };
-    let mut kn: *const u8 = unsafe { load(cgrp, off!(cgroup_kn)) };
+fn walk(cgrp: Cgroup, min: u32, max: u32, tag: u64) -> u64 {
+    let mut level = cgrp.level();
+    let mut kn = cgrp.kn();
     for _ in 0..MAX_WALK_DEPTH {
         if level < min as i32 {
             return 0;
         }
         if level <= max as i32 {
-            let key = unsafe { load::<u64>(kn, off!(kn_id)) } | tag;
+            let key = kn.id() | tag;
             if COUNTERS.get_ptr(key).is_some() {
                 return key;
             }
         }
-        kn = unsafe { load(kn, off!(kn_parent)) };
+        kn = kn.parent();
         level -= 1;
     }
     0

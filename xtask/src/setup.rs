@@ -25,8 +25,6 @@ const BUILD_PACKAGES: &[&str] = &["make", "g++", "pkg-config", "libssl-dev", "zl
 /// The Kafka-protocol broker the KafkaStorage tests run.
 const TANSU_VERSION: &str = "0.6.0";
 
-const TRACEFS: &str = "/sys/kernel/tracing";
-
 /// Ensures the active toolchain has clippy and rustfmt (the lint gates), nightly has
 /// `rust-src` and `bpf-linker` is at [`BPF_LINKER_VERSION`].
 pub fn toolchain() -> Result<()> {
@@ -160,13 +158,4 @@ fn install(missing: &[&str]) -> Result<()> {
         install().context("installing Debian packages for the tests")?;
     }
     Ok(())
-}
-
-/// Mounts tracefs at `/sys/kernel/tracing` unless it is already there (needs root).
-pub fn tracefs() -> Result<()> {
-    if Path::new(TRACEFS).join("events").is_dir() {
-        return Ok(());
-    }
-    cmd::run(Command::new("mount").args(["-t", "tracefs", "nodev", TRACEFS]))
-        .context("mounting tracefs for tracepoint programs")
 }

@@ -17,7 +17,6 @@ pub fn test(args: &[String]) -> Result<()> {
     setup::toolchain()?;
     lint_gates()?;
     setup::debian_packages()?;
-    setup::tracefs()?;
     setup::tansu()?;
 
     let (cargo_args, binary_args) = split_args(args);

@@ -27,8 +27,9 @@ use aya::{
     },
 };
 use owca_common::{
-    CgroupCounters, DEFAULT_MAX_CGROUPS, MAP_COUNTERS, MAP_PERF_COUNTERS, MAP_WATCH_CONFIG,
-    MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH, V1_ID_TAG, WatchConfig,
+    CgroupCounters, DEFAULT_MAX_CGROUPS, GLOBAL_NUM_PERF_EVENTS, GLOBAL_OFFSETS, MAP_COUNTERS,
+    MAP_PERF_COUNTERS, MAP_WATCH_CONFIG, MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH,
+    SCHED_SWITCH_TRACEPOINT, V1_ID_TAG, WATCH_CONFIG_INDEX, WatchConfig,
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -39,6 +40,11 @@ use self::{btf::Btf, perf::EventSpec};
 /// that a task that never switches out is counted within this period (10 ms: 0.2% of a
 /// 5 s window).
 const FLUSH_PERIOD_NS: u64 = 10_000_000;
+
+/// The kernel programs: the ELF object that `build.rs` builds from `owca-ebpf` (its binary
+/// is named `owca`), aligned for aya's parser. Public so that tests can check its maps,
+/// programs and globals against the names in `owca_common` without loading it.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/owca"));
 
 /// Where BTF of the running kernel lives.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -185,13 +191,10 @@ impl Collector {
             // No CO-RE relocations in our object (offsets come from our own BTF reader), so
             // the loader needs no kernel BTF of its own.
             .btf(None)
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("NUM_PERF_EVENTS", &num_events, true)
+            .override_global(GLOBAL_OFFSETS, &offsets, true)
+            .override_global(GLOBAL_NUM_PERF_EVENTS, &num_events, true)
             .map_max_entries(MAP_COUNTERS, cfg.max_cgroups)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/owca"
-            )))
+            .load(EBPF_OBJECT)
             .map_err(|e| load_err("object")(e.into()))?;
 
         for (cpu, slot, fd) in &perf_fds {
@@ -222,7 +225,7 @@ impl Collector {
         let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err("kernel BTF")(e.into()))?;
         let switch: &mut BtfTracePoint = program(&mut ebpf, PROG_SCHED_SWITCH)?;
         switch
-            .load("sched_switch", &kernel_btf)
+            .load(SCHED_SWITCH_TRACEPOINT, &kernel_btf)
             .map_err(|e| load_err("sched_switch program")(e.into()))?;
         switch
             .attach()
@@ -408,7 +411,7 @@ impl Collector {
             *max = (*max).max(w.level);
         }
         self.watch_config
-            .set(0, cfg, 0)
+            .set(WATCH_CONFIG_INDEX, cfg, 0)
             .map_err(|source| CollectorError::Map {
                 what: "updating",
                 map: MAP_WATCH_CONFIG,
