@@ -220,13 +220,11 @@ mod pod {
 }
 
 // No implicit padding: every byte of a map value is a field both sides agree on.
-const _: () =
-    assert!(core::mem::size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
-const _: () =
-    assert!(core::mem::size_of::<CacheEntry>() == 8 * 4 + core::mem::size_of::<CgroupCounters>());
+const _: () = assert!(size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
+const _: () = assert!(size_of::<CacheEntry>() == 8 * 4 + size_of::<CgroupCounters>());
 const _: () = assert!(
-    core::mem::size_of::<CpuState>()
-        == 4 * 2 + 8 * (4 + MAX_PERF_EVENTS) + CACHE_SLOTS * core::mem::size_of::<CacheEntry>()
+    size_of::<CpuState>()
+        == 4 * 2 + 8 * (4 + MAX_PERF_EVENTS) + CACHE_SLOTS * size_of::<CacheEntry>()
 );
-const _: () = assert!(core::mem::size_of::<WatchConfig>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 44);
+const _: () = assert!(size_of::<WatchConfig>() == 24);
+const _: () = assert!(size_of::<KernelOffsets>() == 44);

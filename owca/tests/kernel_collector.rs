@@ -6,14 +6,14 @@ mod support;
 use std::path::Path;
 
 use owca::{
-    cgroups::{Mounts, testing::TestCgroup},
-    collector::{CgroupDir, Collector, CollectorConfig, Hierarchy},
+    cgroups::{Hierarchy, Mounts, testing::TestCgroup},
+    collector::{CgroupDir, Collector, CollectorConfig},
 };
 use support::*;
 
 fn v1_dir(m: &Mounts, rel: &str) -> CgroupDir {
     CgroupDir::new(
-        Hierarchy::V1,
+        Hierarchy::v1("cpuacct"),
         m.v1("cpuacct").expect("cpuacct mounted"),
         rel,
     )

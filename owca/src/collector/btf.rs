@@ -241,14 +241,10 @@ impl Btf {
         Err(BtfError::Missing(format!("enum {name} value {variant}")))
     }
 
-    /// Whether the type section was read up to a known kind for every type; used in tests.
-    pub fn type_count(&self) -> usize {
+    /// Whether the type section was read up to a known kind for every type.
+    #[cfg(test)]
+    fn type_count(&self) -> usize {
         self.types.len()
-    }
-
-    /// Name of a type, for diagnostics.
-    pub fn type_name(&self, id: u32) -> Result<&str, BtfError> {
-        self.name(self.get(id)?.name_off)
     }
 }
 

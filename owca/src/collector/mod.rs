@@ -35,6 +35,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use self::{btf::Btf, perf::EventSpec};
+use crate::cgroups::Hierarchy;
 
 /// How often each busy CPU charges the running task's time and hands in pending counts, so
 /// that a task that never switches out is counted within this period (10 ms: 0.2% of a
@@ -96,19 +97,11 @@ fn load_err(
     move |source| CollectorError::Load { what, source }
 }
 
-/// Which cgroup hierarchy a watched directory is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Hierarchy {
-    /// The v1 hierarchy of the collector's `v1_controller`.
-    V1,
-    /// The unified (v2) hierarchy.
-    V2,
-}
-
 /// A cgroup directory to watch: counts of its processes and of its descendants' are
 /// charged to it (unless a descendant is watched itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupDir {
+    /// Its hierarchy: v2, or the v1 hierarchy of the collector's `v1_controller`.
     pub hierarchy: Hierarchy,
     /// The directory, e.g. `/sys/fs/cgroup/cpuacct/mesos/abc`.
     pub path: PathBuf,
@@ -151,7 +144,8 @@ impl Default for CollectorConfig {
 }
 
 struct Watched {
-    hierarchy: Hierarchy,
+    /// Whether the cgroup is in the v1 hierarchy (else v2).
+    v1: bool,
     level: u32,
 }
 
@@ -163,6 +157,8 @@ pub struct Collector {
     generation: u64,
     events: Vec<String>,
     max_cgroups: u32,
+    /// The controller whose v1 hierarchy v1 cgroups are identified in.
+    v1_controller: String,
     nr_cpus: usize,
     runq_available: bool,
     // Dropped after the maps above: the programs and links, then the perf fds.
@@ -261,6 +257,7 @@ impl Collector {
             generation: 0,
             events: events.into_iter().map(|e| e.name).collect(),
             max_cgroups: cfg.max_cgroups,
+            v1_controller: cfg.v1_controller.clone(),
             nr_cpus,
             runq_available: offsets.task_run_delay != 0,
             _ebpf: ebpf,
@@ -286,11 +283,6 @@ impl Collector {
         self.runq_available
     }
 
-    /// Number of cgroups watched.
-    pub fn watched_count(&self) -> usize {
-        self.watched.len()
-    }
-
     /// Starts counting a cgroup; returns its key. Watching a watched cgroup is a no-op.
     pub fn watch(&mut self, dir: &CgroupDir) -> Result<u64, CollectorError> {
         if dir.level == 0 {
@@ -304,8 +296,19 @@ impl Collector {
             source,
         })?;
         // A cgroup directory's inode number is its kernfs id.
-        let key = match dir.hierarchy {
-            Hierarchy::V1 => meta.ino() | V1_ID_TAG,
+        let key = match &dir.hierarchy {
+            Hierarchy::V1 { controller } if *controller == self.v1_controller => {
+                meta.ino() | V1_ID_TAG
+            }
+            Hierarchy::V1 { controller } => {
+                return Err(CollectorError::Unwatchable {
+                    path: dir.path.clone(),
+                    reason: format!(
+                        "the collector counts v1 cgroups of the {} hierarchy, not of {controller}",
+                        self.v1_controller
+                    ),
+                });
+            }
             Hierarchy::V2 => meta.ino(),
         };
         if self.watched.contains_key(&key) {
@@ -337,7 +340,7 @@ impl Collector {
         self.watched.insert(
             key,
             Watched {
-                hierarchy: dir.hierarchy,
+                v1: matches!(dir.hierarchy, Hierarchy::V1 { .. }),
                 level: dir.level,
             },
         );
@@ -399,9 +402,9 @@ impl Collector {
             ..Default::default()
         };
         for w in self.watched.values() {
-            let (min, max) = match w.hierarchy {
-                Hierarchy::V1 => (&mut cfg.v1_min_level, &mut cfg.v1_max_level),
-                Hierarchy::V2 => (&mut cfg.v2_min_level, &mut cfg.v2_max_level),
+            let (min, max) = match w.v1 {
+                true => (&mut cfg.v1_min_level, &mut cfg.v1_max_level),
+                false => (&mut cfg.v2_min_level, &mut cfg.v2_max_level),
             };
             *min = if *max == 0 {
                 w.level

@@ -13,8 +13,8 @@ use tracing::info;
 
 pub use self::rdt_monitoring::RdtMonitoring;
 use crate::{
-    cgroups::Mounts,
-    collector::{CgroupDir, Collector, Hierarchy},
+    cgroups::{Hierarchy, Mounts},
+    collector::{CgroupDir, Collector},
     metrics::{Labels, SelfMetrics},
     nodes::Task,
 };
@@ -129,7 +129,11 @@ impl Containers {
                 }
                 continue;
             }
-            let dir = CgroupDir::new(self.hierarchy, &self.hierarchy_root, &task.cgroup_path);
+            let dir = CgroupDir::new(
+                self.hierarchy.clone(),
+                &self.hierarchy_root,
+                &task.cgroup_path,
+            );
             match collector.watch(&dir) {
                 Ok(key) => {
                     info!(task_id = %id, cgroup = %task.cgroup_path, "measuring new task");

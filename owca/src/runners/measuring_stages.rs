@@ -8,8 +8,8 @@ use tracing::info;
 
 use super::{RunnerError, shared_config::MeasuringConfig};
 use crate::{
-    cgroups::Mounts,
-    collector::{Collector, CollectorConfig, Hierarchy},
+    cgroups::{Hierarchy, Mounts},
+    collector::{Collector, CollectorConfig},
     containers::{Containers, ControlGroups, RdtMonitoring},
     measurements::{Measured, Measurements},
     metrics::{Labels, Metric, SelfMetrics},
@@ -131,7 +131,7 @@ impl MeasuringStages {
 /// The hierarchy tasks are counted in: `controller`'s v1 hierarchy, else v2.
 fn hierarchy(mounts: &Mounts, controller: &str) -> Result<(Hierarchy, PathBuf), RunnerError> {
     match (mounts.v1(controller), mounts.v2()) {
-        (Some(p), _) => Ok((Hierarchy::V1, p.to_path_buf())),
+        (Some(p), _) => Ok((Hierarchy::v1(controller), p.to_path_buf())),
         (None, Some(p)) => Ok((Hierarchy::V2, p.to_path_buf())),
         (None, None) => Err(RunnerError::NoHierarchy {
             controller: controller.to_owned(),
