@@ -160,4 +160,41 @@ mod tests {
             assert_eq!(k.max_timeout_in_seconds.as_secs_f64(), 5.0);
         }
     }
+
+    #[test]
+    fn shared_fields_have_defaults_and_resctrl_root_can_be_set() {
+        let load = |yaml: &str| -> super::super::MeasurementRunnerConfig {
+            let cfg: AgentConfig = crate::config::from_str(yaml, Path::new("m.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let RunnerConfig::MeasurementRunner(r) = cfg.runner else {
+                panic!("measurement runner");
+            };
+            r
+        };
+        let r = load("runner: !MeasurementRunner\n  node: !StaticNode {tasks: [a]}\n");
+        assert_eq!(r.resctrl_root, Path::new("/sys/fs/resctrl"));
+        assert_eq!(r.action_delay, std::time::Duration::from_secs(1));
+        assert_eq!(r.max_cgroups, owca_common::DEFAULT_MAX_CGROUPS);
+        let r = load(
+            "runner: !MeasurementRunner\n  node: !StaticNode {tasks: [a]}\n  resctrl_root: /tmp/rdt\n",
+        );
+        assert_eq!(r.resctrl_root, Path::new("/tmp/rdt"));
+        let mut runner = RunnerConfig::MeasurementRunner(r);
+        runner.set_resctrl_root("/elsewhere".into());
+        let RunnerConfig::MeasurementRunner(r) = runner else {
+            unreachable!()
+        };
+        let (shared, _) = r.split();
+        assert_eq!(shared.measuring.resctrl_root, Path::new("/elsewhere"));
+        let err = crate::config::from_str::<AgentConfig>(
+            "runner: !MeasurementRunner\n  node: !StaticNode {tasks: [a]}\n  resctrl_rot: /x\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("m.yaml:3:3: runner.resctrl_rot: unknown field"),
+            "{err}"
+        );
+    }
 }
