@@ -159,6 +159,22 @@ pub struct AnomalyStatistics {
 }
 
 impl AnomalyStatistics {
+    /// One iteration's anomaly package: `anomalies` encoded (see [`anomaly_metrics`]),
+    /// then `extra` metrics, then the statistics, which count the anomalies stored.
+    /// Anomalies naming unknown tasks are left out and returned as errors.
+    pub fn package<'a>(
+        &mut self,
+        anomalies: &[ContentionAnomaly],
+        labels_of: impl Fn(&str) -> Option<&'a Labels>,
+        extra: impl IntoIterator<Item = Metric>,
+        common: &Arc<Labels>,
+    ) -> (Vec<Metric>, Vec<AnomalyError>) {
+        let (mut out, errors) = anomaly_metrics(anomalies, labels_of, common);
+        out.extend(extra.into_iter().map(|m| m.with_shared(common)));
+        out.extend(self.update(anomalies.len() - errors.len(), common));
+        (out, errors)
+    }
+
     /// Counts this iteration's anomalies and returns the statistics metrics.
     pub fn update(&mut self, anomalies: usize, common: &Arc<Labels>) -> Vec<Metric> {
         if anomalies > 0 {
@@ -291,5 +307,38 @@ mod tests {
         assert_eq!(m[0].value, 2.0);
         assert!(m[1].value >= before, "{m:?}");
         assert_eq!(s.update(0, &common)[0].value, 2.0);
+    }
+
+    #[test]
+    fn a_package_is_anomalies_then_extra_metrics_then_statistics() {
+        let tasks: BTreeMap<String, Labels> = ["task1", "task2", "task3"]
+            .map(|id| (id.to_owned(), task(&[])))
+            .into();
+        let stray = ContentionAnomaly {
+            contended_task_id: "gone".into(),
+            ..anomaly(vec![])
+        };
+        let extra = Metric::gauge("score", "A plug-in's score.", 3.0);
+        let mut s = AnomalyStatistics::default();
+        let (m, errors) = s.package(
+            &[anomaly(vec![]), stray],
+            |id| tasks.get(id),
+            [extra],
+            &Arc::default(),
+        );
+        assert_eq!(errors.len(), 1);
+        let names: Vec<&str> = m.iter().map(|m| &*m.name).collect();
+        assert_eq!(
+            names,
+            [
+                "anomaly",
+                "anomaly",
+                "score",
+                "anomaly_count",
+                "anomaly_last_occurrence"
+            ]
+        );
+        assert_eq!(m[3].value, 1.0, "only the stored anomaly is counted");
+        assert!(m[2].shared.is_some());
     }
 }

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     allocation::{AllocationConfiguration, Applier, RdtWanted, control_groups},
     allocators::{Allocator, AllocatorConfig, AllocatorError, TaskAllocations, TasksAllocations},
-    anomaly::{AnomalyStatistics, anomaly_metrics},
+    anomaly::AnomalyStatistics,
     containers::ControlGroups,
     measurements::Observation,
     storage::{Storage, StorageConfig},
@@ -163,19 +163,22 @@ impl Iterate for AllocationRunner {
 
         let common = &Arc::clone(self.stages.common_labels());
         let labels_of = |id: &str| observation.tasks.get(id).map(|t| &t.labels);
-        let (mut anomaly_samples, errors) = anomaly_metrics(&decision.anomalies, labels_of, common);
-        let stats = &mut self.stages.stats;
-        let stored = decision.anomalies.len() - errors.len();
-        for e in errors {
-            stats.record("allocator", self.allocator.name(), &e);
-        }
+        // The allocator's own metrics go with both its anomalies and its allocations.
         let extra: Vec<_> = decision
             .metrics
             .into_iter()
             .map(|m| m.with_shared(common))
             .collect();
-        anomaly_samples.extend(extra.iter().cloned());
-        anomaly_samples.extend(self.statistics.update(stored, common));
+        let (anomaly_samples, errors) = self.statistics.package(
+            &decision.anomalies,
+            labels_of,
+            extra.iter().cloned(),
+            common,
+        );
+        let stats = &mut self.stages.stats;
+        for e in errors {
+            stats.record("allocator", self.allocator.name(), &e);
+        }
 
         let mut allocation_samples = self.applier.task_metrics(&target, &measured, common);
         allocation_samples.extend(extra);

@@ -12,7 +12,7 @@ use super::{
     store_to,
 };
 use crate::{
-    anomaly::{AnomalyStatistics, anomaly_metrics},
+    anomaly::AnomalyStatistics,
     containers::ControlGroups,
     detectors::{Detector, DetectorConfig},
     measurements::Observation,
@@ -90,14 +90,13 @@ impl Iterate for DetectionRunner {
 
         let common = &Arc::clone(self.stages.common_labels());
         let labels_of = |id: &str| observation.tasks.get(id).map(|t| &t.labels);
-        let (mut anomalies, errors) = anomaly_metrics(&detection.anomalies, labels_of, common);
+        let (anomalies, errors) =
+            self.statistics
+                .package(&detection.anomalies, labels_of, detection.metrics, common);
         let stats = &mut self.stages.stats;
-        let stored = detection.anomalies.len() - errors.len();
         for e in errors {
             stats.record("detector", self.detector.name(), &e);
         }
-        anomalies.extend(detection.metrics.into_iter().map(|m| m.with_shared(common)));
-        anomalies.extend(self.statistics.update(stored, common));
 
         let own = self.stages.self_metrics(&measured);
         measured.metrics.extend(own);
