@@ -11,9 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::*;
-
-const OWCA: &str = env!("CARGO_BIN_EXE_owca");
+use support::{
+    agent::OWCA,
+    resctrl::{ResctrlTree, fill_mon_group},
+    workload::{busy, sleeper},
+    *,
+};
 
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
@@ -42,7 +45,7 @@ fn our_programs_loaded() -> bool {
 
 #[test]
 fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly() {
-    require_root();
+    require_root!();
     assert!(
         !our_programs_loaded(),
         "another OWCA collector is loaded; stop it first"
@@ -58,7 +61,7 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
 
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("owca.prom");
-    let config = write_config(
+    let mut agent = Agent::start_with(
         dir.path(),
         &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode\n    tasks: [{rel}]\n  action_delay: 0.5\n  \
@@ -66,13 +69,10 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
              extra_labels:\n    env_id: test\n",
             prom.display()
         ),
+        &["-l", "info"],
+        &[],
     );
-    let mut agent = Command::new(OWCA)
-        .args(["-c", config.to_str().unwrap(), "-0", "-l", "info"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until(&prom, "task_oncpu_seconds_total", |t| {
+    agent.wait_for(&prom, "task_oncpu_seconds_total", |t| {
         t.contains("task_oncpu_seconds_total")
     });
     sleep_s(2.0); // a few more iterations, so a repeated warning would show
@@ -130,7 +130,7 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
     );
     assert!(!out.contains("error"), "promtool: {out}");
 
-    let (status, stderr) = terminate(&mut agent);
+    let (status, stderr) = agent.terminate();
     assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     if !has_pmu {
         assert_eq!(
@@ -152,12 +152,11 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
 
 #[test]
 fn node_exporter_textfile_collector_reads_the_output_without_errors() {
-    require_root();
-    let PlacedTask { rel, .. } =
-        &placed("textfile", &["cpu", "cpuacct"], Proc::sh("sleep 60", None));
+    require_root!();
+    let PlacedTask { rel, .. } = &placed("textfile", &["cpu", "cpuacct"], sleeper());
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("owca.prom");
-    let config = write_config(
+    let mut agent = Agent::start(
         dir.path(),
         &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.2\n  \
@@ -165,16 +164,10 @@ fn node_exporter_textfile_collector_reads_the_output_without_errors() {
             prom.display()
         ),
     );
-    let agent = Proc(
-        Command::new(OWCA)
-            .args(["-c", config.to_str().unwrap(), "-0"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until(&prom, "owca_tasks", |t| t.contains("owca_tasks"));
+    agent.wait_for(&prom, "owca_tasks", |t| t.contains("owca_tasks"));
     let port = free_port();
-    let _exporter = Proc(
+    // Debian package prometheus-node-exporter.
+    let _exporter = Proc::spawn(
         Command::new("prometheus-node-exporter")
             .args([
                 &format!("--web.listen-address=127.0.0.1:{port}"),
@@ -182,9 +175,7 @@ fn node_exporter_textfile_collector_reads_the_output_without_errors() {
                 "--collector.disable-defaults",
                 "--collector.textfile",
             ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter (Debian package)"),
+            .stderr(Stdio::null()),
     );
     // Scrape repeatedly while the agent keeps replacing the file: never a torn read.
     let start = Instant::now();
@@ -213,7 +204,7 @@ fn node_exporter_textfile_collector_reads_the_output_without_errors() {
 
 #[test]
 fn bad_config_and_root_without_flag_are_refused_with_clear_messages() {
-    require_root();
+    require_root!();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
     std::fs::write(
@@ -245,24 +236,17 @@ fn bad_config_and_root_without_flag_are_refused_with_clear_messages() {
 
 #[test]
 fn real_prometheus_scrapes_the_exporter() {
-    require_root();
+    require_root!();
     let sleeper = Proc::sh("while :; do sleep 0.01; done", None);
     let PlacedTask { rel, .. } = &placed("scrape", &["cpu", "cpuacct"], sleeper);
     let dir = tempfile::tempdir().unwrap();
     let (exporter_port, prom_port) = (free_port(), free_port());
-    let config = write_config(
+    let _agent = Agent::start(
         dir.path(),
         &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.5\n  \
              metrics_storage: !PrometheusExporter {{listen: '127.0.0.1:{exporter_port}'}}\n"
         ),
-    );
-    let _agent = Proc(
-        Command::new(OWCA)
-            .args(["-c", config.to_str().unwrap(), "-0"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
     );
     let prom_cfg = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -272,7 +256,8 @@ fn real_prometheus_scrapes_the_exporter() {
         ),
     )
     .unwrap();
-    let _prometheus = Proc(
+    // Debian package prometheus.
+    let _prometheus = Proc::spawn(
         Command::new("prometheus")
             .args([
                 &format!("--config.file={}", prom_cfg.display()),
@@ -280,9 +265,7 @@ fn real_prometheus_scrapes_the_exporter() {
                 &format!("--web.listen-address=127.0.0.1:{prom_port}"),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus)"),
+            .stderr(Stdio::null()),
     );
     let query = |q: &str| {
         let body = http_get(prom_port, &format!("/api/v1/query?query={q}"));
@@ -314,37 +297,23 @@ fn real_prometheus_scrapes_the_exporter() {
 
 #[test]
 fn rdt_monitoring_through_a_resctrl_shaped_tree() {
-    require_root();
+    require_root!();
     let PlacedTask {
         rel, proc: busy, ..
-    } = &placed(
-        "rdt",
-        &["cpu", "cpuacct"],
-        Proc::sh("while :; do :; done", None),
-    );
+    } = &placed("rdt", &["cpu", "cpuacct"], busy());
     // What the kernel shows at /sys/fs/resctrl on an RDT machine (this one has none).
-    let resctrl = tempfile::tempdir().unwrap();
-    for d in ["info/L3_MON", "mon_groups", "mon_data/mon_L3_00"] {
-        std::fs::create_dir_all(resctrl.path().join(d)).unwrap();
-    }
-    std::fs::write(resctrl.path().join("tasks"), "").unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let resctrl = ResctrlTree::new(&dir.path().join("resctrl")).with_monitoring(1);
     let prom = dir.path().join("owca.prom");
-    let config = write_config(
+    let mut agent = Agent::start_with(
         dir.path(),
         &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{rel}]}}\n  action_delay: 0.2\n  rdt_enabled: true\n  \
              metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
             prom.display()
         ),
-    );
-    let _agent = Proc(
-        Command::new(OWCA)
-            .args(["-c", config.to_str().unwrap(), "-0"])
-            .env("OWCA_RESCTRL_ROOT", resctrl.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        &[],
+        &[("OWCA_RESCTRL_ROOT", resctrl.path().as_os_str())],
     );
     // The agent makes the task's mon group; the kernel would then add its files.
     let group = resctrl
@@ -360,14 +329,8 @@ fn rdt_monitoring_through_a_resctrl_shaped_tree() {
         );
         sleep_s(0.05);
     }
-    std::fs::write(group.join("tasks"), "").unwrap();
-    for (domain, occupancy, bandwidth) in [("mon_L3_00", 1000, 5000), ("mon_L3_01", 24, 96)] {
-        let d = group.join("mon_data").join(domain);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("llc_occupancy"), format!("{occupancy}\n")).unwrap();
-        std::fs::write(d.join("mbm_total_bytes"), format!("{bandwidth}\n")).unwrap();
-    }
-    let text = wait_until(&prom, "llc_occupancy{", |t| t.contains("llc_occupancy{"));
+    fill_mon_group(&group, &[(1000, 5000), (24, 96)]);
+    let text = agent.wait_for(&prom, "llc_occupancy{", |t| t.contains("llc_occupancy{"));
     let task = format!("task_id=\"{rel}\"");
     assert_eq!(
         sample(&text, "llc_occupancy", &[&task]),

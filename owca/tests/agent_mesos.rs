@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
-use owca::cgroups::{Mounts, testing::TestCgroup};
+use owca::cgroups::Mounts;
 use support::{
-    mesos_agent::{Agent, Answer, get_state},
+    mesos_agent::{self, Answer, get_state},
+    workload::busy,
     *,
 };
 
@@ -19,36 +17,30 @@ const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     let container = unique("container");
     let rel = format!("mesos/{container}");
     let cg = TestCgroup::create(&m, &["cpu", "cpuacct", "memory"], &rel).unwrap();
-    let executor = Proc::sh("while :; do :; done", None);
+    let executor = busy();
     cg.add_pid(executor.pid()).unwrap();
-    let mesos = Agent::start(Answer::Json(get_state(executor.pid(), &container)), None).await;
+    let mesos =
+        mesos_agent::Agent::start(Answer::Json(get_state(executor.pid(), &container)), None).await;
 
     let dir = tempfile::tempdir().unwrap();
     let prom = dir.path().join("owca.prom");
-    let config = dir.path().join("mesos.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut agent = Agent::start(
+        dir.path(),
+        &format!(
             "runner: !MeasurementRunner\n  node: !MesosNode\n    mesos_agent_endpoint: '{}'\n    timeout: 1\n  \
              action_delay: 0.3\n  metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
             mesos.endpoint(),
             prom.display()
         ),
-    )
-    .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_owca"))
-        .args(["-c", config.to_str().unwrap(), "-0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    );
 
     let task = format!("task_id=\"{TASK_ID}\"");
-    let text = wait_until(&prom, "the Mesos task's metrics", |t| {
+    let text = agent.wait_for(&prom, "the Mesos task's metrics", |t| {
         sample(t, "task_oncpu_seconds_total", &[&task]).is_some_and(|v| v > 0.5)
     });
     // OWCA's label treatment of the Aurora task's labels, and its cpus assignment.
@@ -71,7 +63,7 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
     );
     // The cgroup ran before the agent watched it: compare what both counted since.
     let oncpu = sample(&text, "task_oncpu_seconds_total", &[&task]).unwrap();
-    let later = wait_until(&prom, "a second of the task's time", |t| {
+    let later = agent.wait_for(&prom, "a second of the task's time", |t| {
         sample(t, "task_oncpu_seconds_total", &[&task]).is_some_and(|v| v > oncpu + 1.0)
     });
     let d_oncpu = sample(&later, "task_oncpu_seconds_total", &[&task]).unwrap() - oncpu;
@@ -94,14 +86,14 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
             &["component=\"node\""],
         )
         .unwrap();
-        let text = wait_until(&prom, "a node error to be counted", |t| {
+        let text = agent.wait_for(&prom, "a node error to be counted", |t| {
             sample(t, "owca_errors_total", &["component=\"node\""]).is_some_and(|v| v > before)
         });
         assert!(
             sample(&text, "task_oncpu_seconds_total", &[&task]).is_some(),
             "task lost:\n{text}"
         );
-        assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
+        assert!(agent.alive(), "the agent exited");
     }
     // The agent comes back by itself.
     mesos.set_answer(Answer::Json(get_state(executor.pid(), &container)));
@@ -110,11 +102,11 @@ async fn agent_reports_mesos_tasks_and_survives_broken_answers() {
     let mut finished = get_state(executor.pid(), &container);
     finished["get_state"]["get_tasks"]["launched_tasks"] = serde_json::json!([]);
     mesos.set_answer(Answer::Json(finished));
-    wait_until(&prom, "the finished task to disappear", |t| {
+    agent.wait_for(&prom, "the finished task to disappear", |t| {
         !t.contains(&task) && t.contains("owca_tasks")
     });
 
-    let (status, stderr) = terminate(&mut agent);
+    let (status, stderr) = agent.terminate();
     assert!(status.success(), "{stderr}");
     // Each broken answer is one log line, not one per iteration.
     for what in ["not JSON", "HTTP 500", "no answer to GET_STATE within 1s"] {

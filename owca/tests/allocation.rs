@@ -9,55 +9,60 @@
 mod support;
 
 use std::{
+    ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::Instant,
 };
 
 use support::{
-    mesos_agent::{Agent as Mesos, Answer, get_state},
+    mesos_agent::{self, Answer, get_state},
+    workload::{busy, quiet},
     *,
 };
 
 const TASK_ID: &str = "root-staging14-cassandra--9043-0-9ee9fbf1-b51b-4bb3-9748-6a4327fd7e0e";
-const BUSY: &str = "while :; do :; done";
-const QUIET: &str = "while :; do sleep 0.2; done";
 
 /// An agent with an allocation runner writing metrics and allocation metrics to files.
-struct Agent {
-    child: Child,
+struct Allocating {
+    agent: Agent,
     metrics: PathBuf,
     allocations: PathBuf,
 }
 
-impl Agent {
+impl Allocating {
     fn start(dir: &Path, node: &str, allocator: &str) -> Self {
-        Self::launch(dir, node, allocator, None, &[])
+        Self::launch(dir, node, allocator, &[], &[])
     }
 
     /// `resctrl`: the `OWCA_RESCTRL_ROOT` to run with.
-    fn start_with_resctrl(dir: &Path, node: &str, allocator: &str, resctrl: Option<&Path>) -> Self {
-        Self::launch(dir, node, allocator, resctrl, &[])
+    fn start_with_resctrl(dir: &Path, node: &str, allocator: &str, resctrl: &Path) -> Self {
+        Self::launch(
+            dir,
+            node,
+            allocator,
+            &[],
+            &[("OWCA_RESCTRL_ROOT", resctrl.as_os_str())],
+        )
     }
 
     /// With more command-line arguments (`-r Name=program`).
     fn start_with_args(dir: &Path, node: &str, allocator: &str, args: &[&str]) -> Self {
-        Self::launch(dir, node, allocator, None, args)
+        Self::launch(dir, node, allocator, args, &[])
     }
 
     fn launch(
         dir: &Path,
         node: &str,
         allocator: &str,
-        resctrl: Option<&Path>,
         args: &[&str],
+        env: &[(&str, &OsStr)],
     ) -> Self {
         let metrics = dir.join("metrics.prom");
         let allocations = dir.join("allocations.prom");
         for f in [&metrics, &allocations] {
             let _ = std::fs::remove_file(f);
         }
-        let config = write_config(
+        let agent = Agent::start_with(
             dir,
             &format!(
                 "runner: !AllocationRunner\n  node: {node}\n  action_delay: 0.3\n  \
@@ -70,36 +75,24 @@ impl Agent {
                 dir.join("anomalies.prom").display(),
                 allocations.display(),
             ),
+            args,
+            env,
         );
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_owca"));
-        if let Some(root) = resctrl {
-            cmd.env("OWCA_RESCTRL_ROOT", root);
-        }
-        let child = cmd
-            .args(["-c", config.to_str().unwrap(), "-0"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting owca");
         Self {
-            child,
+            agent,
             metrics,
             allocations,
         }
     }
-}
 
-impl Agent {
-    /// See [`wait_for_output`].
-    fn wait(&mut self, path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        wait_for_output(&mut self.child, path, what, ok)
+    /// Waits for the allocation metrics to satisfy `ok`; see [`Agent::wait_for`].
+    fn wait_allocations(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.agent.wait_for(&self.allocations, what, ok)
     }
-}
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Waits for the metrics to satisfy `ok`; see [`Agent::wait_for`].
+    fn wait_metrics(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.agent.wait_for(&self.metrics, what, ok)
     }
 }
 
@@ -126,14 +119,11 @@ fn errors_of(text: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() {
-    require_root();
-    let task = placed(
-        "alloc-mesos",
-        &["cpu", "cpuacct", "cpuset"],
-        Proc::sh(BUSY, None),
-    );
+    require_root!();
+    let task = placed("alloc-mesos", &["cpu", "cpuacct", "cpuset"], busy());
     let container = task.rel.trim_start_matches("mesos/").to_owned();
-    let mesos = Mesos::start(Answer::Json(get_state(task.proc.pid(), &container)), None).await;
+    let mesos =
+        mesos_agent::Agent::start(Answer::Json(get_state(task.proc.pid(), &container)), None).await;
     let (cpu, acct, cpuset) = (
         task.cgroup.dir("cpu").to_owned(),
         task.cgroup.dir("cpuacct").to_owned(),
@@ -155,11 +145,11 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
         mesos.endpoint()
     );
     let allocator = format!("!StaticAllocator {{config: {}}}", rules.display());
-    let mut agent = Agent::start(dir.path(), &node, &allocator);
+    let mut agent = Allocating::start(dir.path(), &node, &allocator);
 
     // Applied within an iteration of the task being seen.
     let on_task = format!("task=\"{TASK_ID}\"");
-    let text = agent.wait(&agent.allocations.clone(), "the rule's allocations", |t| {
+    let text = agent.wait_allocations("the rule's allocations", |t| {
         sample(t, "allocation_cpu_quota", &[&on_task]) == Some(0.25)
     });
     assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
@@ -206,17 +196,15 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
 
     // A broken edit: reported, the last rules stay.
     write_rules("- allocations: {cpu_quota: 0.5\n");
-    agent.wait(
-        &agent.metrics.clone(),
-        "the broken rules to be reported",
-        |t| sample(t, "owca_errors_total", &["component=\"allocator\""]).is_some_and(|v| v >= 1.0),
-    );
+    agent.wait_metrics("the broken rules to be reported", |t| {
+        sample(t, "owca_errors_total", &["component=\"allocator\""]).is_some_and(|v| v >= 1.0)
+    });
     assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
     // A good edit applies live.
     write_rules(
         "- labels: {aurora_tier: preemptible}\n  allocations: {cpu_quota: 0.5, cpu_shares: 0.5}\n",
     );
-    agent.wait(&agent.allocations.clone(), "the edited rule", |t| {
+    agent.wait_allocations("the edited rule", |t| {
         sample(t, "allocation_cpu_quota", &[&on_task]) == Some(0.5)
     });
     assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "100000");
@@ -227,11 +215,7 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
          - task_id: nope\n  allocations: {cpu_quota: 0.1}\n\
          - allocations: {cpu_set: '0-4095'}\n",
     );
-    let text = agent.wait(
-        &agent.allocations.clone(),
-        "the invalid set to be counted",
-        |t| errors_of(t) >= 1.0,
-    );
+    let text = agent.wait_allocations("the invalid set to be counted", |t| errors_of(t) >= 1.0);
     assert_eq!(
         sample(&text, "allocation_cpu_quota", &[&on_task]),
         Some(0.5),
@@ -240,7 +224,7 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
     assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "100000");
     assert_eq!(read(&cpuset.join("cpuset.cpus")), last_cpu);
 
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     let refused = stderr
         .lines()
@@ -255,12 +239,10 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
     );
     std::fs::write(cpu.join("cpu.cfs_quota_us"), "104000").unwrap();
     std::fs::write(cpu.join("cpu.shares"), "520").unwrap();
-    let mut agent = Agent::start(dir.path(), &node, &allocator);
-    let text = wait_until(
-        &agent.allocations,
-        "the restarted agent's allocations",
-        |t| sample(t, "allocations_count", &[]).is_some_and(|n| n >= 3.0),
-    );
+    let mut agent = Allocating::start(dir.path(), &node, &allocator);
+    let text = agent.wait_allocations("the restarted agent's allocations", |t| {
+        sample(t, "allocations_count", &[]).is_some_and(|n| n >= 3.0)
+    });
     assert_eq!(
         read(&cpu.join("cpu.cfs_quota_us")),
         "104000",
@@ -272,28 +254,26 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
         Some(0.52),
         "{text}"
     );
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     assert!(!stderr.contains("changing allocations"), "{stderr}");
 }
 
 #[test]
 fn a_task_without_its_cgroup_costs_only_its_own_allocations() {
-    require_root();
-    let whole = placed("alloc-whole", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    require_root!();
+    let whole = placed("alloc-whole", &["cpu", "cpuacct"], quiet());
     // Only in cpuacct: measured, but its cpu files do not exist (as if removed).
-    let partial = placed("alloc-partial", &["cpuacct"], Proc::sh(QUIET, None));
+    let partial = placed("alloc-partial", &["cpuacct"], quiet());
     let dir = tempfile::tempdir().unwrap();
     let node = format!("!StaticNode {{tasks: [{}, {}]}}", whole.rel, partial.rel);
     let allocator = "!StaticAllocator {rules: [{allocations: {cpu_quota: 0.5}}]}";
-    let mut agent = Agent::start(dir.path(), &node, allocator);
+    let mut agent = Allocating::start(dir.path(), &node, allocator);
 
     let on_whole = format!("task=\"{}\"", whole.rel);
-    let text = agent.wait(
-        &agent.allocations.clone(),
-        "the quota of the whole task",
-        |t| sample(t, "allocation_cpu_quota", &[&on_whole]) == Some(0.5) && errors_of(t) >= 2.0,
-    );
+    let text = agent.wait_allocations("the quota of the whole task", |t| {
+        sample(t, "allocation_cpu_quota", &[&on_whole]) == Some(0.5) && errors_of(t) >= 2.0
+    });
     assert_eq!(
         read(&whole.cgroup.dir("cpu").join("cpu.cfs_quota_us")),
         "100000"
@@ -303,11 +283,8 @@ fn a_task_without_its_cgroup_costs_only_its_own_allocations() {
         sample(&text, "allocation_cpu_quota", &[&on_partial]).is_none(),
         "{text}"
     );
-    assert!(
-        agent.child.try_wait().unwrap().is_none(),
-        "the agent exited"
-    );
-    let (status, stderr) = terminate(&mut agent.child);
+    assert!(agent.agent.alive(), "the agent exited");
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     let warnings = stderr
         .lines()
@@ -318,25 +295,22 @@ fn a_task_without_its_cgroup_costs_only_its_own_allocations() {
 
 #[test]
 fn rdt_allocations_without_resctrl_refuse_the_whole_set() {
-    require_root();
-    let task = placed("alloc-nordt", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    require_root!();
+    let task = placed("alloc-nordt", &["cpu", "cpuacct"], quiet());
     let dir = tempfile::tempdir().unwrap();
     // An empty directory: resctrl is not mounted there, so RDT allocation is off.
     let no_resctrl = tempfile::tempdir().unwrap();
     let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
     let allocator = "!StaticAllocator {rules: [{allocations: {cpu_quota: 0.5, rdt: {name: be, l3: 'L3:0=f'}}}]}";
-    let mut agent =
-        Agent::start_with_resctrl(dir.path(), &node, allocator, Some(no_resctrl.path()));
-    let text = agent.wait(&agent.allocations.clone(), "the refused set", |t| {
-        errors_of(t) >= 2.0
-    });
+    let mut agent = Allocating::start_with_resctrl(dir.path(), &node, allocator, no_resctrl.path());
+    let text = agent.wait_allocations("the refused set", |t| errors_of(t) >= 2.0);
     assert_eq!(sample(&text, "allocations_count", &[]), Some(0.0), "{text}");
     assert_eq!(
         read(&task.cgroup.dir("cpu").join("cpu.cfs_quota_us")),
         "-1",
         "the valid part of the set was not applied either"
     );
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     let warnings = stderr
         .lines()
@@ -350,21 +324,20 @@ fn rdt_allocations_without_resctrl_refuse_the_whole_set() {
 /// holds the cap and the plug-in's own metric is stored with the allocation metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_allocator_plugin_caps_best_effort_tasks() {
-    require_root();
-    let lc = placed("alloc-plugin-lc", &["cpu", "cpuacct"], Proc::sh(BUSY, None));
-    let be = placed("alloc-plugin-be", &["cpu", "cpuacct"], Proc::sh(BUSY, None));
-    let running = |t: &PlacedTask, id: &str| support::mesos_agent::RunningTask {
+    require_root!();
+    let lc = placed("alloc-plugin-lc", &["cpu", "cpuacct"], busy());
+    let be = placed("alloc-plugin-be", &["cpu", "cpuacct"], busy());
+    let running = |t: &PlacedTask, id: &str| mesos_agent::RunningTask {
         task_id: id.to_owned(),
         executor_pid: t.proc.pid(),
         container_id: t.rel.trim_start_matches("mesos/").to_owned(),
     };
-    let mut state =
-        support::mesos_agent::get_state_of(&[running(&lc, "task-lc"), running(&be, "task-be")]);
+    let mut state = mesos_agent::get_state_of(&[running(&lc, "task-lc"), running(&be, "task-be")]);
     state["get_state"]["get_tasks"]["launched_tasks"][1]["labels"]["labels"]
         .as_array_mut()
         .expect("the fixture task has labels")
         .push(serde_json::json!({"key": "workload_class", "value": "best-effort"}));
-    let mesos = Mesos::start(Answer::Json(state), None).await;
+    let mesos = mesos_agent::Agent::start(Answer::Json(state), None).await;
 
     let dir = tempfile::tempdir().unwrap();
     let node = format!(
@@ -376,13 +349,13 @@ async fn the_example_allocator_plugin_caps_best_effort_tasks() {
         "/../examples/example_allocator.py"
     );
     let allocator = "!ExampleAllocator {best_effort: {workload_class: best-effort}, quota: 0.25}";
-    let mut agent = Agent::start_with_args(
+    let mut agent = Allocating::start_with_args(
         dir.path(),
         &node,
         allocator,
         &["-r", &format!("ExampleAllocator=python3 {example}")],
     );
-    let text = agent.wait(&agent.allocations.clone(), "the cap on task-be", |t| {
+    let text = agent.wait_allocations("the cap on task-be", |t| {
         sample(t, "allocation_cpu_quota", &["task=\"task-be\""]) == Some(0.25)
     });
     assert_eq!(
@@ -396,7 +369,7 @@ async fn the_example_allocator_plugin_caps_best_effort_tasks() {
         others > 0.5,
         "the latency-critical task is busy: {others}\n{text}"
     );
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
 }
 
@@ -404,12 +377,8 @@ async fn the_example_allocator_plugin_caps_best_effort_tasks() {
 /// whole and counted, and the agent goes on.
 #[test]
 fn an_external_allocator_answering_unknown_types_is_refused() {
-    require_root();
-    let task = placed(
-        "alloc-plugin-bad",
-        &["cpu", "cpuacct"],
-        Proc::sh(QUIET, None),
-    );
+    require_root!();
+    let task = placed("alloc-plugin-bad", &["cpu", "cpuacct"], quiet());
     let dir = tempfile::tempdir().unwrap();
     let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
     let answer = format!(
@@ -421,16 +390,11 @@ fn an_external_allocator_answering_unknown_types_is_refused() {
         "!ExternalAllocator {{command: [sh, -c, {}], timeout: 2}}",
         serde_json::to_string(&script).unwrap()
     );
-    let mut agent = Agent::start(dir.path(), &node, &allocator);
-    agent.wait(&agent.allocations.clone(), "refused sets", |t| {
-        errors_of(t) >= 3.0
-    });
+    let mut agent = Allocating::start(dir.path(), &node, &allocator);
+    agent.wait_allocations("refused sets", |t| errors_of(t) >= 3.0);
     assert_eq!(read(&task.cgroup.dir("cpu").join("cpu.cfs_quota_us")), "-1");
-    assert!(
-        agent.child.try_wait().unwrap().is_none(),
-        "the agent exited"
-    );
-    let (status, stderr) = terminate(&mut agent.child);
+    assert!(agent.agent.alive(), "the agent exited");
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     let refused = stderr
         .lines()

@@ -2,58 +2,41 @@
 //! (`OWCA_RESCTRL_ROOT`): schemata and `tasks` of the task's control group, OWCA's RDT
 //! allocation metrics, invalid masks refused as a whole.
 //!
-//! The tree is built here because plain directories get no kernel-made files: the task's
-//! control group is made beforehand with its `tasks` and `schemata`, as the kernel would
-//! on mkdir.
+//! Plain directories get no kernel-made files: the task's control group is made
+//! beforehand with its `tasks` and `schemata`, as the kernel would on mkdir.
 
 mod support;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::Instant,
 };
 
-use support::*;
+use support::{resctrl::ResctrlTree, workload::quiet, *};
 
-const QUIET: &str = "while :; do sleep 0.2; done";
+/// The root schemata of [`fake_resctrl`]'s machine, all ways and full bandwidth.
+const SCHEMATA: &str = "L3:0=fff;1=fff\nMB:0=100;1=100\n";
 
-/// A resctrl mount as a 2-socket machine with L3 CAT (12 ways) and MBA shows it.
-fn fake_resctrl(root: &Path, groups: &[&str]) {
-    let files: &[(&str, &str)] = &[
-        ("info/last_cmd_status", "ok\n"),
-        ("info/L3/cbm_mask", "fff\n"),
-        ("info/L3/min_cbm_bits", "1\n"),
-        ("info/L3/num_closids", "16\n"),
-        ("info/MB/min_bandwidth", "10\n"),
-        ("info/MB/bandwidth_gran", "10\n"),
-        ("info/MB/num_closids", "8\n"),
-        ("schemata", "L3:0=fff;1=fff\nMB:0=100;1=100\n"),
-        ("tasks", ""),
-    ];
-    for (path, text) in files {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    std::fs::create_dir_all(root.join("mon_groups")).unwrap();
-    for g in groups {
-        let dir = root.join(g);
-        std::fs::create_dir_all(dir.join("mon_groups")).unwrap();
-        std::fs::write(dir.join("schemata"), "L3:0=fff;1=fff\nMB:0=100;1=100\n").unwrap();
-        std::fs::write(dir.join("tasks"), "").unwrap();
-    }
+/// A resctrl mount as a 2-socket machine with L3 CAT (12 ways) and MBA shows it, with
+/// the control groups `groups` already made.
+fn fake_resctrl(root: &Path, groups: &[&str]) -> ResctrlTree {
+    let tree = ResctrlTree::new(root)
+        .with_l3_allocation("fff", 1, 16)
+        .with_mb_allocation(10, 10, 8)
+        .with_schemata(SCHEMATA);
+    groups.iter().fold(tree, |t, g| t.with_control_group(g))
 }
 
-struct Agent {
-    child: Child,
+/// An agent with an allocation runner on `resctrl`, writing allocation metrics to a file.
+struct Allocating {
+    agent: Agent,
     allocations: PathBuf,
 }
 
-impl Agent {
+impl Allocating {
     fn start(dir: &Path, resctrl: &Path, task: &str, rules: &str) -> Self {
         let allocations = dir.join("allocations.prom");
-        let config = write_config(
+        let agent = Agent::start_with(
             dir,
             &format!(
                 "runner: !AllocationRunner\n  node: !StaticNode {{tasks: [{task}]}}\n  action_delay: 0.3\n  \
@@ -64,38 +47,27 @@ impl Agent {
                 dir.join("metrics.prom").display(),
                 allocations.display(),
             ),
+            &[],
+            &[("OWCA_RESCTRL_ROOT", resctrl.as_os_str())],
         );
-        let child = Command::new(env!("CARGO_BIN_EXE_owca"))
-            .env("OWCA_RESCTRL_ROOT", resctrl)
-            .args(["-c", config.to_str().unwrap(), "-0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting owca");
-        Self { child, allocations }
+        Self { agent, allocations }
     }
 
-    /// See [`wait_for_output`].
+    /// Waits for the allocation metrics to satisfy `ok`; see [`Agent::wait_for`].
     fn wait(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        wait_for_output(&mut self.child, &self.allocations, what, ok)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.agent.wait_for(&self.allocations, what, ok)
     }
 }
 
 #[test]
 fn rdt_rule_sets_the_task_group_schemata_and_moves_its_threads() {
-    require_root();
-    let task = placed("alloc-rdt", &["cpu", "cpuacct"], Proc::sh(QUIET, None));
+    require_root!();
+    let task = placed("alloc-rdt", &["cpu", "cpuacct"], quiet());
     let group = owca::resctrl::group_name(&task.rel);
     let dir = tempfile::tempdir().unwrap();
     let resctrl = dir.path().join("resctrl");
     fake_resctrl(&resctrl, &[&group]);
-    let mut agent = Agent::start(
+    let mut agent = Allocating::start(
         dir.path(),
         &resctrl,
         &task.rel,
@@ -157,7 +129,7 @@ fn rdt_rule_sets_the_task_group_schemata_and_moves_its_threads() {
 
     // A mask with a hole is refused: nothing changes, the error is counted.
     drop(agent);
-    let mut agent = Agent::start(
+    let mut agent = Allocating::start(
         dir.path(),
         &resctrl,
         &task.rel,
@@ -168,18 +140,17 @@ fn rdt_rule_sets_the_task_group_schemata_and_moves_its_threads() {
     });
     let after = std::fs::read_to_string(resctrl.join(&group).join("schemata")).unwrap();
     assert_eq!(after, schemata, "an invalid mask wrote nothing");
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
 }
 
 #[test]
 fn rdt_enabled_without_resctrl_stops_the_agent_naming_the_root() {
-    require_root();
+    require_root!();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-resctrl-here");
-    let mut agent = Agent::start(dir.path(), &missing, "mesos/none", "[]");
-    let status = agent.child.wait().unwrap();
-    let stderr = logged(&mut agent.child);
+    let mut agent = Allocating::start(dir.path(), &missing, "mesos/none", "[]");
+    let (status, stderr) = agent.agent.wait_exit();
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("no-resctrl-here"), "{stderr}");
 }

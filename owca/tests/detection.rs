@@ -7,23 +7,24 @@ mod support;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
 };
 
-use support::*;
+use support::{
+    workload::{busy, busy_on, quiet},
+    *,
+};
 
 const CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory"];
-const BUSY: &str = "while :; do :; done";
-const QUIET: &str = "while :; do sleep 0.2; done";
 
 /// An agent with a detection runner writing metrics and anomalies to two files.
-struct Agent {
-    child: Child,
+struct Detecting {
+    agent: Agent,
     metrics: PathBuf,
     anomalies: PathBuf,
 }
 
-impl Agent {
+impl Detecting {
     /// `append`: anomalies are appended per iteration instead of replaced.
     fn start(
         dir: &Path,
@@ -35,7 +36,8 @@ impl Agent {
         let metrics = dir.join("metrics.prom");
         let anomalies = dir.join("anomalies.prom");
         let tasks: Vec<&str> = tasks.iter().map(|t| t.rel.as_str()).collect();
-        let config = write_config(
+        let args: Vec<&str> = register.iter().flat_map(|r| ["-r", r.as_str()]).collect();
+        let agent = Agent::start_with(
             dir,
             &format!(
                 "runner: !DetectionRunner\n  node: !StaticNode\n    tasks: {tasks:?}\n  action_delay: 0.4\n  \
@@ -46,22 +48,24 @@ impl Agent {
                 anomalies.display(),
                 !append,
             ),
+            &args,
+            &[],
         );
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_owca"));
-        cmd.args(["-c", config.to_str().unwrap(), "-0"]);
-        for r in register {
-            cmd.args(["-r", r]);
-        }
-        let child = cmd.stderr(Stdio::piped()).spawn().expect("starting owca");
         Self {
-            child,
+            agent,
             metrics,
             anomalies,
         }
     }
 
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+    /// Waits for the anomalies file to satisfy `ok`; see [`Agent::wait_for`].
+    fn wait_anomalies(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.agent.wait_for(&self.anomalies, what, ok)
+    }
+
+    /// Waits for the metrics file to satisfy `ok`; see [`Agent::wait_for`].
+    fn wait_metrics(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.agent.wait_for(&self.metrics, what, ok)
     }
 }
 
@@ -126,9 +130,9 @@ for line in sys.stdin:
 
 #[test]
 fn answering_plugin_anomalies_are_stored_with_owca_labels() {
-    require_root();
-    let a = placed("det-answer-a", CONTROLLERS, Proc::sh(QUIET, None));
-    let b = placed("det-answer-b", CONTROLLERS, Proc::sh(QUIET, None));
+    require_root!();
+    let a = placed("det-answer-a", CONTROLLERS, quiet());
+    let b = placed("det-answer-b", CONTROLLERS, quiet());
     let dir = tempfile::tempdir().unwrap();
     let plugin = script(dir.path(), "answer.py", ANSWERING);
     let register = format!(
@@ -136,7 +140,7 @@ fn answering_plugin_anomalies_are_stored_with_owca_labels() {
         plugin.display(),
         dir.path().display()
     );
-    let mut agent = Agent::start(
+    let mut agent = Detecting::start(
         dir.path(),
         &[&a, &b],
         "!Answering\n    threshold: 3\n    tasks: [x, y]",
@@ -144,7 +148,7 @@ fn answering_plugin_anomalies_are_stored_with_owca_labels() {
         false,
     );
 
-    let text = wait_until(&agent.anomalies, "the plug-in's anomaly", |t| {
+    let text = agent.wait_anomalies("the plug-in's anomaly", |t| {
         sample(t, "plugin_requests_total", &[]).is_some_and(|n| n >= 2.0)
     });
     let (contended, contending) = if a.rel < b.rel {
@@ -218,8 +222,8 @@ fn answering_plugin_anomalies_are_stored_with_owca_labels() {
 
     let metrics = std::fs::read_to_string(&agent.metrics).unwrap();
     assert_eq!(detector_errors(&metrics), Some(0.0), "{metrics}");
-    assert!(agent.alive());
-    let (status, stderr) = terminate(&mut agent.child);
+    assert!(agent.agent.alive());
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
 }
 
@@ -230,7 +234,7 @@ fn failing_plugin(name: &str, detector: &str, register: Option<&str>, plugin: &s
     // A child of the plug-in that must die with it (see the hanging plug-in).
     let child = format!("sleep 100{pid}");
     let plugin = plugin.replace("{child}", &child);
-    let task = placed(&format!("det-{name}"), CONTROLLERS, Proc::sh(BUSY, None));
+    let task = placed(&format!("det-{name}"), CONTROLLERS, busy());
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts");
     let plugin = script(
@@ -243,17 +247,17 @@ fn failing_plugin(name: &str, detector: &str, register: Option<&str>, plugin: &s
         .map(|r| format!("{r}=sh {}", plugin.display()))
         .into_iter()
         .collect();
-    let mut agent = Agent::start(dir.path(), &[&task], &detector, &register, false);
+    let mut agent = Detecting::start(dir.path(), &[&task], &detector, &register, false);
 
     let oncpu = format!("task_id=\"{}\"", task.rel);
-    let text = wait_until(&agent.metrics, "detector errors", |t| {
+    let text = agent.wait_metrics("detector errors", |t| {
         detector_errors(t).is_some_and(|n| n >= 2.0)
             && sample(t, "task_oncpu_seconds_total", &[&oncpu]).is_some()
     });
     // Measuring goes on: the task's time keeps growing, errors keep being counted.
     let before = sample(&text, "task_oncpu_seconds_total", &[&oncpu]).unwrap();
     let errors = detector_errors(&text).unwrap();
-    wait_until(&agent.metrics, "more measurements", |t| {
+    agent.wait_metrics("more measurements", |t| {
         sample(t, "task_oncpu_seconds_total", &[&oncpu]).is_some_and(|v| v > before + 0.2)
             && detector_errors(t).is_some_and(|n| n > errors)
     });
@@ -261,7 +265,7 @@ fn failing_plugin(name: &str, detector: &str, register: Option<&str>, plugin: &s
     wait_until(&starts, "a restart of the plug-in", |t| {
         t.lines().count() >= 2
     });
-    assert!(agent.alive(), "the agent exited");
+    assert!(agent.agent.alive(), "the agent exited");
     // Each failed plug-in was killed: at most the current one runs.
     let running = processes_with(plugin.file_name().unwrap().to_str().unwrap());
     assert!(running <= 1, "{running} plug-in processes alive");
@@ -272,7 +276,7 @@ fn failing_plugin(name: &str, detector: &str, register: Option<&str>, plugin: &s
         "{anomalies}"
     );
 
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     let warnings: Vec<&str> = stderr
         .lines()
@@ -291,7 +295,7 @@ fn failing_plugin(name: &str, detector: &str, register: Option<&str>, plugin: &s
 
 #[test]
 fn crashing_plugin_costs_only_detection() {
-    require_root();
+    require_root!();
     failing_plugin(
         "crash",
         "!Crashing {}",
@@ -303,7 +307,7 @@ fn crashing_plugin_costs_only_detection() {
 
 #[test]
 fn hanging_plugin_is_killed_after_its_timeout() {
-    require_root();
+    require_root!();
     failing_plugin(
         "hang",
         "!ExternalDetector {command: [sh, PLUGIN], timeout: 0.5}",
@@ -315,7 +319,7 @@ fn hanging_plugin_is_killed_after_its_timeout() {
 
 #[test]
 fn garbage_answers_are_refused() {
-    require_root();
+    require_root!();
     failing_plugin(
         "garbage",
         "!ExternalDetector {command: [sh, PLUGIN], timeout: 2}",
@@ -327,8 +331,8 @@ fn garbage_answers_are_refused() {
 
 #[test]
 fn seed_example_tag_runs_the_registered_python_example() {
-    require_root();
-    let a = placed("det-example", CONTROLLERS, Proc::sh(QUIET, None));
+    require_root!();
+    let a = placed("det-example", CONTROLLERS, quiet());
     let dir = tempfile::tempdir().unwrap();
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -336,14 +340,14 @@ fn seed_example_tag_runs_the_registered_python_example() {
     );
     // As OWCA's configs/mesos/mesos_external_detector.yaml: a bare `!ExampleDetector`,
     // registered on the command line (the registered plug-in wins over the built-in).
-    let mut agent = Agent::start(
+    let mut agent = Detecting::start(
         dir.path(),
         &[&a],
         "!ExampleDetector",
         &[format!("ExampleDetector=python3 {example}")],
         false,
     );
-    let text = wait_until(&agent.anomalies, "the example plug-in's metric", |t| {
+    let text = agent.wait_anomalies("the example plug-in's metric", |t| {
         sample(t, "example_detector_tasks", &[]) == Some(1.0)
     });
     assert!(
@@ -352,7 +356,7 @@ fn seed_example_tag_runs_the_registered_python_example() {
     );
     let metrics = std::fs::read_to_string(&agent.metrics).unwrap();
     assert_eq!(detector_errors(&metrics), Some(0.0), "{metrics}");
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("example_detector: started"), "{stderr}");
 }
@@ -370,12 +374,12 @@ fn packages_before_first_anomaly(text: &str) -> Option<usize> {
 
 #[test]
 fn contention_detector_reports_busy_loops_sharing_a_cpu() {
-    require_root();
-    let a = placed("det-busy-a", CONTROLLERS, Proc::sh(BUSY, Some(1)));
-    let b = placed("det-busy-b", CONTROLLERS, Proc::sh(BUSY, Some(1)));
-    let quiet = placed("det-quiet", CONTROLLERS, Proc::sh(QUIET, None));
+    require_root!();
+    let a = placed("det-busy-a", CONTROLLERS, busy_on(1));
+    let b = placed("det-busy-b", CONTROLLERS, busy_on(1));
+    let quiet = placed("det-quiet", CONTROLLERS, quiet());
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(
+    let mut agent = Detecting::start(
         dir.path(),
         &[&a, &b, &quiet],
         "!ContentionDetector {}",
@@ -385,7 +389,7 @@ fn contention_detector_reports_busy_loops_sharing_a_cpu() {
 
     let contended = |t: &PlacedTask| format!("contended_task_id=\"{}\"", t.rel);
     let contending = |t: &PlacedTask| format!("contending_task_id=\"{}\"", t.rel);
-    let text = wait_until(&agent.anomalies, "a CPU contention", |t| {
+    let text = agent.wait_anomalies("a CPU contention", |t| {
         sample(
             t,
             "anomaly",
@@ -403,7 +407,7 @@ fn contention_detector_reports_busy_loops_sharing_a_cpu() {
     let before = packages_before_first_anomaly(&text).unwrap();
     assert!(before < 3, "reported in iteration {}:\n{text}", before + 1);
     // Only the busy loops are blamed, never the quiet task.
-    let later = wait_until(&agent.anomalies, "more iterations", |t| {
+    let later = agent.wait_anomalies("more iterations", |t| {
         t.matches("# TYPE anomaly_count ").count() >= before + 4
     });
     assert!(
@@ -418,20 +422,20 @@ fn contention_detector_reports_busy_loops_sharing_a_cpu() {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .fold(0.0, f64::max);
     assert!(ratio >= 0.5, "wait per second on CPU {ratio}:\n{later}");
-    assert!(agent.alive());
-    let (status, stderr) = terminate(&mut agent.child);
+    assert!(agent.agent.alive());
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
 }
 
 #[test]
 fn contention_detector_quiet_run_reports_nothing() {
-    require_root();
+    require_root!();
     // A busy task alone on its CPU (whatever else the machine runs is not a task) and a
     // quiet one: nobody contends with anybody.
-    let busy = placed("det-alone", CONTROLLERS, Proc::sh(BUSY, Some(1)));
-    let quiet = placed("det-quiet-run", CONTROLLERS, Proc::sh(QUIET, None));
+    let busy = placed("det-alone", CONTROLLERS, busy_on(1));
+    let quiet = placed("det-quiet-run", CONTROLLERS, quiet());
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(
+    let mut agent = Detecting::start(
         dir.path(),
         &[&busy, &quiet],
         "!ContentionDetector {}",
@@ -439,7 +443,7 @@ fn contention_detector_quiet_run_reports_nothing() {
         true,
     );
     let task = format!("task_id=\"{}\"", busy.rel);
-    let text = wait_until(&agent.anomalies, "eight iterations", |t| {
+    let text = agent.wait_anomalies("eight iterations", |t| {
         t.matches("# TYPE anomaly_count ").count() >= 8
     });
     assert!(!text.contains("anomaly{"), "{text}");
@@ -455,6 +459,6 @@ fn contention_detector_quiet_run_reports_nothing() {
         "{metrics}"
     );
     assert_eq!(detector_errors(&metrics), Some(0.0));
-    let (status, stderr) = terminate(&mut agent.child);
+    let (status, stderr) = agent.agent.terminate();
     assert!(status.success(), "{stderr}");
 }

@@ -7,7 +7,7 @@ mod support;
 use std::{
     net::TcpListener,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -20,7 +20,8 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 use support::{
-    mesos_agent::{Agent, Answer, RunningTask, get_state_of},
+    mesos_agent::{self, Answer, RunningTask, get_state_of},
+    workload::{busy, busy_on},
     *,
 };
 
@@ -46,7 +47,9 @@ fn free_port() -> u16 {
 }
 
 /// A broker with the test topic, killed on drop. Memory storage: a restart starts empty.
-struct Broker(Child);
+struct Broker {
+    _process: Proc,
+}
 
 impl Broker {
     fn start(port: u16) -> Self {
@@ -55,20 +58,21 @@ impl Broker {
 
     fn with_topic(port: u16, topic: &str) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting tansu");
-        let broker = Self(child);
+        let broker = Self {
+            _process: Proc::spawn(
+                Command::new(tansu())
+                    .args([
+                        "broker",
+                        "--listener-url",
+                        &url,
+                        "--advertised-listener-url",
+                        &url,
+                    ])
+                    .args(["--storage-engine", "memory://tansu/"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            ),
+        };
         let start = Instant::now();
         // Brokers do not create topics on first use: create it once the broker listens.
         loop {
@@ -95,13 +99,6 @@ impl Broker {
             );
             sleep_s(0.2);
         }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -141,16 +138,12 @@ fn consume_topic_until(port: u16, topic: &str, what: &str, ok: impl Fn(&str) -> 
 
 #[test]
 fn packages_reach_kafka_and_survive_a_broker_restart() {
-    require_root();
+    require_root!();
     let port = free_port();
     let broker = Broker::start(port);
-    let task = placed(
-        "kafka-busy",
-        &["cpu", "cpuacct"],
-        Proc::sh("while :; do :; done", None),
-    );
+    let task = placed("kafka-busy", &["cpu", "cpuacct"], busy());
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let mut agent = Agent::start(
         dir.path(),
         &format!(
             "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [{}]}}\n  action_delay: 0.5\n  \
@@ -160,11 +153,6 @@ fn packages_reach_kafka_and_survive_a_broker_restart() {
             task.rel
         ),
     );
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_owca"))
-        .args(["-0", "-c", config.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the agent");
 
     let task_label = format!("task_id=\"{}\"", task.rel);
     let first = consume_until(port, "the task's metrics", |t| {
@@ -183,7 +171,7 @@ fn packages_reach_kafka_and_survive_a_broker_restart() {
     // The broker dies: the agent goes on, each iteration waiting at most the timeout.
     drop(broker);
     sleep_s(5.0);
-    assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
+    assert!(agent.alive(), "the agent exited");
 
     // Back (empty, as its storage is memory): delivery resumes by itself, and the
     // packages that expired meanwhile are counted.
@@ -198,7 +186,7 @@ fn packages_reach_kafka_and_survive_a_broker_restart() {
         "the task was measured throughout: {before} → {oncpu}"
     );
 
-    let (status, stderr) = terminate(&mut agent);
+    let (status, stderr) = agent.terminate();
     assert!(status.success(), "{status:?}\n{stderr}");
     // About 25 iterations, a dozen of them without a broker: a handful of lines (the
     // outage, packages dropped, delivering again), not one per iteration.
@@ -235,18 +223,17 @@ fn a_store_without_a_broker_returns_within_the_timeout() {
 /// example plug-in, and anomalies read back from a real broker in OWCA's format.
 #[tokio::test(flavor = "multi_thread")]
 async fn shipped_external_detector_config_sends_anomalies_to_kafka() {
-    require_root();
+    require_root!();
     let port = free_port();
     let _broker = Broker::with_topic(port, "owca_anomalies");
-    let busy = "while :; do :; done";
-    let a = placed("kafka-det-a", &["cpu", "cpuacct"], Proc::sh(busy, Some(1)));
-    let b = placed("kafka-det-b", &["cpu", "cpuacct"], Proc::sh(busy, Some(1)));
+    let a = placed("kafka-det-a", &["cpu", "cpuacct"], busy_on(1));
+    let b = placed("kafka-det-b", &["cpu", "cpuacct"], busy_on(1));
     let running = |t: &PlacedTask, id: &str| RunningTask {
         task_id: id.to_owned(),
         executor_pid: t.proc.pid(),
         container_id: t.rel.trim_start_matches("mesos/").to_owned(),
     };
-    let mesos = Agent::start(
+    let mesos = mesos_agent::Agent::start(
         Answer::Json(get_state_of(&[
             running(&a, "task-a"),
             running(&b, "task-b"),
@@ -273,17 +260,12 @@ async fn shipped_external_detector_config_sends_anomalies_to_kafka() {
             &format!("    topic: owca_anomalies\n    brokers_ips: ['127.0.0.1:{port}']\n"),
         );
     assert_ne!(yaml, shipped);
-    let config = write_config(dir.path(), &yaml);
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/example_detector.py"
     );
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_owca"))
-        .args(["-0", "-c", config.to_str().unwrap()])
-        .args(["-r", &format!("ExampleDetector=python3 {example}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the agent");
+    let register = format!("ExampleDetector=python3 {example}");
+    let mut agent = Agent::start_with(dir.path(), &yaml, &["-r", &register], &[]);
 
     let anomalies = tokio::task::spawn_blocking(move || {
         consume_topic_until(port, "owca_anomalies", "a CPU contention anomaly", |t| {
@@ -318,10 +300,10 @@ async fn shipped_external_detector_config_sends_anomalies_to_kafka() {
         "{anomalies}"
     );
     // The metrics go to the shipped LogStorage file meanwhile.
-    let text = wait_until(&metrics, "the tasks' metrics", |t| {
+    let text = agent.wait_for(&metrics, "the tasks' metrics", |t| {
         sample(t, "task_oncpu_seconds_total", &["task_id=\"task-a\""]).is_some()
     });
     assert!(text.contains("env_id=\"host\""));
-    let (status, stderr) = terminate(&mut agent);
+    let (status, stderr) = agent.terminate();
     assert!(status.success(), "{status:?}\n{stderr}");
 }

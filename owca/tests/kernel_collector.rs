@@ -6,10 +6,13 @@ mod support;
 use std::path::Path;
 
 use owca::{
-    cgroups::{Hierarchy, Mounts, testing::TestCgroup},
-    collector::{CgroupDir, Collector, CollectorConfig},
+    cgroups::{Hierarchy, Mounts},
+    collector::{CgroupDir, Collector, CollectorConfig, perf::EventSpec},
 };
-use support::*;
+use support::{
+    workload::{busy, busy_on, page_faults, run_delay_ns, sleeper, status_field},
+    *,
+};
 
 fn v1_dir(m: &Mounts, rel: &str) -> CgroupDir {
     CgroupDir::new(
@@ -33,14 +36,14 @@ fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
 
 #[test]
 fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     let busy_rel = format!("mesos/{}", unique("busy"));
     let idle_rel = format!("mesos/{}", unique("idle"));
     let busy_cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &busy_rel).unwrap();
     let idle_cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &idle_rel).unwrap();
-    let busy = Proc::sh("while :; do :; done", None);
-    let idle = Proc::sh("sleep 60", None);
+    let busy = busy();
+    let idle = sleeper();
     busy_cg.add_pid(busy.pid()).unwrap();
     idle_cg.add_pid(idle.pid()).unwrap();
 
@@ -78,7 +81,7 @@ fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
 
 #[test]
 fn sleeping_loop_switches_match_proc_status() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     let sleeper = Proc::python("import time\nwhile True: time.sleep(0.01)");
     let PlacedTask { rel, proc: p, .. } = &placed("sleeper", &["cpu", "cpuacct"], sleeper);
@@ -119,7 +122,7 @@ fn sleeping_loop_switches_match_proc_status() {
 
 #[test]
 fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     let cpus = aya::util::online_cpus().unwrap();
     assert!(cpus.len() >= 2, "this test needs two CPUs");
@@ -132,11 +135,7 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
         .iter()
         .map(|r| TestCgroup::create(&m, &["cpu", "cpuacct"], r).unwrap())
         .collect();
-    let procs = [
-        Proc::sh("while :; do :; done", Some(shared_cpu)),
-        Proc::sh("while :; do :; done", Some(shared_cpu)),
-        Proc::sh("while :; do :; done", Some(lone_cpu)),
-    ];
+    let procs = [busy_on(shared_cpu), busy_on(shared_cpu), busy_on(lone_cpu)];
     for (cg, p) in cgs.iter().zip(&procs) {
         cg.add_pid(p.pid()).unwrap();
     }
@@ -188,14 +187,14 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
 
 #[test]
 fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     let v2 = m.v2().expect("cgroup v2 mounted").to_path_buf();
     let rel = unique("v2");
     let child_rel = format!("{rel}/child");
     let cg = TestCgroup::create_v2(&m, &rel).unwrap();
     let child = TestCgroup::create_v2(&m, &child_rel).unwrap();
-    let busy = Proc::sh("while :; do :; done", None);
+    let busy = busy();
     child.add_pid(busy.pid()).unwrap();
 
     let mut c = start(&[]);
@@ -222,7 +221,7 @@ fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
 
 #[test]
 fn unwatch_frees_map_entries_and_missing_pmu_events_are_not_counted() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     let rel = format!("mesos/{}", unique("unwatch"));
     let _cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
@@ -248,7 +247,7 @@ fn unwatch_frees_map_entries_and_missing_pmu_events_are_not_counted() {
 
 #[test]
 fn counter_events_are_charged_to_the_cgroup_at_switches() {
-    require_root();
+    require_root!();
     let m = Mounts::discover().unwrap();
     // Maps and touches fresh memory in a loop: page faults, with sleeps between.
     let faulter = Proc::python(
@@ -274,4 +273,25 @@ fn counter_events_are_charged_to_the_cgroup_at_switches() {
         within(ours, kernel, 0.05),
         "page_faults: eBPF {ours} vs /proc {kernel}"
     );
+}
+
+/// The real-kernel half of the collector's perf unit test (perf_event_open on a CPU needs
+/// root).
+#[test]
+fn software_events_open_on_a_cpu_and_a_missing_pmu_is_none() {
+    require_root!();
+    let software = EventSpec::parse("page_faults").unwrap();
+    assert!(
+        software
+            .open_on_cpu(0)
+            .expect("perf_event_open of a software event on CPU 0")
+            .is_some()
+    );
+    // Where the machine has no hardware PMU, the event is absent rather than an error.
+    let has_pmu = Path::new("/sys/bus/event_source/devices/cpu").exists();
+    let instructions = EventSpec::parse("instructions")
+        .unwrap()
+        .open_on_cpu(0)
+        .expect("perf_event_open of a hardware event on CPU 0");
+    assert_eq!(instructions.is_some(), has_pmu);
 }

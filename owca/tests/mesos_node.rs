@@ -4,17 +4,20 @@
 
 mod support;
 
-use support::mesos_agent::{Agent, Answer, get_state};
+use support::{
+    TestCgroup,
+    mesos_agent::{Agent, Answer, get_state},
+    workload::sleeper,
+};
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use owca::{
-    cgroups::{Mounts, testing::TestCgroup},
+    cgroups::Mounts,
     nodes::{
         NodeConfig,
         mesos::{MesosError, MesosNode, SkipReason},
@@ -58,48 +61,16 @@ async fn error_of(node: &MesosNode, agent: &Agent) -> MesosError {
 
 // ---------------------------------------------------------------- a real task
 
-/// Removes on drop the `mesos` parent cgroups this test created (not ones already there).
-struct CreatedParents(Vec<PathBuf>);
-
-impl CreatedParents {
-    fn note(roots: &[&Path]) -> Self {
-        Self(
-            roots
-                .iter()
-                .map(|r| r.join("mesos"))
-                .filter(|p| !p.exists())
-                .collect(),
-        )
-    }
-}
-
-impl Drop for CreatedParents {
-    fn drop(&mut self) {
-        for dir in &self.0 {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
-fn sleeper() -> support::Proc {
-    let child = Command::new("sleep")
-        .arg("60")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawning sleep");
-    support::Proc(child)
-}
-
 #[tokio::test]
 async fn task_in_a_real_mesos_cgroup_and_one_without_isolation() {
-    support::require_root();
+    require_root!();
     let mounts = Mounts::discover().expect("reading mountinfo");
     let id = support::unique("mesos-task");
     let rel = format!("mesos/{id}");
-    // Dropped in reverse: processes killed, then their cgroups removed, then `mesos`.
-    let (_parents, cgroup, cpu_root) = match (mounts.v1("cpu"), mounts.v1("cpuacct")) {
-        (Some(cpu), Some(cpuacct)) => (
-            CreatedParents::note(&[cpu, cpuacct]),
+    // Declared before the processes, so dropped after them; each removes the `mesos`
+    // parent it had to create once that is empty.
+    let (cgroup, cpu_root) = match (mounts.v1("cpu"), mounts.v1("cpuacct")) {
+        (Some(cpu), Some(_)) => (
             TestCgroup::create(&mounts, &["cpu", "cpuacct"], &rel)
                 .expect("creating the task cgroup"),
             cpu.to_path_buf(),
@@ -107,7 +78,6 @@ async fn task_in_a_real_mesos_cgroup_and_one_without_isolation() {
         _ => {
             let root = mounts.v2().expect("cgroup v2 mounted when v1 cpu is not");
             (
-                CreatedParents::note(&[root]),
                 TestCgroup::create_v2(&mounts, &rel).expect("creating the task cgroup"),
                 root.to_path_buf(),
             )

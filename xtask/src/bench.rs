@@ -11,6 +11,7 @@ use crate::{cmd, setup, workspace_root};
 pub fn bench(args: &[String]) -> Result<()> {
     crate::root::reexec_unless_root("the benchmarks load eBPF programs and create cgroups")?;
     setup::toolchain()?;
+    build_classic(true)?;
     cmd::run(
         Command::new(crate::cargo())
             .current_dir(workspace_root())
@@ -31,6 +32,7 @@ pub fn bench(args: &[String]) -> Result<()> {
 /// The short run that `cargo xtask test` makes so that the bench keeps working: N = 10, a
 /// few seconds, checks that every figure was measured (not the targets).
 pub fn smoke() -> Result<()> {
+    build_classic(false)?;
     cmd::run(
         Command::new(crate::cargo())
             .current_dir(workspace_root())
@@ -45,4 +47,22 @@ pub fn smoke() -> Result<()> {
             ]),
     )
     .context("running the bench's smoke run")
+}
+
+/// Builds the classic collector the bench compares the agent with (`owca-classic` of the
+/// bench-only `owca-bench` crate, which `cargo install owca` does not install) into the
+/// profile directory the bench runs from, where the bench looks for it.
+fn build_classic(release: bool) -> Result<()> {
+    let mut cargo = Command::new(crate::cargo());
+    cargo.current_dir(workspace_root()).args([
+        "build",
+        "--package",
+        "owca-bench",
+        "--bin",
+        "owca-classic",
+    ]);
+    if release {
+        cargo.arg("--release");
+    }
+    cmd::run(&mut cargo).context("building the classic collector (owca-bench)")
 }

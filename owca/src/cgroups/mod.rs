@@ -8,12 +8,9 @@
 //! cpuset) go to the same hierarchies.
 
 pub mod cpu_list;
-#[cfg(test)]
-mod kernel_tests;
 mod mounts;
 mod proc;
 mod read;
-pub mod testing;
 mod tree;
 mod write;
 

@@ -152,7 +152,7 @@ impl Containers {
 }
 
 /// A task's sample labels: `task_id`, then the task's own labels, then the node's.
-fn sample_labels(task: &Task, common: &Labels) -> Arc<Labels> {
+pub fn sample_labels(task: &Task, common: &Labels) -> Arc<Labels> {
     let mut labels = task.labels.clone();
     labels.insert("task_id".to_owned(), task.task_id.clone());
     for (k, v) in common {

@@ -142,7 +142,7 @@ impl Measurements {
 }
 
 /// `memory_bandwidth` (counter) and `llc_occupancy` (gauge), those that have a value.
-fn rdt_metrics(m: &resctrl::ResctrlMeasurement) -> Vec<Metric> {
+pub fn rdt_metrics(m: &resctrl::ResctrlMeasurement) -> Vec<Metric> {
     let mut out = Vec::with_capacity(2);
     if let Some(v) = m.memory_bandwidth_bytes {
         out.push(Metric::counter(

@@ -137,7 +137,7 @@ impl SelfMetrics {
 
     /// `owca_errors_total{component}` for the runner's components (zero when none yet)
     /// and any other component that had errors.
-    fn error_metrics(&self) -> impl Iterator<Item = Metric> + '_ {
+    pub fn error_metrics(&self) -> impl Iterator<Item = Metric> + '_ {
         let others = self.totals.keys().filter(|c| !self.components.contains(c));
         self.components.iter().chain(others).map(|c| {
             Metric::counter(

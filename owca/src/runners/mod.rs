@@ -22,6 +22,7 @@ pub use self::{
     detection::{DetectionRunner, DetectionRunnerConfig},
     error::RunnerError,
     measurement::{MeasurementRunner, MeasurementRunnerConfig},
+    measuring_stages::COMPONENTS,
 };
 use crate::{
     metrics::{Metric, SelfMetrics},

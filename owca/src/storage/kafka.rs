@@ -166,6 +166,12 @@ impl KafkaStorage {
         })
     }
 
+    /// The body of the Kafka message that carries one package: the package as
+    /// Prometheus text, as OWCA's `!KafkaStorage` sent it; what [`Storage::store`] sends.
+    pub fn message_body(metrics: &[Metric]) -> Vec<u8> {
+        prometheus::encode(metrics).text.into_bytes()
+    }
+
     fn error(&self, what: &str, reason: impl ToString) -> StorageError {
         StorageError::Kafka {
             brokers: self.brokers.clone(),
@@ -178,8 +184,8 @@ impl KafkaStorage {
 
 impl Storage for KafkaStorage {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        let text = prometheus::encode(metrics).text;
-        let record = BaseRecord::<(), str, ()>::to(&self.topic).payload(&text);
+        let body = Self::message_body(metrics);
+        let record = BaseRecord::<(), [u8], ()>::to(&self.topic).payload(&body[..]);
         let sent = self.producer.send(record);
         // Waits for this package (and any queued before it), at most the timeout; what is
         // not delivered by then stays queued.

@@ -1,6 +1,7 @@
 //! The collectors compared: none, the `owca` agent (eBPF) on the Mesos stand-in, and
-//! `owca-classic` (one perf event per cgroup × CPU × event). Each runs as its own process
-//! writing Prometheus text to a file it replaces every second.
+//! `owca-classic` (one perf event per cgroup × CPU × event; the bench-only `owca-bench`
+//! crate). Each runs as its own process writing Prometheus text to a file it replaces
+//! every second.
 
 use std::{
     fs::File,
@@ -36,6 +37,26 @@ impl Kind {
             Kind::Classic => "classic",
         }
     }
+}
+
+/// `owca-classic`, which is not a target of this package: `cargo xtask bench` builds it
+/// (`cargo build [--release] -p owca-bench`) into the profile directory this bench runs
+/// from (`target/<profile>/deps/bench-<hash>` → `target/<profile>/owca-classic`).
+pub fn classic_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let profile_dir = exe
+        .ancestors()
+        .nth(2)
+        .context("locating target/<profile>/ from the bench binary")?;
+    let path = profile_dir.join("owca-classic");
+    if !path.is_file() {
+        bail!(
+            "the classic collector is not built at {}: run the bench with `cargo xtask bench`, \
+             or build it first with `cargo build -p owca-bench` (add --release for a release bench)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// A running collector process, stopped (SIGTERM, then SIGKILL) on drop.
@@ -79,7 +100,7 @@ pub fn start(
             let list = dir.join("cgroups.txt");
             let paths: Vec<&str> = wl.tasks.iter().map(|t| t.path.as_str()).collect();
             std::fs::write(&list, paths.join("\n"))?;
-            let mut c = Command::new(env!("CARGO_BIN_EXE_owca-classic"));
+            let mut c = Command::new(classic_binary()?);
             c.arg("--cgroups").arg(&list).arg("--output").arg(&out);
             c
         }

@@ -115,7 +115,12 @@ fn run() -> Result<()> {
     START.get_or_init(std::time::Instant::now);
     guard::install_signal_thread()?;
     let args = parse_args()?;
-    support::require_root();
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "the bench needs root to load eBPF programs and create cgroups (run `cargo xtask bench`)"
+        );
+    }
+    collectors::classic_binary()?;
     let mounts = Mounts::discover()?;
     guard::sweep_stale(&mounts);
     let out_dir = target_dir()?.join(if args.smoke { "bench/smoke" } else { "bench" });

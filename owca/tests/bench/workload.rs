@@ -13,11 +13,14 @@ use nix::{
     },
     unistd::Pid,
 };
-use owca::cgroups::{Hierarchy, Mounts, testing::TestCgroup};
+use owca::cgroups::{Hierarchy, Mounts};
 
 use crate::{
     guard,
-    support::mesos_agent::{Agent, Answer, RunningTask, get_state_of},
+    support::{
+        TestCgroup,
+        mesos_agent::{Agent, Answer, RunningTask, get_state_of},
+    },
 };
 
 /// Busy tasks (a spinning process each); every other task's process is a sleeper.

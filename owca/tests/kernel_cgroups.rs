@@ -1,62 +1,22 @@
-//! The readers against the real kernel: a v1 cgroup made for the test, with a child in it.
+//! The cgroup readers against the real kernel (root): a v1 and a v2 cgroup made for the
+//! test, with a process in it, and the test cgroups' own cleanup.
 
-use std::{
-    io::Write,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+mod support;
 
-use super::{Cgroup, Mounts, proc_cgroup, testing::TestCgroup};
+use std::path::Path;
 
-/// Kills and reaps the child when the test ends, before its cgroup is removed.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn require_root() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "this test needs root: it creates cgroups under /sys/fs/cgroup (run as root or via `cargo xtask test`)"
-    );
-}
-
-/// `sleep 5` started inside `cg`. Memory is charged where a page is first touched, so
-/// `sleep` must start inside the cgroup: a shell waits to be moved there, then execs it.
-fn sleep_in(cg: &TestCgroup) -> Reaped {
-    let mut child = Reaped(
-        Command::new("sh")
-            .args(["-c", "read _; exec sleep 5"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawning sh"),
-    );
-    let pid = child.0.id();
-    cg.add_pid(pid).expect("moving the child into the cgroup");
-    let mut stdin = child.0.stdin.take().expect("piped stdin");
-    stdin.write_all(b"go\n").expect("releasing the child");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "sleep") {
-        assert!(Instant::now() < deadline, "the child never exec'd sleep");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
+use owca::cgroups::{Cgroup, Mounts, proc_cgroup};
+use support::{TestCgroup, skip, workload::sleeper_in};
 
 #[test]
 fn real_v1_cgroup_accounts_its_process() {
-    require_root();
+    require_root!();
     let mounts = Mounts::discover().expect("reading /proc/self/mountinfo");
     let rel = format!("owca-test-{}", std::process::id());
     let cg = TestCgroup::create(&mounts, &["cpuacct", "memory"], &rel)
         .expect("creating the test cgroup");
-    let child = sleep_in(&cg);
-    let pid = child.0.id();
+    let child = sleeper_in(&cg);
+    let pid = child.pid();
 
     let reader = Cgroup::new(&mounts, cg.path());
     assert!(
@@ -96,10 +56,10 @@ fn real_v1_cgroup_accounts_its_process() {
 
 #[test]
 fn real_v2_cgroup_when_cpuacct_is_not_on_v1() {
-    require_root();
+    require_root!();
     let real = Mounts::discover().expect("reading /proc/self/mountinfo");
     let Some(unified) = real.v2() else {
-        println!("skipped: cgroup v2 is not mounted");
+        skip(test_name!(), "cgroup v2 is not mounted");
         return;
     };
     // The same kernel seen as a v2-only host: no v1 hierarchies.
@@ -109,7 +69,7 @@ fn real_v2_cgroup_when_cpuacct_is_not_on_v1() {
     ));
     let rel = format!("owca-test-v2-{}", std::process::id());
     let cg = TestCgroup::create_v2(&mounts, &rel).expect("creating the test cgroup");
-    let child = sleep_in(&cg);
+    let child = sleeper_in(&cg);
     let reader = Cgroup::new(&mounts, cg.path());
     let usage = reader.cpu_usage_ns().expect("reading cpu.stat");
     assert!(
@@ -120,7 +80,7 @@ fn real_v2_cgroup_when_cpuacct_is_not_on_v1() {
         reader.has_processes("cpu").expect("reading cgroup.procs"),
         Some(true)
     );
-    let procs = proc_cgroup(Path::new("/proc"), child.0.id()).expect("reading /proc/<pid>/cgroup");
+    let procs = proc_cgroup(Path::new("/proc"), child.pid()).expect("reading /proc/<pid>/cgroup");
     assert_eq!(procs.as_ref().and_then(|p| p.v2()), Some(cg.path()));
     drop(child);
     drop(cg);
@@ -129,7 +89,7 @@ fn real_v2_cgroup_when_cpuacct_is_not_on_v1() {
 
 #[test]
 fn test_cgroups_remove_the_parents_they_made() {
-    require_root();
+    require_root!();
     let mounts = Mounts::discover().expect("reading /proc/self/mountinfo");
     let top = format!("owca-test-nest-{}", std::process::id());
     let inner =

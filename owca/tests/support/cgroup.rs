@@ -1,7 +1,8 @@
 //! Real cgroups for tests on the real kernel (needs root): created in the given hierarchies
 //! and removed on drop, with their processes moved back to the hierarchy root first.
 //!
-//! Public rather than `cfg(test)` because the integration tests in `owca/tests/` use it.
+//! Shared by the integration tests and the bench (`tests/bench/`), which include this
+//! support module; it uses only the library's public cgroup API.
 
 use std::{
     collections::BTreeSet,
@@ -12,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use super::{CgroupError, Hierarchy, Mounts};
+use owca::cgroups::{CgroupError, Hierarchy, Mounts};
 
 /// Directories a `TestCgroup` could not remove yet: parents it had to create (`mesos/` for
 /// `mesos/abc`) and its own directory while other tests' cgroups are inside. Whichever
@@ -126,7 +127,7 @@ impl TestCgroup {
         Ok(())
     }
 
-    /// The cgroup path, e.g. `/mesos/abc`, for [`super::Cgroup::new`].
+    /// The cgroup path, e.g. `/mesos/abc`, for [`owca::cgroups::Cgroup::new`].
     pub fn path(&self) -> &str {
         &self.path
     }
