@@ -1,6 +1,12 @@
 //! The `owca` binary end to end on the real kernel: config, output checked by promtool and
 //! node_exporter, values against cgroupfs, one warning for a missing PMU, clean shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::{

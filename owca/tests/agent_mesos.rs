@@ -2,6 +2,12 @@
 //! and kernel-checked values, and no answer the agent can give makes it exit or lose the
 //! task's metrics.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::time::Duration;

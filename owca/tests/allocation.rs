@@ -6,6 +6,12 @@
 //!
 //! RDT allocation is tested separately (`allocation_rdt.rs`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::{

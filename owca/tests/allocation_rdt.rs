@@ -5,6 +5,12 @@
 //! Plain directories get no kernel-made files: the task's control group is made
 //! beforehand with its `tasks` and `schemata`, as the kernel would on mkdir.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::{

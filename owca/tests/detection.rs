@@ -3,6 +3,12 @@
 //! restarts the plug-in), and the built-in `!ContentionDetector` against real busy loops
 //! sharing a CPU in Mesos-shaped cgroups.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::{

@@ -9,6 +9,12 @@
 //! tests need no root and load nothing into the kernel; `kernel_collector` loads the
 //! programs for real.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 use std::collections::{BTreeSet, HashMap};
 
 use aya_obj::{

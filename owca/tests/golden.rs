@@ -8,6 +8,12 @@
 //! After an intended change of the output, refresh the files and review their diff like
 //! code: `UPDATE_GOLDEN=1 cargo test -p owca --test golden`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::{

@@ -2,6 +2,12 @@
 //! packages arrive as Prometheus text, and a broker that dies and comes back neither stops
 //! nor blocks the agent; packages lost meanwhile are counted.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::{

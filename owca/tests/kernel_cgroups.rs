@@ -1,6 +1,12 @@
 //! The cgroup readers against the real kernel (root): a v1 and a v2 cgroup made for the
 //! test, with a process in it, and the test cgroups' own cleanup.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -1,6 +1,12 @@
 //! The eBPF collector on the real kernel: its counts against the kernel's own accounting.
 //! Needs root; `cargo xtask test` runs these with one test thread.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -2,6 +2,12 @@
 //! untrusted CA, mutual TLS) on 127.0.0.1, and a real process in a real `/mesos/<id>`
 //! cgroup. The cgroup test needs root; the others do not.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod support;
 
 use support::{
@@ -397,7 +403,7 @@ async fn every_fixture_served_over_http() {
     for (file, expected) in cases {
         let text =
             std::fs::read_to_string(Path::new(support::mesos_agent::FIXTURES).join(file)).unwrap();
-        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let answer: Value = serde_json::from_str(&text).unwrap();
         let agent = Agent::start(Answer::Json(answer), None).await;
         let node = mesos_node(&format!("mesos_agent_endpoint: {}", agent.endpoint()));
         let tasks = node.tasks().await.unwrap_or_else(|e| panic!("{file}: {e}"));

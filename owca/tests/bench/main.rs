@@ -9,6 +9,12 @@
 //! Prints a Markdown report and writes it with a JSON twin to `target/bench/`.
 //! `--smoke` is the short run `cargo xtask test` makes to keep this working.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 #[path = "../support/mod.rs"]
 mod support;
 
