@@ -61,7 +61,8 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
 
 impl Btf {
     /// Reads the running kernel's BTF.
-    pub fn from_kernel() -> Result<Self, BtfError> {
+    #[cfg(test)]
+    pub(crate) fn from_kernel() -> Result<Self, BtfError> {
         Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
     }
 

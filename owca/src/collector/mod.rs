@@ -384,6 +384,7 @@ impl Collector {
     }
 
     /// Keys present in the kernel map, to check that unwatching frees entries.
+    #[cfg(feature = "test-util")]
     pub fn map_keys(&self) -> Result<Vec<u64>, CollectorError> {
         self.counters
             .keys()

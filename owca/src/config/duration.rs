@@ -4,29 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserializer, Unexpected, Visitor};
 
 /// Deserializes a non-negative, finite number of seconds (integer or float) as a
 /// [`Duration`]. Use as `#[serde(deserialize_with = "crate::config::duration_secs")]`.
 pub fn duration_secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     deserializer.deserialize_any(SecondsVisitor)
-}
-
-/// Like [`duration_secs`] for an optional field; pair it with `#[serde(default)]` so that
-/// a missing field is `None`.
-pub fn option_duration_secs<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
-    Ok(Option::<Seconds>::deserialize(deserializer)?.map(|s| s.0))
-}
-
-/// A [`Duration`] read as seconds, so that `Option` can wrap it.
-struct Seconds(Duration);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        duration_secs(deserializer).map(Seconds)
-    }
 }
 
 struct SecondsVisitor;

@@ -17,7 +17,7 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
-pub use self::duration::{duration_secs, option_duration_secs};
+pub use self::duration::duration_secs;
 pub use self::load::{from_file, from_str};
 
 /// Why a configuration could not be loaded.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::{ConfigError, from_file, from_str};
 
@@ -11,7 +11,7 @@ use super::{ConfigError, from_file, from_str};
 #[serde(deny_unknown_fields)]
 struct StaticNodeCfg {
     tasks: Vec<String>,
-    #[serde(default, deserialize_with = "super::option_duration_secs")]
+    #[serde(default, deserialize_with = "option_duration_secs")]
     timeout: Option<Duration>,
 }
 
@@ -258,4 +258,21 @@ fn from_file_names_the_file() {
         err.starts_with(&format!("{}:1:9: runner: ", path.display())),
         "{err}"
     );
+}
+
+/// Like [`duration_secs`] for an optional field; pair it with `#[serde(default)]` so that
+/// a missing field is `None`.
+fn option_duration_secs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    Ok(Option::<Seconds>::deserialize(deserializer)?.map(|s| s.0))
+}
+
+/// A [`Duration`] read as seconds, so that `Option` can wrap it.
+struct Seconds(Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        super::duration_secs(deserializer).map(Seconds)
+    }
 }

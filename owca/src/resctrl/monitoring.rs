@@ -57,8 +57,8 @@ impl Resctrl {
         Ok(Some(Self::at(root.to_owned())))
     }
 
-    /// resctrl at `root`, taken as is (no checks); for tests and callers that checked.
-    pub fn at(root: PathBuf) -> Self {
+    /// resctrl at `root`, taken as is (no checks; [`Self::detect`] made them).
+    pub(super) fn at(root: PathBuf) -> Self {
         Self {
             root,
             groups: BTreeMap::new(),
