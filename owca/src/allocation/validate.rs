@@ -152,7 +152,7 @@ fn same_rdt(task_id: &str, want: &RdtAllocation, have: Option<&RdtAllocation>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allocators::types::tests::alloc;
+    use crate::allocators::task_allocations::tests::alloc;
 
     fn check(desired: &TasksAllocations, rdt: Option<&RdtControl>) -> Result<(), String> {
         let tasks = BTreeSet::from(["a".to_owned(), "b".to_owned()]);

@@ -7,14 +7,14 @@
 
 mod config;
 mod static_allocator;
-pub mod types;
+pub mod task_allocations;
 
 use thiserror::Error;
 
 pub use self::{
     config::AllocatorConfig,
     static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
-    types::{InvalidAllocations, TaskAllocations, TasksAllocations},
+    task_allocations::{InvalidAllocations, TaskAllocations, TasksAllocations},
 };
 use std::sync::Arc;
 
