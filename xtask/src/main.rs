@@ -1,4 +1,4 @@
-//! Developer tasks for OWCA: `cargo xtask build|run|test|bench`.
+//! Developer tasks for OWCA: `cargo xtask build|run|test|bench|soak`.
 
 mod bench;
 mod build;
@@ -6,6 +6,7 @@ mod cmd;
 mod root;
 mod run;
 mod setup;
+mod soak;
 mod test;
 
 use std::{
@@ -45,6 +46,13 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Run the agent for a while against task churn and outages (`owca/tests/soak/`) in
+    /// release mode as root, and check its resources come back.
+    Soak {
+        /// How long the churn lasts.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
 }
 
 /// Prints errors as one `what: why: cause` line, without a backtrace, and exits 1.
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         Command::Run { args } => run::run(&args),
         Command::Test { args } => test::test(&args),
         Command::Bench { args } => bench::bench(&args),
+        Command::Soak { minutes } => soak::soak(minutes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

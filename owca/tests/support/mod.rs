@@ -1,13 +1,14 @@
 //! What the integration tests and the bench share: the root check that skips, processes
 //! killed and reaped on drop, busy and quiet workloads, real test cgroups, the agent
-//! launcher, a resctrl-shaped tree, a Mesos agent stand-in, and small readers of /proc,
-//! cgroup files and Prometheus text.
+//! launcher, a resctrl-shaped tree, a Mesos agent stand-in, a Kafka broker, and small
+//! readers of /proc, cgroup files and Prometheus text.
 //!
 //! Each test file includes it with `mod support;`; the bench with `#[path]`.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod agent;
 pub mod cgroup;
+pub mod kafka_broker;
 pub mod mesos_agent;
 pub mod process;
 pub mod resctrl;
