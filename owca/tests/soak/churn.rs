@@ -94,7 +94,7 @@ impl Churn {
         // Killing the process and removing the cgroup happen either way; a vanished
         // executor's tasks are still listed for a while.
         e.placed = None;
-        if self.finished % VANISH_EVERY == 0 {
+        if self.finished.is_multiple_of(VANISH_EVERY) {
             self.counts.2 += 1;
             e.ghost_ticks = GHOST_TICKS;
             self.ghosts.push(e);

@@ -113,7 +113,7 @@ fn run() -> Result<Report> {
            anomalies_storage: !KafkaStorage\n    \
              topic: {TOPIC}\n    \
              brokers_ips: ['127.0.0.1:{port}']\n    \
-             max_timeout_in_seconds: 1\n",
+             max_timeout_in_seconds: 5\n",
         endpoint = mesos.endpoint(),
         delay = ACTION_DELAY.as_secs_f64(),
         metrics = metrics_path.display(),
@@ -128,8 +128,9 @@ fn run() -> Result<Report> {
     // Baseline: no task, a few iterations in.
     wait(&mut file, Duration::from_secs(3));
     let baseline_fds = probe::fds(pid).context("reading the agent's fds")?;
+    let baseline_fd_kinds = probe::fd_kinds(pid);
     let baseline_entries = probe::map_entries(pid).context(
-        "finding the agent's counters map with bpftool (is bpftool installed, with pids?)",
+        "finding the agent's counters map through /proc/<pid>/fdinfo and bpftool (is bpftool installed?)",
     )?;
     file.reset_intervals();
 
@@ -160,7 +161,7 @@ fn run() -> Result<Report> {
             rss_bytes: probe::rss_bytes(pid).unwrap_or(0),
             fds: probe::fds(pid).unwrap_or(0),
             // bpftool is not free: every fifth tick.
-            map_entries: (tick % 5 == 0).then(|| probe::map_entries(pid)).flatten(),
+            map_entries: (tick % 5 == 1).then(|| probe::map_entries(pid)).flatten(),
             live_cgroups: churn.live_cgroups(),
             listed_tasks: churn.listed_tasks(),
         };
@@ -182,6 +183,7 @@ fn run() -> Result<Report> {
     }
     wait(&mut file, Duration::from_secs(5));
     let end_fds = probe::fds(pid).unwrap_or(usize::MAX);
+    let end_fd_kinds = probe::fd_kinds(pid);
     let end_entries = probe::map_entries(pid).unwrap_or(usize::MAX);
     let errors = file.errors();
     delivered += count_messages(port, TOPIC, Duration::from_millis(500));
@@ -202,6 +204,7 @@ fn run() -> Result<Report> {
         end_rss,
         baseline_fds,
         end_fds,
+        fd_changes: report::changes(&baseline_fd_kinds, &end_fd_kinds),
         baseline_entries,
         end_entries,
         errors,

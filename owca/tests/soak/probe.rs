@@ -30,17 +30,39 @@ pub fn fds(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
-/// Entries in the counters map of the agent `pid` (`bpftool map show` names the process
-/// holding each map).
+/// The agent's open fds by what they point to (`socket`, `anon_inode:bpf-map`, a file
+/// path...), to tell which kind a leak is.
+pub fn fd_kinds(pid: u32) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for fd in fds.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        // `socket:[123]` → `socket`; paths are kept whole.
+        let kind = target.split(":[").next().unwrap_or_default().to_owned();
+        *out.entry(kind).or_default() += 1;
+    }
+    out
+}
+
+/// Entries in the counters map of the agent `pid`: its map fds name their map ids in
+/// `/proc/<pid>/fdinfo`, and bpftool tells which of them is the counters map.
 pub fn map_entries(pid: u32) -> Option<usize> {
-    let shown = bpftool(&["map", "show"])?;
-    let id = shown.as_array()?.iter().find_map(|m| {
-        let ours = m["name"] == MAP_COUNTERS
-            && m["pids"]
-                .as_array()?
-                .iter()
-                .any(|p| p["pid"] == u64::from(pid));
-        ours.then(|| m["id"].as_u64())?
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let id = fds.flatten().find_map(|fd| {
+        let info = std::fs::read_to_string(fd.path()).ok()?;
+        let id: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        let shown = bpftool(&["map", "show", "id", &id.to_string()])?;
+        (shown["name"] == MAP_COUNTERS).then_some(id)
     })?;
     Some(
         bpftool(&["map", "dump", "id", &id.to_string()])?

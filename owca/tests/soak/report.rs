@@ -32,6 +32,8 @@ pub struct Report {
     pub end_rss: u64,
     pub baseline_fds: usize,
     pub end_fds: usize,
+    /// What kinds of fds differ in number between the baseline and the end.
+    pub fd_changes: BTreeMap<String, i64>,
     pub baseline_entries: usize,
     pub end_entries: usize,
     /// `owca_errors_total` per component at the end.
@@ -42,6 +44,21 @@ pub struct Report {
     pub alive_at_end: bool,
     pub exit_ok: bool,
     pub panicked: bool,
+}
+
+/// Per kind, how many more (or fewer) at the end than before.
+pub fn changes(
+    before: &BTreeMap<String, usize>,
+    after: &BTreeMap<String, usize>,
+) -> BTreeMap<String, i64> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter_map(|k| {
+            let d = *after.get(k).unwrap_or(&0) as i64 - *before.get(k).unwrap_or(&0) as i64;
+            (d != 0).then(|| (k.clone(), d))
+        })
+        .collect()
 }
 
 impl Report {
@@ -70,8 +87,8 @@ impl Report {
         }
         if self.end_fds > self.baseline_fds {
             out.push(format!(
-                "fds {} at the end, {} before any task",
-                self.end_fds, self.baseline_fds
+                "fds {} at the end, {} before any task (by kind: {:?})",
+                self.end_fds, self.baseline_fds, self.fd_changes
             ));
         }
         if self.end_entries != self.baseline_entries {
@@ -231,6 +248,7 @@ impl Report {
             "end_rss_bytes": self.end_rss,
             "baseline_fds": self.baseline_fds,
             "end_fds": self.end_fds,
+            "fd_changes": self.fd_changes,
             "baseline_map_entries": self.baseline_entries,
             "end_map_entries": self.end_entries,
             "errors": self.errors,

@@ -124,16 +124,24 @@ pub fn consume_until(port: u16, topic: &str, what: &str, ok: impl Fn(&str) -> bo
     panic!("no message with {what} in topic {topic} within 30 s; {seen} others, the last:\n{last}");
 }
 
-/// How many messages `topic` holds, read until `quiet` passes without a new one.
+/// How many messages `topic` holds: read until `quiet` passes without a new one (after
+/// up to 10 s for the consumer to join and fetch the first).
 pub fn count_messages(port: u16, topic: &str, quiet: Duration) -> usize {
     let consumer = consumer(port, topic);
+    let start = Instant::now();
     let mut count = 0;
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
+    let mut last = None;
+    loop {
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
             count += 1;
-            last = Instant::now();
+            last = Some(Instant::now());
+        }
+        let done = match last {
+            Some(at) => at.elapsed() >= quiet,
+            None => start.elapsed() >= Duration::from_secs(10),
+        };
+        if done {
+            return count;
         }
     }
-    count
 }
