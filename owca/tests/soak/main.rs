@@ -125,8 +125,9 @@ fn run() -> Result<Report> {
     });
     let pid = agent.pid();
 
-    // Baseline: no task, a few iterations in.
-    wait(&mut file, Duration::from_secs(3));
+    // Baseline: no task, ten iterations in (the Kafka client has connected to the broker:
+    // its connections and their threads' wake-up pipes are part of the baseline).
+    wait(&mut file, Duration::from_secs(10));
     let baseline_fds = probe::fds(pid).context("reading the agent's fds")?;
     let baseline_fd_kinds = probe::fd_kinds(pid);
     let baseline_entries = probe::map_entries(pid).context(
