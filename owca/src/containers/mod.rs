@@ -119,7 +119,8 @@ impl Containers {
     }
 
     /// Reconciles with `tasks` (`None` when the node could not list them: the previous
-    /// containers stay, so a broken answer loses no task's metrics) and returns the
+    /// containers stay, so a broken answer loses no task's metrics; the runner passes an
+    /// empty list once the last one has expired) and returns the
     /// containers to measure. `control_groups` is where allocations put tasks' threads.
     pub fn update(
         &mut self,
