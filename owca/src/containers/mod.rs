@@ -270,12 +270,13 @@ pub fn rename_reserved(labels: &mut Labels, common: &Labels) -> Vec<(String, Str
 }
 
 /// A task's sample labels: its own (renamed where reserved, see [`rename_reserved`]),
-/// `task_id` and the node's.
+/// the node's and `task_id`.
 pub fn sample_labels(task: &Task, common: &Labels) -> Arc<Labels> {
     let mut labels = task.labels.clone();
     rename_reserved(&mut labels, common);
-    labels.insert("task_id".to_owned(), task.task_id.clone());
     labels.extend(common.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Last: not even an `extra_labels` key replaces the task's id.
+    labels.insert("task_id".to_owned(), task.task_id.clone());
     Arc::new(labels)
 }
 
@@ -361,5 +362,8 @@ mod tests {
                 ("task_le", "0"),
             ])
         );
+        // Not even an extra_labels key replaces the task's id.
+        let common = labels(&[("task_id", "extra")]);
+        assert_eq!(sample_labels(&task, &common)["task_id"], "t1");
     }
 }
