@@ -214,6 +214,61 @@ async fn a_slow_agent_times_out() {
 }
 
 #[tokio::test]
+async fn an_answer_over_max_answer_bytes_is_an_error() {
+    // With a Content-Length: refused before the body is read.
+    let big = get_state(GONE_PID, "c");
+    let size = big.to_string().len();
+    let agent = Agent::start(Answer::Json(big), None).await;
+    let settings = |limit: usize| {
+        format!(
+            "mesos_agent_endpoint: {}\nmax_answer_bytes: {limit}",
+            agent.endpoint()
+        )
+    };
+    let err = error_of(&mesos_node(&settings(size - 1)), &agent).await;
+    assert!(
+        matches!(err, MesosError::TooLarge { limit, .. } if limit == size as u64 - 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_answer_bytes"), "{err}");
+    // Exactly the limit is fine.
+    mesos_node(&settings(size)).tasks().await.unwrap();
+
+    // Chunked, without a length: reading stops at the limit.
+    let limit = 1 << 20;
+    let endpoint = support::mesos_agent::serve_chunked(limit + 1).await;
+    let node = mesos_node(&format!(
+        "mesos_agent_endpoint: {endpoint}\nmax_answer_bytes: {limit}"
+    ));
+    let err = node.tasks().await.unwrap_err();
+    assert!(matches!(err, MesosError::TooLarge { .. }), "{err}");
+    let endpoint = support::mesos_agent::serve_chunked(limit).await;
+    let node = mesos_node(&format!(
+        "mesos_agent_endpoint: {endpoint}\nmax_answer_bytes: {limit}"
+    ));
+    // Read whole: only spaces, so not JSON.
+    let err = node.tasks().await.unwrap_err();
+    assert!(matches!(err, MesosError::NotJson { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_answer_with_bytes_that_are_not_utf8_is_read() {
+    let mut answer = get_state(GONE_PID, "c");
+    support::mesos_agent::set_labels(&mut answer, 0, &[("tier", "@@")]);
+    let mut body = answer.to_string().into_bytes();
+    let at = body.windows(2).position(|w| w == b"@@").unwrap();
+    body[at..at + 2].copy_from_slice(&[0xc3, 0x28]);
+    let agent = Agent::start(Answer::Bytes(body), None).await;
+    let node = mesos_node(&format!("mesos_agent_endpoint: {}", agent.endpoint()));
+    // The answer is read: its one task is there, skipped for its (gone) executor only.
+    assert!(node.tasks().await.unwrap().is_empty());
+    assert_eq!(
+        node.skipped()[TASK_ID],
+        SkipReason::ProcessGone { pid: GONE_PID }
+    );
+}
+
+#[tokio::test]
 async fn nobody_listening_is_an_error() {
     // The listener is dropped at the end of the statement: the port refuses connections.
     let closed = TcpListener::bind("127.0.0.1:0")

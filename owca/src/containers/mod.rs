@@ -2,13 +2,25 @@
 //! each task's cgroup watched in the eBPF collector (unwatched once the task is gone), its
 //! sample labels built once, and its RDT monitoring group kept in step with its threads.
 //!
+//! Tasks sharing a cgroup (several Mesos tasks of one executor) share its watch: the
+//! cgroup is unwatched when the last of them is gone. A task's own labels never replace
+//! the agent's: one named as a reserved label is kept under a prefixed name
+//! ([`rename_reserved`]).
+//!
 //! The stage hands the measurements stage a [`Container`] list as a value; the collector is
 //! lent to it by the runner, which owns it.
 
 mod rdt_monitoring;
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    path::PathBuf,
+    sync::Arc,
+    time::Instant,
+};
 
+use thiserror::Error;
 use tracing::info;
 
 pub use self::rdt_monitoring::RdtMonitoring;
@@ -36,6 +48,35 @@ pub struct Container {
 /// allocation left them: monitoring groups must be made under that group.
 pub type ControlGroups = BTreeMap<String, String>;
 
+/// Label names a task's own labels never take, besides the common labels: the Prometheus
+/// histogram and summary labels and the task's id.
+pub const RESERVED_LABELS: [&str; 3] = ["le", "quantile", "task_id"];
+
+/// A problem of the containers stage with one task that does not stop its measurement.
+#[derive(Debug, Error)]
+pub enum ContainerError {
+    /// Some of the task's labels are named as the agent's own; they are kept renamed.
+    #[error(
+        "task {task_id}: labels named as the agent's own are kept renamed: {}",
+        renames(renamed)
+    )]
+    ReservedLabels {
+        /// The task.
+        task_id: String,
+        /// (name given by the task, name it is kept under).
+        renamed: Vec<(String, String)>,
+    },
+}
+
+fn renames(renamed: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (from, to)) in renamed.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{from} as {to}");
+    }
+    out
+}
+
 /// The containers stage: what is watched, and the labels of each task.
 pub struct Containers {
     hierarchy: Hierarchy,
@@ -43,6 +84,12 @@ pub struct Containers {
     /// The node's labels and `extra_labels`, carried by every sample.
     common_labels: Arc<Labels>,
     watched: BTreeMap<String, Container>,
+    /// Watched cgroup key → how many watched tasks are in it: tasks of one executor share
+    /// a cgroup, which stays watched while any of them runs.
+    users: HashMap<u64, usize>,
+    /// Task id → its labels renamed for clashing with reserved names, as last reported:
+    /// reported (logged and counted) once per task, again only if they change.
+    renamed: BTreeMap<String, Vec<(String, String)>>,
     monitoring: Option<RdtMonitoring>,
 }
 
@@ -60,6 +107,8 @@ impl Containers {
             hierarchy_root,
             common_labels,
             watched: BTreeMap::new(),
+            users: HashMap::new(),
+            renamed: BTreeMap::new(),
             monitoring,
         }
     }
@@ -70,7 +119,8 @@ impl Containers {
     }
 
     /// Reconciles with `tasks` (`None` when the node could not list them: the previous
-    /// containers stay, so a broken answer loses no task's metrics) and returns the
+    /// containers stay, so a broken answer loses no task's metrics; the runner passes an
+    /// empty list once the last one has expired) and returns the
     /// containers to measure. `control_groups` is where allocations put tasks' threads.
     pub fn update(
         &mut self,
@@ -98,10 +148,15 @@ impl Containers {
         self.watched.values().cloned().collect()
     }
 
-    /// Watches new tasks' cgroups and unwatches those of tasks that are gone.
+    /// Watches new tasks' cgroups and unwatches those no task is in any more.
     fn reconcile(&mut self, tasks: Vec<Task>, collector: &mut Collector, stats: &mut SelfMetrics) {
-        let current: BTreeMap<String, Task> =
-            tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        let mut current = BTreeMap::new();
+        for mut task in tasks {
+            let renamed = rename_reserved(&mut task.labels, &self.common_labels);
+            self.report_renamed(&task.task_id, renamed, stats);
+            current.insert(task.task_id.clone(), task);
+        }
+        self.renamed.retain(|id, _| current.contains_key(id));
         // Gone, or moved to another cgroup (e.g. a restarted executor): unwatch the old one.
         let gone: Vec<String> = self
             .watched
@@ -116,9 +171,7 @@ impl Containers {
         for id in gone {
             if let Some(c) = self.watched.remove(&id) {
                 info!(task_id = %id, "task is gone: no longer measured");
-                if let Err(e) = collector.unwatch(c.key) {
-                    stats.record("collector", &id, &e);
-                }
+                self.release(c.key, &id, collector, stats);
             }
         }
         for (id, task) in current {
@@ -137,6 +190,7 @@ impl Containers {
             match collector.watch(&dir) {
                 Ok(key) => {
                     info!(task_id = %id, cgroup = %task.cgroup_path, "measuring new task");
+                    *self.users.entry(key).or_default() += 1;
                     let container = Container {
                         labels: sample_labels(&task, &self.common_labels),
                         task: Arc::new(task),
@@ -149,14 +203,167 @@ impl Containers {
             }
         }
     }
+
+    /// One task less in the cgroup `key`: unwatched when it was the last.
+    fn release(
+        &mut self,
+        key: u64,
+        task_id: &str,
+        collector: &mut Collector,
+        stats: &mut SelfMetrics,
+    ) {
+        let users = self.users.entry(key).or_default();
+        *users = users.saturating_sub(1);
+        if *users > 0 {
+            return;
+        }
+        self.users.remove(&key);
+        if let Err(e) = collector.unwatch(key) {
+            stats.record("collector", task_id, &e);
+        }
+    }
+
+    /// Logs and counts a task's renamed labels the first time they are seen.
+    fn report_renamed(
+        &mut self,
+        task_id: &str,
+        renamed: Vec<(String, String)>,
+        stats: &mut SelfMetrics,
+    ) {
+        if renamed.is_empty() {
+            self.renamed.remove(task_id);
+            return;
+        }
+        if self.renamed.get(task_id) == Some(&renamed) {
+            return;
+        }
+        let error = ContainerError::ReservedLabels {
+            task_id: task_id.to_owned(),
+            renamed: renamed.clone(),
+        };
+        stats.record("node", task_id, &error);
+        self.renamed.insert(task_id.to_owned(), renamed);
+    }
 }
 
-/// A task's sample labels: `task_id`, then the task's own labels, then the node's.
+/// Renames, in `labels` (a task's own), every label named as a reserved one: `le`,
+/// `quantile`, `task_id` ([`RESERVED_LABELS`]) or any of `common` (the node's labels and
+/// `extra_labels`). Each is kept as `task_<name>`, with `task_` prefixed again while that
+/// name is reserved or taken by another of the task's labels. Returns (old, new) name
+/// pairs, in name order.
+pub fn rename_reserved(labels: &mut Labels, common: &Labels) -> Vec<(String, String)> {
+    let reserved = |name: &str| RESERVED_LABELS.contains(&name) || common.contains_key(name);
+    let clashing: Vec<String> = labels.keys().filter(|k| reserved(k)).cloned().collect();
+    let mut renamed = Vec::with_capacity(clashing.len());
+    for name in clashing {
+        let Some(value) = labels.remove(&name) else {
+            continue;
+        };
+        let mut new = format!("task_{name}");
+        while reserved(&new) || labels.contains_key(&new) {
+            new.insert_str(0, "task_");
+        }
+        labels.insert(new.clone(), value);
+        renamed.push((name, new));
+    }
+    renamed
+}
+
+/// A task's sample labels: its own (renamed where reserved, see [`rename_reserved`]),
+/// the node's and `task_id`.
 pub fn sample_labels(task: &Task, common: &Labels) -> Arc<Labels> {
     let mut labels = task.labels.clone();
+    rename_reserved(&mut labels, common);
+    labels.extend(common.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Last: not even an `extra_labels` key replaces the task's id.
     labels.insert("task_id".to_owned(), task.task_id.clone());
-    for (k, v) in common {
-        labels.entry(k.clone()).or_insert_with(|| v.clone());
-    }
     Arc::new(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn reserved_task_labels_are_kept_under_a_prefixed_name() {
+        let common = labels(&[("host", "node1"), ("cpus", "8"), ("dc", "west")]);
+        let mut own = labels(&[
+            ("le", "1"),
+            ("quantile", "0.5"),
+            ("task_id", "forged"),
+            ("host", "other"),
+            ("dc", "east"),
+            ("task_dc", "mine"),
+            ("tier", "prod"),
+        ]);
+        let renamed = rename_reserved(&mut own, &common);
+        assert_eq!(
+            renamed,
+            [
+                ("dc", "task_task_dc"),
+                ("host", "task_host"),
+                ("le", "task_le"),
+                ("quantile", "task_quantile"),
+                ("task_id", "task_task_id"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        assert_eq!(
+            own,
+            labels(&[
+                ("task_le", "1"),
+                ("task_quantile", "0.5"),
+                ("task_task_id", "forged"),
+                ("task_host", "other"),
+                ("task_task_dc", "east"),
+                ("task_dc", "mine"),
+                ("tier", "prod"),
+            ])
+        );
+        // Nothing left to rename: the renamed set is stable.
+        assert!(rename_reserved(&mut own, &common).is_empty());
+        let error = ContainerError::ReservedLabels {
+            task_id: "t1".into(),
+            renamed,
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("task t1: labels named as the agent's own are kept renamed: dc as task_task_dc, host as task_host"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn sample_labels_carry_the_nodes_values() {
+        let common = labels(&[("host", "node1"), ("cpus", "8")]);
+        let task = Task {
+            task_id: "t1".into(),
+            name: "t1".into(),
+            cgroup_path: "/mesos/c".into(),
+            labels: labels(&[("host", "forged"), ("task_id", "forged"), ("le", "0")]),
+            resources: BTreeMap::new(),
+        };
+        assert_eq!(
+            *sample_labels(&task, &common),
+            labels(&[
+                ("host", "node1"),
+                ("cpus", "8"),
+                ("task_id", "t1"),
+                ("task_host", "forged"),
+                ("task_task_id", "forged"),
+                ("task_le", "0"),
+            ])
+        );
+        // Not even an extra_labels key replaces the task's id.
+        let common = labels(&[("task_id", "extra")]);
+        assert_eq!(sample_labels(&task, &common)["task_id"], "t1");
+    }
 }

@@ -40,6 +40,17 @@ pub enum NodeError {
     /// the endpoint.
     #[error(transparent)]
     Mesos(#[from] mesos::MesosError),
+    /// The node failed more iterations in a row than its task list may outlive: the list
+    /// is dropped, no task is measured until the node answers again.
+    #[error(
+        "no task list for {failed} iterations in a row (task_list_ttl_iterations: {ttl}): the last one is dropped, no task is measured until the node answers"
+    )]
+    TaskListExpired {
+        /// Failed iterations in a row.
+        failed: u32,
+        /// The configured number of failed iterations the list outlives.
+        ttl: u32,
+    },
 }
 
 /// The configured node.
@@ -71,6 +82,23 @@ impl NodeConfig {
         match self {
             Self::MesosNode(n) => n.client().map(drop).map_err(NodeError::from),
             Self::StaticNode(_) | Self::CgroupNode(_) => Ok(()),
+        }
+    }
+
+    /// Failed iterations in a row through which the last task list stays in force (`None`:
+    /// for ever; only a Mesos node's list expires).
+    pub fn task_list_ttl_iterations(&self) -> Option<u32> {
+        match self {
+            Self::MesosNode(n) => Some(n.task_list_ttl_iterations),
+            Self::StaticNode(_) | Self::CgroupNode(_) => None,
+        }
+    }
+
+    /// Problems of single tasks that are measured all the same, each returned once.
+    pub fn take_problems(&self) -> Vec<mesos::MesosTaskError> {
+        match self {
+            Self::MesosNode(n) => n.take_problems(),
+            Self::StaticNode(_) | Self::CgroupNode(_) => Vec::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::{
     containers::{Containers, ControlGroups, RdtMonitoring},
     measurements::{Measured, Measurements},
     metrics::{Labels, Metric, SelfMetrics},
-    nodes::NodeConfig,
+    nodes::{NodeConfig, NodeError},
     platform::Platform,
 };
 
@@ -35,6 +35,8 @@ pub struct MeasuringStages {
     containers: Containers,
     measurements: Measurements,
     host: String,
+    /// Iterations in a row in which the node failed to list tasks.
+    failed_listings: u32,
     /// Errors and times of every stage, the runner's own included.
     pub stats: SelfMetrics,
 }
@@ -71,6 +73,7 @@ impl MeasuringStages {
                 monitoring,
             ),
             host: platform.host.clone(),
+            failed_listings: 0,
             measurements: Measurements::new(platform, common_labels, cfg.enable_derived_metrics),
             stats: SelfMetrics::new(components),
         })
@@ -97,12 +100,19 @@ impl MeasuringStages {
         self.stats.start_iteration();
         let t = Instant::now();
         let tasks = match self.node.tasks(&self.mounts).await {
-            Ok(tasks) => Some(tasks),
+            Ok(tasks) => {
+                self.failed_listings = 0;
+                Some(tasks)
+            }
             Err(e) => {
                 self.stats.record("node", "tasks", &e);
-                None
+                self.failed_listings = self.failed_listings.saturating_add(1);
+                self.expire_task_list()
             }
         };
+        for problem in self.node.take_problems() {
+            self.stats.record("node", problem.task_id(), &problem);
+        }
         self.stats.timed("node", t);
         let containers = self.containers.update(
             tasks,
@@ -113,6 +123,24 @@ impl MeasuringStages {
         );
         self.measurements
             .measure(&containers, &self.collector, &self.mounts, &mut self.stats)
+    }
+
+    /// What the containers get when the node failed: `None` (the last list stays) until
+    /// the node has failed more iterations in a row than its `task_list_ttl_iterations`,
+    /// then no tasks; the expiry is counted once.
+    fn expire_task_list(&mut self) -> Option<Vec<crate::nodes::Task>> {
+        let ttl = self.node.task_list_ttl_iterations()?;
+        if self.failed_listings <= ttl {
+            return None;
+        }
+        if self.failed_listings == ttl + 1 {
+            let expired = NodeError::TaskListExpired {
+                failed: self.failed_listings,
+                ttl,
+            };
+            self.stats.record("node", "task list", &expired);
+        }
+        Some(Vec::new())
     }
 
     /// The agent's own metrics for this iteration (`owca_*`), with common labels.

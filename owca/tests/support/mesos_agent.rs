@@ -26,6 +26,8 @@ pub enum Answer {
     Status(u16),
     Garbage,
     SlowJson(Duration, Value),
+    /// These bytes as the body, with status 200 and a Content-Length.
+    Bytes(Vec<u8>),
 }
 
 /// A request as the agent received it.
@@ -147,18 +149,19 @@ async fn respond(
         body,
     });
     let (status, body) = match answer {
-        Answer::Json(v) => (200, v.to_string()),
-        Answer::Status(status) => (status, "Agent is recovering".to_owned()),
-        Answer::Garbage => (200, "<html>not json".to_owned()),
+        Answer::Json(v) => (200, Bytes::from(v.to_string())),
+        Answer::Status(status) => (status, Bytes::from("Agent is recovering")),
+        Answer::Garbage => (200, Bytes::from("<html>not json")),
         Answer::SlowJson(delay, v) => {
             tokio::time::sleep(delay).await;
-            (200, v.to_string())
+            (200, Bytes::from(v.to_string()))
         }
+        Answer::Bytes(bytes) => (200, Bytes::from(bytes)),
     };
     let response = Response::builder()
         .status(status)
         .header("content-type", "application/json");
-    Ok(response.body(Full::new(Bytes::from(body))).unwrap())
+    Ok(response.body(Full::new(body)).unwrap())
 }
 
 /// mesos_get_state.json with the task's executor `pid` and container id replaced.
@@ -203,4 +206,47 @@ pub fn get_state_of(tasks: &[RunningTask]) -> Value {
         })
         .collect();
     answer
+}
+
+/// Sets the labels of the `index`th launched task of a `GET_STATE` answer.
+pub fn set_labels(answer: &mut Value, index: usize, labels: &[(&str, &str)]) {
+    answer["get_state"]["get_tasks"]["launched_tasks"][index]["labels"]["labels"] = labels
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+}
+
+/// Serves every connection on an ephemeral 127.0.0.1 port with one HTTP/1.1 200 answer
+/// whose body is `total` bytes of spaces sent in chunks (`Transfer-Encoding: chunked`, no
+/// Content-Length), as fast as the client reads; returns the endpoint. Stops with the
+/// test's runtime.
+pub async fn serve_chunked(total: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The request: headers and a small JSON body; read what arrives first.
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    let n = chunk.len().min(total - sent);
+                    let framed = [format!("{n:x}\r\n").as_bytes(), &chunk[..n], b"\r\n"].concat();
+                    if stream.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }

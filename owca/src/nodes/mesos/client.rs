@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 use bytes::Bytes;
 use reqwest::{Certificate, Client, Identity, header};
 use serde_json::Value;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{MesosError, MesosNode, ServerVerify};
 
@@ -114,11 +114,15 @@ fn bad_pem(
     }
 }
 
-/// `POST <url>` with `{"type": "GET_STATE"}`; the answer parsed as JSON, whatever its shape.
+/// Most bytes of an HTTP error answer read, for its beginning.
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// `POST <url>` with `{"type": "GET_STATE"}`; the answer's body, of at most `limit` bytes.
 pub(super) async fn get_state(
     client: &Client,
     url: &str,
     timeout: Duration,
+    limit: u64,
 ) -> Result<Bytes, MesosError> {
     let request_error = |error: reqwest::Error| {
         if error.is_timeout() {
@@ -134,7 +138,7 @@ pub(super) async fn get_state(
             }
         }
     };
-    let response = client
+    let mut response = client
         .post(url)
         .header(header::ACCEPT, "application/json")
         .json(&serde_json::json!({"type": "GET_STATE"}))
@@ -142,8 +146,18 @@ pub(super) async fn get_state(
         .await
         .map_err(request_error)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(request_error)?;
+    let too_large = || MesosError::TooLarge {
+        url: url.to_owned(),
+        limit,
+    };
     if !status.is_success() {
+        // Only the beginning is shown; the rest is not read.
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_BYTES
+            && let Some(chunk) = response.chunk().await.map_err(request_error)?
+        {
+            body.extend_from_slice(&chunk);
+        }
         return Err(MesosError::Status {
             url: url.to_owned(),
             status: status.as_u16(),
@@ -153,12 +167,35 @@ pub(super) async fn get_state(
                 .collect(),
         });
     }
-    Ok(body)
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    // Read chunk by chunk: a body without a length (chunked) must not grow without bound.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
-/// The answer's JSON.
+/// The answer's JSON. Bytes that are not UTF-8 (Mesos passes a tenant's label bytes on as
+/// they are) are read as U+FFFD, so that they cost the strings they are in, not the
+/// answer.
 pub(super) fn parse(url: &str, body: &[u8]) -> Result<Value, MesosError> {
-    serde_json::from_slice(body).map_err(|error| MesosError::NotJson {
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => {
+            debug!(
+                url,
+                "GET_STATE answer holds bytes that are not UTF-8: replaced"
+            );
+            serde_json::from_str(&String::from_utf8_lossy(body))
+        }
+    };
+    parsed.map_err(|error| MesosError::NotJson {
         url: url.to_owned(),
         error,
     })

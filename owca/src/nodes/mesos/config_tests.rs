@@ -101,6 +101,26 @@ fn defaults_and_forms() {
     assert_eq!(n.mesos_agent_endpoint, "https://127.0.0.1:5051");
     assert_eq!(n.api_url(), "https://127.0.0.1:5051/api/v1");
     assert_eq!(n.timeout, Duration::from_secs(5));
+    assert_eq!(
+        (
+            n.cgroups_root.as_str(),
+            n.max_answer_bytes,
+            n.task_list_ttl_iterations
+        ),
+        ("mesos", 64 << 20, 10)
+    );
+    let n = node(
+        "!MesosNode\ncgroups_root: /agent/mesos\nmax_answer_bytes: 1000\ntask_list_ttl_iterations: 0\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            n.cgroups_root.as_str(),
+            n.max_answer_bytes,
+            n.task_list_ttl_iterations
+        ),
+        ("/agent/mesos", 1000, 0)
+    );
     let n = node("!MesosNode\nssl_verify: false\ntimeout: 0.5\n").unwrap();
     assert_eq!(
         (n.ssl_verify, n.timeout),
@@ -137,6 +157,11 @@ fn settings_errors_name_the_field() {
             "true, false or the path of a CA bundle",
         ),
         ("!MesosNode\ntimeout: -1\n", "non-negative"),
+        ("!MesosNode\nmax_answer_bytes: -1\n", "max_answer_bytes"),
+        (
+            "!MesosNode\ntask_list_ttl_iterations: x\n",
+            "task_list_ttl_iterations",
+        ),
         ("!MesosNode\nssl: !SLL {}\n", "tag !SLL"),
         (
             "!MesosNode\nssl: !SSL\n  server_verify: true\n  cert: x\n",
@@ -189,6 +214,16 @@ fn client_errors_name_the_setting_and_file() {
         (
             "timeout: 0".into(),
             "timeout must be greater than 0",
+            String::new(),
+        ),
+        (
+            "cgroups_root: /".into(),
+            "cgroups_root must name",
+            String::new(),
+        ),
+        (
+            "max_answer_bytes: 0".into(),
+            "max_answer_bytes must be greater than 0",
             String::new(),
         ),
         (

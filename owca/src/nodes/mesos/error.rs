@@ -28,6 +28,18 @@ pub enum MesosError {
         /// The configured endpoint.
         endpoint: String,
     },
+    /// `cgroups_root` is empty or `/`: every executor would be taken for a container.
+    #[error("Mesos agent {endpoint}: cgroups_root must name the agent's cgroup root, e.g. mesos")]
+    EmptyCgroupsRoot {
+        /// The configured endpoint.
+        endpoint: String,
+    },
+    /// `max_answer_bytes: 0` would refuse every answer.
+    #[error("Mesos agent {endpoint}: max_answer_bytes must be greater than 0")]
+    ZeroMaxAnswer {
+        /// The configured endpoint.
+        endpoint: String,
+    },
     /// `ssl.client_key_path` without `ssl.client_cert_path`.
     #[error("Mesos agent {endpoint}: ssl.client_key_path needs ssl.client_cert_path")]
     KeyWithoutCert {
@@ -95,6 +107,14 @@ pub enum MesosError {
         /// The beginning of the answer, which usually says why.
         body_start: String,
     },
+    /// The answer is longer than `max_answer_bytes`; it is not read further.
+    #[error("Mesos agent {url}: GET_STATE answer is larger than max_answer_bytes ({limit} bytes)")]
+    TooLarge {
+        /// The URL requested.
+        url: String,
+        /// The configured `max_answer_bytes`.
+        limit: u64,
+    },
     /// The answer is not JSON.
     #[error("Mesos agent {url}: GET_STATE answer is not JSON: {error}")]
     NotJson {
@@ -112,6 +132,29 @@ pub enum MesosError {
         /// What is missing or of the wrong type.
         problem: String,
     },
+}
+
+/// A problem with one task that is measured all the same; reported once per task.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MesosTaskError {
+    /// The task has more labels, or longer ones, than the caps allow: it is measured with
+    /// what fits.
+    #[error("Mesos task {task_id}: labels over the caps: {cut}")]
+    LabelsCut {
+        /// The task.
+        task_id: String,
+        /// What was left out.
+        cut: super::LabelsCut,
+    },
+}
+
+impl MesosTaskError {
+    /// The task concerned.
+    pub fn task_id(&self) -> &str {
+        match self {
+            Self::LabelsCut { task_id, .. } => task_id,
+        }
+    }
 }
 
 /// An error and its causes as one line: reqwest's own message ("error sending request")

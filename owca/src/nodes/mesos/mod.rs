@@ -4,9 +4,12 @@
 //! - [`client`] builds the HTTP client once (TLS settings, client certificate) and makes
 //!   the call; [`parse`] reads the answer tolerantly; this file holds the settings and the
 //!   per-task warnings.
-//! - A broken answer (HTTP error, timeout, TLS failure, not JSON, no `get_state`) is an
-//!   error of the whole call: the runner keeps the previous task list. A broken task is
-//!   skipped with a [`SkipReason`], warned about once while it stays broken.
+//! - A broken answer (HTTP error, timeout, TLS failure, not JSON, larger than
+//!   `max_answer_bytes`, no `get_state`) is an error of the whole call: the runner keeps the
+//!   previous task list for at most `task_list_ttl_iterations` failed iterations. A broken
+//!   task is skipped with a [`SkipReason`], warned about once while it stays broken; so is
+//!   a task whose executor is outside `cgroups_root`. A task whose labels exceed the caps
+//!   is measured with what fits, reported once ([`MesosNode::take_problems`]).
 
 mod client;
 #[cfg(test)]
@@ -31,8 +34,11 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 pub use self::{
-    error::MesosError,
-    parse::{INITIAL_CPU_LABEL, SkipReason, python_float_str, sanitize_label},
+    error::{MesosError, MesosTaskError},
+    parse::{
+        INITIAL_CPU_LABEL, LabelsCut, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS,
+        SkipReason, python_float_str, sanitize_label,
+    },
     ssl::{ServerVerify, Ssl},
 };
 use super::Task;
@@ -58,6 +64,18 @@ pub struct MesosNode {
     /// Seconds the whole call (connect, TLS, answer) may take.
     #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
     pub timeout: Duration,
+    /// The Mesos agent's `--cgroups_root`: executors whose cgroup is not below
+    /// `/<cgroups_root>/` are skipped, neither measured nor allocated.
+    #[serde(default = "default_cgroups_root")]
+    pub cgroups_root: String,
+    /// Largest `GET_STATE` answer read, in bytes; a larger one is an error of the call.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+    /// Failed iterations in a row through which the last task list stays in force; at the
+    /// next failure it is dropped (no tasks) until the agent answers again. 0: dropped at
+    /// the first failure.
+    #[serde(default = "default_task_list_ttl_iterations")]
+    pub task_list_ttl_iterations: u32,
     /// Where `/<pid>/cgroup` is read; `/proc` outside tests.
     #[serde(skip, default = "default_proc_root")]
     pub proc_root: PathBuf,
@@ -79,6 +97,10 @@ struct State {
     /// The last answer and its tasks, reused while the agent answers the same bytes and
     /// nothing in them depended on `/proc`, which may have changed since.
     last: Mutex<Option<(Bytes, Vec<Task>)>>,
+    /// Tasks whose labels the caps cut in the last answer, so each is reported once.
+    cut: Mutex<BTreeMap<String, LabelsCut>>,
+    /// Problems found and not yet taken by [`MesosNode::take_problems`].
+    problems: Mutex<Vec<MesosTaskError>>,
 }
 
 impl Clone for MesosNode {
@@ -89,6 +111,9 @@ impl Clone for MesosNode {
             ssl_verify: self.ssl_verify.clone(),
             ssl: self.ssl.clone(),
             timeout: self.timeout,
+            cgroups_root: self.cgroups_root.clone(),
+            max_answer_bytes: self.max_answer_bytes,
+            task_list_ttl_iterations: self.task_list_ttl_iterations,
             proc_root: self.proc_root.clone(),
             state: Arc::default(),
         }
@@ -96,13 +121,17 @@ impl Clone for MesosNode {
 }
 
 impl Default for MesosNode {
-    /// OWCA's defaults: `https://127.0.0.1:5051`, system CAs, 5 s.
+    /// OWCA's defaults: `https://127.0.0.1:5051`, system CAs, 5 s; Mesos' cgroup root
+    /// `mesos`, answers up to 64 MiB, the task list kept through 10 failed iterations.
     fn default() -> Self {
         Self {
             mesos_agent_endpoint: default_endpoint(),
             ssl_verify: None,
             ssl: None,
             timeout: default_timeout(),
+            cgroups_root: default_cgroups_root(),
+            max_answer_bytes: default_max_answer_bytes(),
+            task_list_ttl_iterations: default_task_list_ttl_iterations(),
             proc_root: default_proc_root(),
             state: Arc::default(),
         }
@@ -115,6 +144,18 @@ fn default_endpoint() -> String {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_cgroups_root() -> String {
+    "mesos".to_owned()
+}
+
+fn default_max_answer_bytes() -> u64 {
+    64 << 20
+}
+
+fn default_task_list_ttl_iterations() -> u32 {
+    10
 }
 
 fn default_proc_root() -> PathBuf {
@@ -130,6 +171,8 @@ pub struct Discovery {
     pub skipped: BTreeMap<String, SkipReason>,
     /// The skipped tasks warned about by this call: new ones, or skipped for a new reason.
     pub warned: Vec<String>,
+    /// Tasks measured with fewer or shorter labels than the answer gave them.
+    pub cut: BTreeMap<String, LabelsCut>,
 }
 
 impl MesosNode {
@@ -156,10 +199,24 @@ impl MesosNode {
         if let Some(client) = cached.as_ref() {
             return Ok(client.clone());
         }
-        self.check_endpoint()?;
+        self.check_settings()?;
         let client = client::build(self)?;
         *cached = Some(client.clone());
         Ok(client)
+    }
+
+    fn check_settings(&self) -> Result<(), MesosError> {
+        if self.cgroups_root.trim_matches('/').is_empty() {
+            return Err(MesosError::EmptyCgroupsRoot {
+                endpoint: self.mesos_agent_endpoint.clone(),
+            });
+        }
+        if self.max_answer_bytes == 0 {
+            return Err(MesosError::ZeroMaxAnswer {
+                endpoint: self.mesos_agent_endpoint.clone(),
+            });
+        }
+        self.check_endpoint()
     }
 
     fn check_endpoint(&self) -> Result<(), MesosError> {
@@ -181,7 +238,7 @@ impl MesosNode {
     pub async fn tasks(&self) -> Result<Vec<Task>, MesosError> {
         let client = self.client()?;
         let url = self.api_url();
-        let body = client::get_state(&client, &url, self.timeout).await?;
+        let body = client::get_state(&client, &url, self.timeout, self.max_answer_bytes).await?;
         {
             let last = self
                 .state
@@ -219,24 +276,37 @@ impl MesosNode {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         let mut found = HashMap::new();
+        let root = self.cgroups_root.trim_matches('/');
         let mut cgroup = |task_id: &str, pid: u32| {
             let key = (task_id.to_owned(), pid);
             let path = match known.get(&key) {
                 Some(path) => path.clone(),
                 None => parse::cgroup_of(&self.proc_root, pid)?,
             };
+            if !below(&path, root) {
+                return Err(SkipReason::OutsideCgroupsRoot {
+                    pid,
+                    cgroup: path,
+                    root: root.to_owned(),
+                });
+            }
             found.insert(key, path.clone());
             Ok(path)
         };
         for (index, raw) in launched.iter().enumerate() {
             match parse::task(raw, &mut cgroup) {
-                Ok(task) if !ids.insert(task.task_id.clone()) => {
+                Ok(parsed) if !ids.insert(parsed.task.task_id.clone()) => {
                     debug!(
-                        task_id = task.task_id,
+                        task_id = parsed.task.task_id,
                         "Mesos lists the task twice; the first entry is used"
                     );
                 }
-                Ok(task) => out.tasks.push(task),
+                Ok(parsed) => {
+                    if !parsed.cut.is_empty() {
+                        out.cut.insert(parsed.task.task_id.clone(), parsed.cut);
+                    }
+                    out.tasks.push(parsed.task);
+                }
                 Err(reason) => {
                     out.skipped.insert(parse::skip_key(raw, index), reason);
                 }
@@ -259,12 +329,44 @@ impl MesosNode {
         }
         // Tasks gone or measured now are forgotten: if skipped again, they are warned again.
         *previous = out.skipped.clone();
+        drop(previous);
+        let mut previous = self
+            .state
+            .cut
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut problems = self
+            .state
+            .problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (task_id, cut) in &out.cut {
+            if previous.get(task_id) != Some(cut) {
+                problems.push(MesosTaskError::LabelsCut {
+                    task_id: task_id.clone(),
+                    cut: *cut,
+                });
+            }
+        }
+        *previous = out.cut.clone();
         *self
             .state
             .cgroups
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = found;
         Ok(out)
+    }
+
+    /// Problems of single tasks still measured (labels cut to the caps), each returned
+    /// once: when found, or found different, since the task was last listed without it.
+    pub fn take_problems(&self) -> Vec<MesosTaskError> {
+        std::mem::take(
+            &mut *self
+                .state
+                .problems
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Tasks skipped in the last answer and why.
@@ -275,4 +377,12 @@ impl MesosNode {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// Whether the cgroup `path` (e.g. `/mesos/<id>`) is strictly below `/<root>/`.
+fn below(path: &str, root: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(root))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty())
 }

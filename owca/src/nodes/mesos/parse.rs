@@ -17,8 +17,68 @@ const TASK_RUNNING: &str = "TASK_RUNNING";
 /// Label holding the task's `cpus` resource, which OWCA added for prediction plug-ins.
 pub const INITIAL_CPU_LABEL: &str = "initial_task_cpu_assignment";
 
-/// Label names the runner sets itself; a Mesos label must not replace them.
-const RESERVED_LABELS: [&str; 1] = ["task_id"];
+/// Most labels of one task taken from the answer; the rest are dropped.
+pub const MAX_LABELS: usize = 64;
+
+/// Longest label key (in bytes, before sanitizing) taken; a label with a longer key is
+/// dropped.
+pub const MAX_LABEL_KEY_BYTES: usize = 128;
+
+/// Longest label value (in bytes) kept; a longer value is cut to this length (at a
+/// character boundary).
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+
+/// What the caps on a task's labels left out of it; all zero when nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabelsCut {
+    /// Labels beyond the first [`MAX_LABELS`], dropped.
+    pub over_count: usize,
+    /// Labels whose key is longer than [`MAX_LABEL_KEY_BYTES`], dropped.
+    pub long_keys: usize,
+    /// Values longer than [`MAX_LABEL_VALUE_BYTES`], cut.
+    pub long_values: usize,
+}
+
+impl LabelsCut {
+    /// Whether the caps changed nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl fmt::Display for LabelsCut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts = [
+            (
+                self.over_count,
+                format!("labels beyond the first {MAX_LABELS} dropped"),
+            ),
+            (
+                self.long_keys,
+                format!("labels with a key over {MAX_LABEL_KEY_BYTES} bytes dropped"),
+            ),
+            (
+                self.long_values,
+                format!("values cut to {MAX_LABEL_VALUE_BYTES} bytes"),
+            ),
+        ];
+        let mut first = true;
+        for (n, what) in parts {
+            if n > 0 {
+                write!(f, "{}{n} {what}", if first { "" } else { ", " })?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One launched task as read from the answer: the task, and what the label caps cut.
+#[derive(Debug)]
+pub(super) struct Parsed {
+    pub task: Task,
+    pub cut: LabelsCut,
+}
 
 /// Why a launched task is not measured. Each is logged once per task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +126,16 @@ pub enum SkipReason {
     },
     /// Neither the last status nor the task has a `task_id.value`.
     NoTaskId,
+    /// The executor's cgroup is not below the Mesos agent's cgroup root (`cgroups_root`):
+    /// not a container of the agent (no `cgroups/cpu` isolator, or a forged answer).
+    OutsideCgroupsRoot {
+        /// The executor's pid.
+        pid: u32,
+        /// Its cgroup.
+        cgroup: String,
+        /// The configured `cgroups_root`.
+        root: String,
+    },
 }
 
 impl SkipReason {
@@ -74,7 +144,10 @@ impl SkipReason {
     pub fn depends_on_proc(&self) -> bool {
         matches!(
             self,
-            Self::ProcessGone { .. } | Self::RootCgroup { .. } | Self::UnreadableCgroup { .. }
+            Self::ProcessGone { .. }
+                | Self::RootCgroup { .. }
+                | Self::UnreadableCgroup { .. }
+                | Self::OutsideCgroupsRoot { .. }
         )
     }
 }
@@ -101,6 +174,10 @@ impl fmt::Display for SkipReason {
             }
             Self::WrongType { field, expected } => write!(f, "{field} is not {expected}"),
             Self::NoTaskId => f.write_str("it has no task_id"),
+            Self::OutsideCgroupsRoot { pid, cgroup, root } => write!(
+                f,
+                "its executor process {pid} is in cgroup {cgroup}, not below /{root}/ (cgroups_root): neither measured nor allocated"
+            ),
         }
     }
 }
@@ -145,7 +222,7 @@ pub(super) fn skip_key(raw: &Value, index: usize) -> String {
 pub(super) fn task(
     raw: &Value,
     cgroup: &mut dyn FnMut(&str, u32) -> Result<String, SkipReason>,
-) -> Result<Task, SkipReason> {
+) -> Result<Parsed, SkipReason> {
     let task = required_object(raw, "the launched task")?;
     let statuses = match array(task.get("statuses"), "statuses")? {
         Some(list) if !list.is_empty() => list,
@@ -208,7 +285,7 @@ pub(super) fn task(
     let name = string(task.get("name"), "name")?
         .filter(|n| !n.is_empty())
         .unwrap_or(task_id);
-    let mut labels = labels(task)?;
+    let (mut labels, cut) = labels(task)?;
     let resources = scalar_resources(task)?;
     // Last: the only check that reads a file.
     let cgroup_path = cgroup(task_id, pid)?;
@@ -221,12 +298,15 @@ pub(super) fn task(
             "Mesos label {INITIAL_CPU_LABEL} replaced by the task's cpus resource"
         );
     }
-    Ok(Task {
-        task_id: task_id.to_owned(),
-        name: name.to_owned(),
-        cgroup_path,
-        labels,
-        resources,
+    Ok(Parsed {
+        task: Task {
+            task_id: task_id.to_owned(),
+            name: name.to_owned(),
+            cgroup_path,
+            labels,
+            resources,
+        },
+        cut,
     })
 }
 
@@ -252,28 +332,33 @@ pub(super) fn cgroup_of(proc_root: &Path, pid: u32) -> Result<String, SkipReason
     }
 }
 
-/// `labels.labels[] {key, value}` with keys sanitized as OWCA did.
-fn labels(task: &Map<String, Value>) -> Result<Labels, SkipReason> {
+/// `labels.labels[] {key, value}` with keys sanitized as OWCA did, within the caps
+/// ([`MAX_LABELS`], [`MAX_LABEL_KEY_BYTES`], [`MAX_LABEL_VALUE_BYTES`]). Names the agent
+/// sets itself are left as they are: the containers stage renames them.
+fn labels(task: &Map<String, Value>) -> Result<(Labels, LabelsCut), SkipReason> {
     let mut out = Labels::new();
+    let mut cut = LabelsCut::default();
     let Some(outer) = object(task.get("labels"), "labels")? else {
-        return Ok(out);
+        return Ok((out, cut));
     };
-    for (i, label) in array(outer.get("labels"), "labels.labels")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    let list = array(outer.get("labels"), "labels.labels")?.unwrap_or_default();
+    cut.over_count = list.len().saturating_sub(MAX_LABELS);
+    for (i, label) in list.iter().take(MAX_LABELS).enumerate() {
         let at = |f: &str| format!("labels.labels[{i}]{f}");
         let label = required_object(label, &at(""))?;
         let key = string(label.get("key"), &at(".key"))?
             .ok_or_else(|| wrong_type(&at(".key"), "a string"))?;
         // Label.value is optional in Mesos' protobuf.
-        let value = string(label.get("value"), &at(".value"))?.unwrap_or("");
-        let name = sanitize_label(key);
-        if RESERVED_LABELS.contains(&name.as_str()) {
-            debug!(key, "Mesos label left out: the agent sets {name} itself");
+        let mut value = string(label.get("value"), &at(".value"))?.unwrap_or("");
+        if key.len() > MAX_LABEL_KEY_BYTES {
+            cut.long_keys += 1;
             continue;
         }
+        if value.len() > MAX_LABEL_VALUE_BYTES {
+            cut.long_values += 1;
+            value = &value[..value.floor_char_boundary(MAX_LABEL_VALUE_BYTES)];
+        }
+        let name = sanitize_label(key);
         if out.insert(name.clone(), value.to_owned()).is_some() {
             debug!(
                 key,
@@ -281,7 +366,7 @@ fn labels(task: &Map<String, Value>) -> Result<Labels, SkipReason> {
             );
         }
     }
-    Ok(out)
+    Ok((out, cut))
 }
 
 /// SCALAR resources by name. A name listed more than once (the same resource from several

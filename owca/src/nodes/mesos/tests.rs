@@ -467,7 +467,8 @@ fn labels_as_owca_named_them() {
         t["resources"].as_array_mut().unwrap().push(more);
     });
     let task = &FakeProc::mesos().node().discover(&answer).unwrap().tasks[0];
-    assert!(!task.labels.contains_key("task_id"));
+    // Passed on as the tenant gave it: the containers stage renames it (task_task_id).
+    assert_eq!(task.labels["task_id"], "forged");
     assert_eq!(task.labels[INITIAL_CPU_LABEL], "8.5");
     assert_eq!(task.labels["no_value"], "");
     assert_eq!(task.resources["cpus"], 8.5);
@@ -527,4 +528,125 @@ fn an_executors_cgroup_is_read_once_while_its_task_runs() {
         SkipReason::ProcessGone { pid: PID },
         "{found:?}"
     );
+}
+
+#[test]
+fn executors_outside_the_cgroups_root_are_skipped_and_warned_once() {
+    let answer = fixture("mesos_get_state.json");
+    for cgroup in [
+        "/system.slice/ssh.service",
+        "/mesos",
+        "/mesosphere/x",
+        "/user.slice/mesos/x",
+    ] {
+        let proc = FakeProc::new().with(PID, &format!("11:cpu:{cgroup}\n0::/\n"));
+        let node = proc.node();
+        let found = node.discover(&answer).unwrap();
+        assert!(found.tasks.is_empty(), "{cgroup}: {found:?}");
+        let reason = SkipReason::OutsideCgroupsRoot {
+            pid: PID,
+            cgroup: cgroup.into(),
+            root: "mesos".into(),
+        };
+        assert_eq!(found.skipped[TASK_ID], reason, "{cgroup}");
+        assert_eq!(found.warned, vec![TASK_ID.to_owned()]);
+        assert!(
+            reason
+                .to_string()
+                .contains("not below /mesos/ (cgroups_root)"),
+            "{reason}"
+        );
+        // Once per task: not again while it stays there.
+        assert!(
+            node.discover(&answer).unwrap().warned.is_empty(),
+            "{cgroup}"
+        );
+    }
+    // Another root, given with or without slashes.
+    let proc = FakeProc::new().with(PID, "0::/agent/mesos/c1\n");
+    for root in ["agent/mesos", "/agent/mesos/"] {
+        let node = MesosNode {
+            cgroups_root: root.into(),
+            ..proc.node()
+        };
+        let found = node.discover(&answer).unwrap();
+        assert_eq!(found.tasks[0].cgroup_path, "/agent/mesos/c1", "{root}");
+    }
+    let found = proc.node().discover(&answer).unwrap();
+    assert!(found.tasks.is_empty());
+}
+
+#[test]
+fn labels_over_the_caps_are_cut_and_reported_once() {
+    let proc = FakeProc::mesos();
+    let node = proc.node();
+    let long_value = "ż".repeat(MAX_LABEL_VALUE_BYTES); // two bytes each
+    let answer = edited(|t| {
+        let labels = t["labels"]["labels"].as_array_mut().unwrap();
+        labels.insert(
+            0,
+            json!({"key": "k".repeat(MAX_LABEL_KEY_BYTES + 1), "value": "x"}),
+        );
+        labels.insert(1, json!({"key": "long", "value": long_value}));
+        for i in 0..MAX_LABELS {
+            labels.push(json!({"key": format!("extra{i}"), "value": "v"}));
+        }
+        // Beyond the cap even a wrong type is not looked at.
+        labels.push(json!(3));
+    });
+    let found = node.discover(&answer).unwrap();
+    assert!(found.skipped.is_empty(), "{:?}", found.skipped);
+    let task = &found.tasks[0];
+    // 64 taken: one dropped for its key, plus the initial_task_cpu_assignment label.
+    assert_eq!(task.labels.len(), MAX_LABELS - 1 + 1, "{:?}", task.labels);
+    assert_eq!(task.labels["aurora_tier"], "preemptible");
+    let value = &task.labels["long"];
+    assert_eq!(value.len(), MAX_LABEL_VALUE_BYTES);
+    assert!(long_value.starts_with(value.as_str()));
+    let cut = LabelsCut {
+        over_count: 6 + 2 + MAX_LABELS + 1 - MAX_LABELS,
+        long_keys: 1,
+        long_values: 1,
+    };
+    assert_eq!(found.cut[TASK_ID], cut);
+    let problems = node.take_problems();
+    assert_eq!(
+        problems,
+        vec![MesosTaskError::LabelsCut {
+            task_id: TASK_ID.into(),
+            cut
+        }]
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        format!(
+            "Mesos task {TASK_ID}: labels over the caps: 9 labels beyond the first 64 dropped, \
+             1 labels with a key over 128 bytes dropped, 1 values cut to 1024 bytes"
+        )
+    );
+    assert!(node.take_problems().is_empty());
+    // The same cut again is not reported again; a task without cut is not reported.
+    node.discover(&answer).unwrap();
+    node.discover(&fixture("mesos_get_state.json")).unwrap();
+    assert!(node.take_problems().is_empty());
+}
+
+#[test]
+fn bytes_that_are_not_utf8_cost_only_their_strings() {
+    let mut body = serde_json::to_vec(&edited(|t| {
+        t["labels"]["labels"][0]["value"] = json!("pre@@@emptible");
+    }))
+    .unwrap();
+    let at = body.windows(3).position(|w| w == b"@@@").unwrap();
+    body[at..at + 3].copy_from_slice(&[0xff, 0xfe, 0xc3]);
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+    let answer = client::parse("http://agent/api/v1", &body).unwrap();
+    let found = FakeProc::mesos().node().discover(&answer).unwrap();
+    assert_eq!(
+        found.tasks[0].labels["aurora_tier"],
+        "pre\u{fffd}\u{fffd}\u{fffd}emptible"
+    );
+    // Outside a string it is still not JSON.
+    let err = client::parse("http://agent/api/v1", b"{\"get_state\": \xff}").unwrap_err();
+    assert!(matches!(err, MesosError::NotJson { .. }), "{err}");
 }
