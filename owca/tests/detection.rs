@@ -336,6 +336,33 @@ fn garbage_answers_are_refused() {
 }
 
 #[test]
+fn unbounded_durations_stop_the_agent_at_start_naming_file_line_and_field() {
+    require_root!();
+    for (settings, field, shown) in [
+        (
+            "action_delay: 1e19\n  detector: !NOPAnomalyDetector\n",
+            ":4:17: runner.action_delay: ",
+            "1e19 seconds (too long), expected a number of seconds from 0.001 to 86400 (one day)",
+        ),
+        (
+            "detector: !ExternalDetector\n    command: [python3, x.py]\n    timeout: 0\n",
+            ":6:14: runner.detector.timeout: ",
+            "0 seconds (too short), expected a number of seconds from 0.001 to 86400 (one day)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = Agent::start(
+            dir.path(),
+            &format!("runner: !DetectionRunner\n  node: !StaticNode\n    tasks: [a]\n  {settings}"),
+        );
+        let (status, log) = agent.wait_exit();
+        assert!(!status.success(), "{log}");
+        assert!(log.contains(&format!("owca.yaml{field}")), "{log}");
+        assert!(log.contains(shown), "{log}");
+    }
+}
+
+#[test]
 fn seed_example_tag_runs_the_registered_python_example() {
     require_root!();
     let a = placed("det-example", CONTROLLERS, quiet());

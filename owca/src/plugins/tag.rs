@@ -15,7 +15,7 @@ use serde::{
 };
 
 use super::{PluginConfig, registry};
-use crate::config::duration_secs;
+use crate::config::positive_duration_secs;
 
 /// A config enum selected by a YAML tag: built-in tags, plus plug-ins (a `-r` registered
 /// name or [`Self::EXTERNAL`]). Its `Deserialize` calls [`deserialize_tagged`].
@@ -93,7 +93,10 @@ struct ExternalFields {
     /// Program and arguments.
     command: Vec<String>,
     /// Longest wait for an answer, in seconds.
-    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "positive_duration_secs"
+    )]
     timeout: Duration,
     /// Sent to the plug-in as its first line, `{"config": ...}`.
     #[serde(default = "empty_mapping")]
