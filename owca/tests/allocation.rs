@@ -408,3 +408,63 @@ fn an_external_allocator_answering_unknown_types_is_refused() {
         .count();
     assert_eq!(refused, 1, "logged once:\n{stderr}");
 }
+
+/// An allocator plug-in answering a `cpu_set` of the widest range repeated (4 MB): refused
+/// on its length before any CPU set is built; the agent goes on measuring, counts each
+/// refused set and logs it once, briefly.
+#[test]
+fn an_external_allocator_answering_a_huge_cpu_set_is_refused_cheaply() {
+    require_root!();
+    let task = placed(
+        "alloc-plugin-cpuset",
+        &["cpu", "cpuacct", "cpuset"],
+        quiet(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let script = format!(
+        "import json, sys\nsys.stdin.readline()\nfor line in sys.stdin:\n    print(json.dumps({{'allocations': {{'{}': {{'cpu_set': ','.join(['0-65535'] * 500000)}}}}}}), flush=True)",
+        task.rel
+    );
+    let allocator = format!(
+        "!ExternalAllocator {{command: [python3, -c, {}], timeout: 2}}",
+        serde_json::to_string(&script).unwrap()
+    );
+    let cpus_before = read(&task.cgroup.dir("cpuset").join("cpuset.cpus"));
+    let mut agent = Allocating::start(dir.path(), &node, &allocator);
+    let text = agent.wait_allocations("refused sets", |t| errors_of(t) >= 3.0);
+    assert_eq!(sample(&text, "allocations_count", &[]), Some(0.0), "{text}");
+    // Measuring goes on at its pace: iterations are not held up by the answer.
+    let oncpu = format!("task_id=\"{}\"", task.rel);
+    let started = Instant::now();
+    let seen = agent.wait_metrics("measurements", |t| {
+        sample(t, "owca_tasks", &[]).is_some()
+            && sample(t, "cpu_usage_per_task", &[&oncpu]).is_some()
+    });
+    assert!(!seen.is_empty());
+    let errors = errors_of(&agent.wait_allocations("counted", |t| errors_of(t) >= 3.0));
+    agent.wait_allocations("more refused sets", |t| errors_of(t) >= errors + 3.0);
+    assert!(
+        started.elapsed().as_secs_f64() < 10.0,
+        "three iterations took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        read(&task.cgroup.dir("cpuset").join("cpuset.cpus")),
+        cpus_before
+    );
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("cpu_set"))
+        .collect();
+    assert_eq!(refused.len(), 1, "logged once:\n{stderr}");
+    assert!(
+        refused[0].contains("cpu_set \"0-65535,0-65535,")
+            && refused[0].contains("3999999 bytes long, more than 65536"),
+        "{}",
+        refused[0]
+    );
+    assert!(refused[0].len() < 1000, "{}", refused[0]);
+}

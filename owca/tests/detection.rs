@@ -362,6 +362,54 @@ fn unbounded_durations_stop_the_agent_at_start_naming_file_line_and_field() {
     }
 }
 
+/// `python3 -c PROGRAM` as a line of the shell plug-in (stdin stays the protocol's).
+fn python(program: &str) -> String {
+    format!("python3 -c \"$(cat <<'PY'\n{program}\nPY\n)\"")
+}
+
+#[test]
+fn answers_over_a_cap_are_refused_and_counted_while_the_agent_measures() {
+    require_root!();
+    // A million contending tasks (5 MB): refused at the line cap, before any parsing.
+    failing_plugin(
+        "caps-line",
+        "!ExternalDetector {command: [sh, PLUGIN], timeout: 5}",
+        None,
+        &python(
+            "import json, sys\nsys.stdin.readline()\nfor line in sys.stdin:\n    print(json.dumps({'anomalies': [{'type': 'contention', 'resource': 'cpus', 'contended_task_id': 'a', 'contending_task_ids': ['t'] * 1000000}]}), flush=True)",
+        ),
+        "caps-line-{pid}.sh answered more than the agent takes: an answer line longer than 4194304 bytes",
+    );
+    // No newline at all: read up to the cap, not without end.
+    failing_plugin(
+        "caps-endless",
+        "!ExternalDetector {command: [sh, PLUGIN], timeout: 5}",
+        None,
+        "read config; read request; yes | tr -d '\\n'",
+        "caps-endless-{pid}.sh answered more than the agent takes: an answer line longer than 4194304 bytes",
+    );
+    // Within the line, over the count: refused while parsing.
+    failing_plugin(
+        "caps-ids",
+        "!ExternalDetector {command: [sh, PLUGIN], timeout: 5}",
+        None,
+        &python(
+            "import json, sys\nsys.stdin.readline()\nfor line in sys.stdin:\n    print(json.dumps({'anomalies': [{'type': 'contention', 'resource': 'cpus', 'contended_task_id': 'a', 'contending_task_ids': ['t'] * 200000}]}), flush=True)",
+        ),
+        "caps-ids-{pid}.sh answered more than the agent takes: more than 100 contending_task_ids at line 1",
+    );
+    // 300 new help texts per answer: the fourth answer would keep more than 1024.
+    failing_plugin(
+        "caps-help",
+        "!ExternalDetector {command: [sh, PLUGIN], timeout: 5}",
+        None,
+        &python(
+            "import json, sys, uuid\nsys.stdin.readline()\nfor line in sys.stdin:\n    print(json.dumps({'metrics': [{'name': 'm', 'value': 1, 'labels': {'i': str(i)}, 'help': uuid.uuid4().hex} for i in range(300)]}), flush=True)",
+        ),
+        "caps-help-{pid}.sh answered more than the agent takes: 300 new metric help texts, 900 kept since start: more than 1024 distinct help texts",
+    );
+}
+
 #[test]
 fn seed_example_tag_runs_the_registered_python_example() {
     require_root!();

@@ -127,10 +127,15 @@ impl Applier {
                 (0..cpus as u32).collect()
             }
         };
+        let highest_possible_cpu = cpu_list::highest_possible_cpu().unwrap_or_else(|e| {
+            stats.record("allocations", "possible CPUs", &e);
+            online.last().copied().unwrap_or(0)
+        });
         let known: BTreeSet<String> = measured.tasks.keys().cloned().collect();
         let limits = Limits {
             tasks: &known,
             online_cpus: &online,
+            highest_possible_cpu,
             configuration: &self.configuration,
             rdt: self.rdt.as_ref(),
         };

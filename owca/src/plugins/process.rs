@@ -19,10 +19,8 @@ use tokio::{
 };
 use tracing::info;
 
-use super::protocol::{Answer, ConfigLine};
+use super::protocol::{Answer, ConfigLine, MAX_ANSWER_BYTES};
 
-/// Longest answer line read; a plug-in writing more without a newline is broken.
-const MAX_LINE_BYTES: u64 = 64 << 20;
 /// Wait before the first restart; doubled after each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -72,6 +70,10 @@ pub enum PluginError {
         reason: String,
         line: String,
     },
+    /// The answer passes one of the caps in [`super::protocol`] (line length, counts,
+    /// lengths): refused whole, never truncated.
+    #[error("plug-in {name} answered more than the agent takes: {reason}")]
+    OverCap { name: String, reason: String },
     /// The request could not be encoded (a bug rather than the plug-in's fault).
     #[error("encoding the request for plug-in {name}: {source}")]
     Encode {
@@ -177,18 +179,40 @@ impl Plugin {
             return Err(exited_or(running, name, source).await);
         }
         let mut answer = Vec::new();
+        // One byte more than the cap tells a line of exactly the cap from a longer one.
         let read = (&mut running.stdout)
-            .take(MAX_LINE_BYTES)
+            .take(MAX_ANSWER_BYTES as u64 + 1)
             .read_until(b'\n', &mut answer)
             .await;
         match read {
             Err(source) => Err(exited_or(running, name, source).await),
             Ok(0) => Err(exited(running, name).await),
-            Ok(_) => serde_json::from_slice(&answer).map_err(|e| PluginError::Garbage {
+            Ok(n) if n > MAX_ANSWER_BYTES => Err(PluginError::OverCap {
                 name: name.clone(),
-                reason: e.to_string(),
-                line: shown(&answer),
+                reason: format!("an answer line longer than {MAX_ANSWER_BYTES} bytes"),
             }),
+            Ok(_) => {
+                let answer: Answer = serde_json::from_slice(&answer).map_err(|e| {
+                    // A cap passed while parsing is named as such, not as garbage.
+                    if e.is_data() && e.to_string().starts_with("more than ") {
+                        PluginError::OverCap {
+                            name: name.clone(),
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        PluginError::Garbage {
+                            name: name.clone(),
+                            reason: e.to_string(),
+                            line: shown(&answer),
+                        }
+                    }
+                })?;
+                answer.check().map_err(|reason| PluginError::OverCap {
+                    name: name.clone(),
+                    reason,
+                })?;
+                Ok(answer)
+            }
         }
     }
 
