@@ -468,3 +468,34 @@ fn an_external_allocator_answering_a_huge_cpu_set_is_refused_cheaply() {
     );
     assert!(refused[0].len() < 1000, "{}", refused[0]);
 }
+
+/// A cpuset change on a real v1 cpuset cgroup keeps the memory nodes it has (Mesos' or
+/// an operator's choice): `cpuset.mems` is not written at all (its mtime, which cgroupfs
+/// sets on every write, stays), while `cpuset.cpus` changes.
+#[test]
+fn a_cpuset_change_keeps_the_cgroups_memory_nodes() {
+    require_root!();
+    let task = placed("alloc-mems", &["cpu", "cpuacct", "cpuset"], quiet());
+    let cpuset = task.cgroup.dir("cpuset").to_owned();
+    let mems = cpuset.join("cpuset.mems");
+    let mems_before = read(&mems);
+    assert!(!mems_before.is_empty(), "the helper gave the cgroup mems");
+    let written = || std::fs::metadata(&mems).unwrap().modified().unwrap();
+    let before = written();
+    sleep_s(0.05);
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let mut agent = Allocating::start(
+        dir.path(),
+        &node,
+        "!StaticAllocator {rules: [{allocations: {cpu_set: '0'}}]}",
+    );
+    agent.wait_allocations("the cpuset allocation", |t| {
+        sample(t, "allocation_cpuset_cpus", &[]) == Some(1.0)
+    });
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), "0");
+    assert_eq!(read(&mems), mems_before);
+    assert_eq!(written(), before, "cpuset.mems was rewritten");
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -148,7 +148,8 @@ impl Applier {
         let todo = changes(&current.allocations, desired, |q| {
             cfg.quota_as_written(q, cpus)
         });
-        // cpuset.mems is written with cpuset.cpus: the nodes are read only for that.
+        // cpuset.mems is rewritten only where empty or naming offline nodes (see
+        // Cgroup::set_cpuset): the nodes are read only for a cpuset change.
         let mems = match todo.values().any(|c| c.cpu_set.is_some()) {
             false => BTreeSet::new(),
             true => cpu_list::online_mems().unwrap_or_else(|e| {
