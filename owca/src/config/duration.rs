@@ -64,7 +64,7 @@ impl Visitor<'_> for SecondsVisitor {
         if self.min.is_zero() {
             write!(
                 f,
-                "a number of seconds from 0 to 86400 (one day), e.g. 5 or 0.5"
+                "a non-negative number of seconds up to 86400 (one day), e.g. 5 or 0.5"
             )
         } else {
             write!(

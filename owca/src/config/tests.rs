@@ -119,7 +119,7 @@ fn wrong_type_names_file_line_and_field() {
     let shown = parse_error(text, 4, 14, "runner.node.timeout");
     assert_eq!(
         shown,
-        "configs/x.yaml:4:14: runner.node.timeout: invalid type: string \"x\", expected a number of seconds from 0 to 86400 (one day), e.g. 5 or 0.5"
+        "configs/x.yaml:4:14: runner.node.timeout: invalid type: string \"x\", expected a non-negative number of seconds up to 86400 (one day), e.g. 5 or 0.5"
     );
 }
 
@@ -206,27 +206,27 @@ fn durations_accept_ints_and_floats_and_reject_the_rest() {
     for (yaml, shown) in [
         (
             "d: -1",
-            "d.yaml:1:4: d: invalid value: integer `-1`, expected a number of seconds from 0 to",
+            "d.yaml:1:4: d: invalid value: integer `-1`, expected a non-negative number of seconds up to",
         ),
         (
             "d: -0.5",
-            "d.yaml:1:4: d: invalid value: floating point `-0.5`, expected a number of seconds from 0 to",
+            "d.yaml:1:4: d: invalid value: floating point `-0.5`, expected a non-negative number of seconds up to",
         ),
         (
             "d: .nan",
-            "d.yaml:1:4: d: invalid value: floating point `NaN`, expected a number of seconds from 0 to",
+            "d.yaml:1:4: d: invalid value: floating point `NaN`, expected a non-negative number of seconds up to",
         ),
         (
             "d: .inf",
-            "d.yaml:1:4: d: invalid value: floating point `inf`, expected a number of seconds from 0 to",
+            "d.yaml:1:4: d: invalid value: floating point `inf`, expected a non-negative number of seconds up to",
         ),
         (
             "d: 1e300",
-            "d.yaml:1:4: d: invalid value: 1e300 seconds (too long), expected a number of seconds from 0 to",
+            "d.yaml:1:4: d: invalid value: 1e300 seconds (too long), expected a non-negative number of seconds up to",
         ),
         (
             "d: '5'",
-            "d.yaml:1:4: d: invalid type: string \"5\", expected a number of seconds from 0 to",
+            "d.yaml:1:4: d: invalid type: string \"5\", expected a non-negative number of seconds up to",
         ),
     ] {
         let err = ok(yaml).expect_err(yaml).to_string();
