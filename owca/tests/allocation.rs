@@ -234,7 +234,7 @@ async fn static_rules_by_mesos_label_apply_and_survive_bad_edits_and_restarts() 
     assert!(status.success(), "{stderr}");
     let refused = stderr
         .lines()
-        .filter(|l| l.contains("WARN") && l.contains("not online"))
+        .filter(|l| l.contains("WARN") && l.contains("cpu_set \"0-4095\": CPU 4095 is above"))
         .count();
     assert_eq!(refused, 1, "logged once while it persists:\n{stderr}");
     assert!(stderr.contains("changing allocations"), "{stderr}");
@@ -407,4 +407,95 @@ fn an_external_allocator_answering_unknown_types_is_refused() {
         .filter(|l| l.contains("WARN") && l.contains("cpu_quotas"))
         .count();
     assert_eq!(refused, 1, "logged once:\n{stderr}");
+}
+
+/// An allocator plug-in answering a `cpu_set` of the widest range repeated (4 MB): refused
+/// on its length before any CPU set is built; the agent goes on measuring, counts each
+/// refused set and logs it once, briefly.
+#[test]
+fn an_external_allocator_answering_a_huge_cpu_set_is_refused_cheaply() {
+    require_root!();
+    let task = placed(
+        "alloc-plugin-cpuset",
+        &["cpu", "cpuacct", "cpuset"],
+        quiet(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let script = format!(
+        "import json, sys\nsys.stdin.readline()\nfor line in sys.stdin:\n    print(json.dumps({{'allocations': {{'{}': {{'cpu_set': ','.join(['0-65535'] * 500000)}}}}}}), flush=True)",
+        task.rel
+    );
+    let allocator = format!(
+        "!ExternalAllocator {{command: [python3, -c, {}], timeout: 2}}",
+        serde_json::to_string(&script).unwrap()
+    );
+    let cpus_before = read(&task.cgroup.dir("cpuset").join("cpuset.cpus"));
+    let mut agent = Allocating::start(dir.path(), &node, &allocator);
+    let text = agent.wait_allocations("refused sets", |t| errors_of(t) >= 3.0);
+    assert_eq!(sample(&text, "allocations_count", &[]), Some(0.0), "{text}");
+    // Measuring goes on at its pace: iterations are not held up by the answer.
+    let oncpu = format!("task_id=\"{}\"", task.rel);
+    let started = Instant::now();
+    let seen = agent.wait_metrics("measurements", |t| {
+        sample(t, "owca_tasks", &[]).is_some()
+            && sample(t, "cpu_usage_per_task", &[&oncpu]).is_some()
+    });
+    assert!(!seen.is_empty());
+    let errors = errors_of(&agent.wait_allocations("counted", |t| errors_of(t) >= 3.0));
+    agent.wait_allocations("more refused sets", |t| errors_of(t) >= errors + 3.0);
+    assert!(
+        started.elapsed().as_secs_f64() < 10.0,
+        "three iterations took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        read(&task.cgroup.dir("cpuset").join("cpuset.cpus")),
+        cpus_before
+    );
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("cpu_set"))
+        .collect();
+    assert_eq!(refused.len(), 1, "logged once:\n{stderr}");
+    assert!(
+        refused[0].contains("cpu_set \"0-65535,0-65535,")
+            && refused[0].contains("3999999 bytes long, more than 65536"),
+        "{}",
+        refused[0]
+    );
+    assert!(refused[0].len() < 1000, "{}", refused[0]);
+}
+
+/// A cpuset change on a real v1 cpuset cgroup keeps the memory nodes it has (Mesos' or
+/// an operator's choice): `cpuset.mems` is not written at all (its mtime, which cgroupfs
+/// sets on every write, stays), while `cpuset.cpus` changes.
+#[test]
+fn a_cpuset_change_keeps_the_cgroups_memory_nodes() {
+    require_root!();
+    let task = placed("alloc-mems", &["cpu", "cpuacct", "cpuset"], quiet());
+    let cpuset = task.cgroup.dir("cpuset").to_owned();
+    let mems = cpuset.join("cpuset.mems");
+    let mems_before = read(&mems);
+    assert!(!mems_before.is_empty(), "the helper gave the cgroup mems");
+    let written = || std::fs::metadata(&mems).unwrap().modified().unwrap();
+    let before = written();
+    sleep_s(0.05);
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("!StaticNode {{tasks: [{}]}}", task.rel);
+    let mut agent = Allocating::start(
+        dir.path(),
+        &node,
+        "!StaticAllocator {rules: [{allocations: {cpu_set: '0'}}]}",
+    );
+    agent.wait_allocations("the cpuset allocation", |t| {
+        sample(t, "allocation_cpuset_cpus", &[]) == Some(1.0)
+    });
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), "0");
+    assert_eq!(read(&mems), mems_before);
+    assert_eq!(written(), before, "cpuset.mems was rewritten");
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
 }

@@ -160,3 +160,49 @@ fn rdt_enabled_without_resctrl_stops_the_agent_naming_the_root() {
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("no-resctrl-here"), "{stderr}");
 }
+
+/// An operator's control group named by an allocation: refused as a whole and counted,
+/// its schemata and tasks untouched, and it is not removed though it holds no thread.
+#[test]
+fn an_existing_group_the_agent_did_not_make_is_refused_and_left_alone() {
+    require_root!();
+    let task = placed("alloc-rdt-foreign", &["cpu", "cpuacct"], quiet());
+    let dir = tempfile::tempdir().unwrap();
+    let resctrl = dir.path().join("resctrl");
+    fake_resctrl(&resctrl, &["operator"]);
+    let before = std::fs::read_to_string(resctrl.join("operator/schemata")).unwrap();
+    let mut agent = Allocating::start(
+        dir.path(),
+        &resctrl,
+        &task.rel,
+        "[{allocations: {rdt: {name: operator, l3: 'L3:0=00f;1=00f'}}}]",
+    );
+    let text = agent.wait("the refused allocations", |t| {
+        sample(t, "allocations_errors", &[]).is_some_and(|n| n >= 3.0)
+    });
+    assert_eq!(sample(&text, "allocations_count", &[]), Some(0.0), "{text}");
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(resctrl.join("operator/schemata")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read_to_string(resctrl.join("operator/tasks")).unwrap(),
+        ""
+    );
+    assert!(resctrl.join("operator").is_dir(), "the group was removed");
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("was not made by the agent"))
+        .collect();
+    assert_eq!(refused.len(), 1, "logged once:\n{stderr}");
+    assert!(
+        refused[0].contains(&format!(
+            "task {}: resctrl group \"operator\" exists and was not made by the agent",
+            task.rel
+        )),
+        "{}",
+        refused[0]
+    );
+}

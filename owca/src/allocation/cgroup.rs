@@ -32,14 +32,15 @@ pub fn current(
     Ok(out)
 }
 
-/// Writes the cpu types `change` sets, each on its own: one refused write (the task gone,
+/// Writes the cpu types `change` sets, each on its own (`online_mems`: the memory nodes
+/// online, for a cpuset whose mems must change, see [`Cgroup::set_cpuset`]): one refused write (the task gone,
 /// EINVAL) does not stop the others. Returns what succeeded and the failures by type.
 pub fn apply(
     cg: &Cgroup<'_>,
     change: &TaskAllocations,
     cfg: &AllocationConfiguration,
     cpus: usize,
-    mems: &BTreeSet<u32>,
+    online_mems: &BTreeSet<u32>,
 ) -> (TaskAllocations, Vec<(&'static str, CgroupError)>) {
     let mut done = TaskAllocations::default();
     let mut failed = Vec::new();
@@ -58,7 +59,7 @@ pub fn apply(
     if let Some(set) = &change.cpu_set {
         // Validated before: a list that no longer parses is a bug, not the kernel's refusal.
         match parse_cpu_list(set) {
-            Ok(list) => match cg.set_cpuset(&list, mems) {
+            Ok(list) => match cg.set_cpuset(&list, online_mems) {
                 Ok(()) => done.cpu_set = Some(set.clone()),
                 Err(e) => failed.push(("cpu_set", e)),
             },

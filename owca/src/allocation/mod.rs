@@ -127,10 +127,15 @@ impl Applier {
                 (0..cpus as u32).collect()
             }
         };
+        let highest_possible_cpu = cpu_list::highest_possible_cpu().unwrap_or_else(|e| {
+            stats.record("allocations", "possible CPUs", &e);
+            online.last().copied().unwrap_or(0)
+        });
         let known: BTreeSet<String> = measured.tasks.keys().cloned().collect();
         let limits = Limits {
             tasks: &known,
             online_cpus: &online,
+            highest_possible_cpu,
             configuration: &self.configuration,
             rdt: self.rdt.as_ref(),
         };
@@ -143,7 +148,8 @@ impl Applier {
         let todo = changes(&current.allocations, desired, |q| {
             cfg.quota_as_written(q, cpus)
         });
-        // cpuset.mems is written with cpuset.cpus: the nodes are read only for that.
+        // cpuset.mems is rewritten only where empty or naming offline nodes (see
+        // Cgroup::set_cpuset): the nodes are read only for a cpuset change.
         let mems = match todo.values().any(|c| c.cpu_set.is_some()) {
             false => BTreeSet::new(),
             true => cpu_list::online_mems().unwrap_or_else(|e| {

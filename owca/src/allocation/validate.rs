@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::AllocationConfiguration;
 use crate::{
     allocators::{InvalidAllocations, TaskAllocations, TasksAllocations},
-    cgroups::cpu_list::parse_cpu_list,
+    cgroups::cpu_list::{parse_cpu_list, parse_cpu_list_within},
     resctrl::{RdtAllocation, RdtControl},
 };
 
@@ -21,6 +21,9 @@ pub struct Limits<'a> {
     pub tasks: &'a BTreeSet<String>,
     /// CPUs online now.
     pub online_cpus: &'a BTreeSet<u32>,
+    /// The highest CPU the machine can ever have (`/sys/devices/system/cpu/possible`):
+    /// a `cpu_set` naming more is refused before it is built.
+    pub highest_possible_cpu: u32,
     /// Normalization settings (shares above the kernel's maximum are refused).
     pub configuration: &'a AllocationConfiguration,
     /// RDT allocation, when enabled.
@@ -54,7 +57,7 @@ pub fn validate(desired: &TasksAllocations, limits: &Limits<'_>) -> Result<(), I
             }
         }
         if let Some(set) = &a.cpu_set {
-            check_cpu_set(task_id, set, limits.online_cpus)?;
+            check_cpu_set(task_id, set, limits)?;
         }
         if let Some(r) = &a.rdt {
             if limits.rdt.is_none() {
@@ -76,14 +79,20 @@ pub fn validate(desired: &TasksAllocations, limits: &Limits<'_>) -> Result<(), I
 fn check_cpu_set(
     task_id: &str,
     value: &str,
-    online: &BTreeSet<u32>,
+    limits: &Limits<'_>,
 ) -> Result<(), InvalidAllocations> {
+    let online = limits.online_cpus;
     let err = |reason: String| InvalidAllocations::CpuSet {
         task_id: task_id.to_owned(),
-        value: value.to_owned(),
+        // A list refused for its length is not logged whole.
+        value: match value.char_indices().nth(64) {
+            Some((at, _)) => format!("{}...", &value[..at]),
+            None => value.to_owned(),
+        },
         reason,
     };
-    let cpus = parse_cpu_list(value).map_err(|e| err(e.reason))?;
+    let cpus =
+        parse_cpu_list_within(value, limits.highest_possible_cpu).map_err(|e| err(e.reason))?;
     if cpus.is_empty() {
         return Err(err("no CPU".into()));
     }
@@ -161,6 +170,7 @@ mod tests {
         let limits = Limits {
             tasks: &tasks,
             online_cpus: &online,
+            highest_possible_cpu: 3,
             configuration: &cfg,
             rdt,
         };
@@ -198,6 +208,11 @@ mod tests {
                 "a",
                 alloc(None, None, Some("0-3")),
                 "CPUs 2-3 are not online (online: 0-1)",
+            ),
+            (
+                "a",
+                alloc(None, None, Some("0-65535")),
+                "task a: cpu_set \"0-65535\": CPU 65535 is above 3",
             ),
             ("a", alloc(None, None, Some("x")), "task a: cpu_set \"x\""),
             ("a", alloc(None, None, Some("")), "no CPU"),

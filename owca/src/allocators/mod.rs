@@ -101,7 +101,7 @@ impl Allocator {
                     .allocations
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(id, v)| Ok((id.clone(), TaskAllocations::from_json(&id, v)?)))
+                    .map(|(id, v)| Ok((id.clone(), TaskAllocations::from_json(&id, &v)?)))
                     .collect::<Result<_, InvalidAllocations>>()?;
                 Ok(Decision {
                     allocations,

@@ -33,8 +33,11 @@ pub type TasksAllocations = BTreeMap<String, TaskAllocations>;
 impl TaskAllocations {
     /// A task's allocations from an allocator's JSON (an external plug-in's answer);
     /// unknown types and wrong value types are refused, naming the task.
-    pub fn from_json(task_id: &str, value: serde_json::Value) -> Result<Self, InvalidAllocations> {
-        serde_json::from_value(value).map_err(|e| InvalidAllocations::Malformed {
+    pub fn from_json(
+        task_id: &str,
+        value: &serde_json::value::RawValue,
+    ) -> Result<Self, InvalidAllocations> {
+        serde_json::from_str(value.get()).map_err(|e| InvalidAllocations::Malformed {
             task_id: task_id.to_owned(),
             message: e.to_string(),
         })
@@ -146,15 +149,22 @@ pub(crate) mod tests {
         }
     }
 
+    fn from_json(
+        task_id: &str,
+        v: serde_json::Value,
+    ) -> Result<TaskAllocations, InvalidAllocations> {
+        TaskAllocations::from_json(task_id, &serde_json::value::to_raw_value(&v).unwrap())
+    }
+
     #[test]
     fn unknown_types_are_refused() {
-        let err = TaskAllocations::from_json("t", serde_json::json!({"cpu_quota": 0.5, "mem": 1}))
+        let err = from_json("t", serde_json::json!({"cpu_quota": 0.5, "mem": 1}))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("task t: unknown field `mem`"), "{err}");
-        let ok = TaskAllocations::from_json("t", serde_json::json!({"cpu_set": "0"})).unwrap();
+        let ok = from_json("t", serde_json::json!({"cpu_set": "0"})).unwrap();
         assert_eq!(ok.cpu_set.as_deref(), Some("0"));
-        let err = TaskAllocations::from_json("t", serde_json::json!({"cpu_quota": "half"}));
+        let err = from_json("t", serde_json::json!({"cpu_quota": "half"}));
         assert!(err.is_err());
     }
 

@@ -19,24 +19,47 @@ pub struct CpuListError {
     pub reason: String,
 }
 
+/// Longest CPU list accepted, in bytes: the kernel's own lists are far shorter (every
+/// other CPU of 8192 takes about 20 KiB), and a plug-in's `0-65535,0-65535,...` is
+/// refused before it is read.
+pub const MAX_LIST_BYTES: usize = 64 << 10;
+
 /// Parses `0-3,6` into {0, 1, 2, 3, 6}; blanks around items are ignored and an empty text
-/// is the empty set (an unset `cpuset.cpus`).
+/// is the empty set (an unset `cpuset.cpus`). CPUs above [`MAX_CPU`] are refused.
 pub fn parse_cpu_list(list: &str) -> Result<BTreeSet<u32>, CpuListError> {
+    parse_cpu_list_within(list, MAX_CPU)
+}
+
+/// [`parse_cpu_list`] refusing CPUs above `max_cpu` (e.g. the highest CPU online), so
+/// that the set built is never larger than the machine. Ranges are merged before the set
+/// is built: repeating a range costs no more than writing it once.
+pub fn parse_cpu_list_within(list: &str, max_cpu: u32) -> Result<BTreeSet<u32>, CpuListError> {
     let err = |reason: String| CpuListError {
-        list: list.to_owned(),
+        // The whole text of a list refused for its length would be the problem again.
+        list: match list.char_indices().nth(64) {
+            Some((at, _)) => format!("{}...", &list[..at]),
+            None => list.to_owned(),
+        },
         reason,
     };
+    if list.len() > MAX_LIST_BYTES {
+        return Err(err(format!(
+            "{} bytes long, more than {MAX_LIST_BYTES}",
+            list.len()
+        )));
+    }
+    let max_cpu = max_cpu.min(MAX_CPU);
     let number = |s: &str| -> Result<u32, CpuListError> {
         let n: u32 = s
             .trim()
             .parse()
             .map_err(|_| err(format!("{s:?} is not a CPU number")))?;
-        if n > MAX_CPU {
-            return Err(err(format!("CPU {n} is above {MAX_CPU}")));
+        if n > max_cpu {
+            return Err(err(format!("CPU {n} is above {max_cpu}")));
         }
         Ok(n)
     };
-    let mut out = BTreeSet::new();
+    let mut ranges = Vec::new();
     for item in list.trim().split(',').filter(|i| !i.trim().is_empty()) {
         match item.split_once('-') {
             Some((first, last)) => {
@@ -44,11 +67,23 @@ pub fn parse_cpu_list(list: &str) -> Result<BTreeSet<u32>, CpuListError> {
                 if first > last {
                     return Err(err(format!("range {first}-{last} runs backwards")));
                 }
-                out.extend(first..=last);
+                ranges.push((first, last));
             }
             None => {
-                out.insert(number(item)?);
+                let n = number(item)?;
+                ranges.push((n, n));
             }
+        }
+    }
+    ranges.sort_unstable();
+    let mut out = BTreeSet::new();
+    // The next CPU not yet in `out`: each CPU is inserted once whatever the overlaps.
+    let mut next = 0u32;
+    for (first, last) in ranges {
+        let first = first.max(next);
+        if first <= last {
+            out.extend(first..=last);
+            next = last.saturating_add(1);
         }
     }
     Ok(out)
@@ -90,6 +125,12 @@ pub fn online_cpus() -> Result<BTreeSet<u32>, super::CgroupError> {
     read_cpu_list(Path::new("/sys/devices/system/cpu/online"))
 }
 
+/// The highest CPU number the machine can ever bring online (hot-plug included).
+pub fn highest_possible_cpu() -> Result<u32, super::CgroupError> {
+    let path = Path::new("/sys/devices/system/cpu/possible");
+    Ok(read_cpu_list(path)?.last().copied().unwrap_or(0))
+}
+
 /// Memory nodes online now; `{0}` where the kernel has no NUMA support (no such file).
 pub fn online_mems() -> Result<BTreeSet<u32>, super::CgroupError> {
     let path = Path::new("/sys/devices/system/node/online");
@@ -128,9 +169,31 @@ mod tests {
     }
 
     #[test]
+    fn overlong_lists_and_cpus_beyond_the_machine_are_refused_cheaply() {
+        // 8 MiB of the widest range: refused on its length, before any parsing.
+        let huge = "0-65535,".repeat(1 << 20);
+        let start = std::time::Instant::now();
+        let e = parse_cpu_list(&huge).unwrap_err();
+        assert!(e.reason.contains("more than 65536"), "{e}");
+        assert!(e.list.len() < 100, "{}", e.list);
+        // Just under the length cap: overlapping ranges are merged, not re-inserted.
+        let many = "0-65535,".repeat(MAX_LIST_BYTES / 8);
+        assert_eq!(parse_cpu_list(&many).unwrap().len(), 65536);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // Against the machine: nothing above the highest CPU is built.
+        let e = parse_cpu_list_within("0-65535", 3).unwrap_err();
+        assert!(e.reason.contains("CPU 65535 is above 3"), "{e}");
+        assert_eq!(
+            parse_cpu_list_within("2-3,0-1,1", 3).unwrap(),
+            BTreeSet::from([0, 1, 2, 3])
+        );
+    }
+
+    #[test]
     fn reads_this_machine() {
         let online = online_cpus().unwrap();
         assert!(online.contains(&0), "{online:?}");
+        assert!(highest_possible_cpu().unwrap() >= *online.last().unwrap());
         assert!(online_mems().unwrap().contains(&0));
     }
 }

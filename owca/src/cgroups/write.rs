@@ -134,17 +134,30 @@ impl Cgroup<'_> {
             .map_err(|_| parse_error(&path, &text))
     }
 
-    /// Sets `cpuset.mems` then `cpuset.cpus`: a v1 cpuset with empty mems cannot hold
-    /// processes.
+    /// Sets `cpuset.cpus`, and before it `cpuset.mems` only where it must change: to
+    /// `online_mems` when it names a node no longer online, or when it is empty on v1 (a
+    /// v1 cpuset with empty mems cannot hold processes; an empty v2 one uses its
+    /// parent's). Otherwise the memory nodes Mesos or an operator chose are kept.
     pub fn set_cpuset(
         &self,
         cpus: &BTreeSet<u32>,
-        mems: &BTreeSet<u32>,
+        online_mems: &BTreeSet<u32>,
     ) -> Result<(), CgroupError> {
-        let (_, dir) = self.dir("cpuset").ok_or(CgroupError::NotMounted {
+        let (hierarchy, dir) = self.dir("cpuset").ok_or(CgroupError::NotMounted {
             hierarchy: Hierarchy::v1("cpuset"),
         })?;
-        write(&dir.join("cpuset.mems"), &format_cpu_list(mems))?;
+        let mems = dir.join("cpuset.mems");
+        // Absent: the cgroup is gone, which the cpus write reports.
+        if let Some(text) = read(&mems)? {
+            let keep = match parse_cpu_list(&text) {
+                Ok(current) if current.is_empty() => hierarchy == Hierarchy::V2,
+                Ok(current) => current.is_subset(online_mems),
+                Err(_) => false,
+            };
+            if !keep {
+                write(&mems, &format_cpu_list(online_mems))?;
+            }
+        }
         write(&dir.join("cpuset.cpus"), &format_cpu_list(cpus))
     }
 
@@ -221,9 +234,22 @@ mod tests {
         assert_eq!(quota.unwrap(), "-1");
 
         assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([0, 1])));
-        cg.set_cpuset(&BTreeSet::from([1]), &BTreeSet::from([0]))
+        let mems = d.path().join("cpuset/mesos/a/cpuset.mems");
+        let mems_now = || std::fs::read_to_string(&mems).unwrap();
+        // Mems on online nodes are kept (node 1 only, of two online).
+        std::fs::write(&mems, "1\n").unwrap();
+        cg.set_cpuset(&BTreeSet::from([1]), &BTreeSet::from([0, 1]))
             .unwrap();
         assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([1])));
+        assert_eq!(mems_now(), "1\n");
+        // Empty, or naming a node gone offline: every online node.
+        for before in ["\n", "0-2\n"] {
+            std::fs::write(&mems, before).unwrap();
+            cg.set_cpuset(&BTreeSet::from([0]), &BTreeSet::from([0, 1]))
+                .unwrap();
+            assert_eq!(mems_now(), "0-1", "{before:?}");
+        }
+        assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([0])));
 
         let gone = Cgroup::new(&m, "/mesos/gone");
         assert_eq!(gone.cpu_limits().unwrap(), None);
@@ -259,6 +285,11 @@ mod tests {
             cg.cpuset_cpus().unwrap(),
             Some(BTreeSet::from([0, 1, 2, 3]))
         );
+        // An empty v2 cpuset.mems means the parent's: left so.
+        cg.set_cpuset(&BTreeSet::from([1]), &BTreeSet::from([0]))
+            .unwrap();
+        let mems = std::fs::read_to_string(d.path().join("cg/t/cpuset.mems")).unwrap();
+        assert_eq!(mems, "\n");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! This module holds the generic machinery, and knows no component (the root of the
 //! schema is `runners::AgentConfig`): [`from_str`] and [`from_file`] deserialize
 //! any `T` and report errors as `file:line:column: field.path: message`, and
-//! [`duration_secs`] reads OWCA's "seconds as a number" fields.
+//! [`duration_secs`] and [`positive_duration_secs`] read OWCA's "seconds as a number"
+//! fields, bounded to one day.
 //!
 //! Tags map to variants of externally tagged enums (serde's default), so
 //! `node: !MesosNode {...}` selects `Node::MesosNode(MesosNodeConfig)`. Anchors and
@@ -17,7 +18,9 @@ mod tests;
 use std::io;
 use std::path::PathBuf;
 
-pub use self::duration::duration_secs;
+pub use self::duration::{
+    MAX_DURATION, MIN_POSITIVE_DURATION, duration_secs, positive_duration_secs,
+};
 pub use self::load::{from_file, from_str};
 
 /// Why a configuration could not be loaded.

@@ -119,7 +119,7 @@ fn wrong_type_names_file_line_and_field() {
     let shown = parse_error(text, 4, 14, "runner.node.timeout");
     assert_eq!(
         shown,
-        "configs/x.yaml:4:14: runner.node.timeout: invalid type: string \"x\", expected a non-negative, finite number of seconds, e.g. 5 or 0.5"
+        "configs/x.yaml:4:14: runner.node.timeout: invalid type: string \"x\", expected a non-negative number of seconds up to 86400 (one day), e.g. 5 or 0.5"
     );
 }
 
@@ -202,30 +202,76 @@ fn durations_accept_ints_and_floats_and_reject_the_rest() {
     assert_eq!(ok("d: 0.25").ok(), Some(Duration::from_millis(250)));
     assert_eq!(ok("d: 0").ok(), Some(Duration::ZERO));
     assert_eq!(ok("d: 1e1").ok(), Some(Duration::from_secs(10)));
+    assert_eq!(ok("d: 86400").ok(), Some(super::MAX_DURATION));
     for (yaml, shown) in [
         (
             "d: -1",
-            "d.yaml:1:4: d: invalid value: integer `-1`, expected a non-negative",
+            "d.yaml:1:4: d: invalid value: integer `-1`, expected a non-negative number of seconds up to",
         ),
         (
             "d: -0.5",
-            "d.yaml:1:4: d: invalid value: floating point `-0.5`, expected a non-negative",
+            "d.yaml:1:4: d: invalid value: floating point `-0.5`, expected a non-negative number of seconds up to",
         ),
         (
             "d: .nan",
-            "d.yaml:1:4: d: invalid value: floating point `NaN`, expected a non-negative",
+            "d.yaml:1:4: d: invalid value: floating point `NaN`, expected a non-negative number of seconds up to",
         ),
         (
             "d: .inf",
-            "d.yaml:1:4: d: invalid value: floating point `inf`, expected a non-negative",
+            "d.yaml:1:4: d: invalid value: floating point `inf`, expected a non-negative number of seconds up to",
         ),
         (
             "d: 1e300",
-            "d.yaml:1:4: d: invalid value: 1e300 seconds (too long), expected a non-negative",
+            "d.yaml:1:4: d: invalid value: 1e300 seconds (too long), expected a non-negative number of seconds up to",
         ),
         (
             "d: '5'",
-            "d.yaml:1:4: d: invalid type: string \"5\", expected a non-negative",
+            "d.yaml:1:4: d: invalid type: string \"5\", expected a non-negative number of seconds up to",
+        ),
+    ] {
+        let err = ok(yaml).expect_err(yaml).to_string();
+        assert!(err.starts_with(shown), "{yaml}: {err}");
+    }
+}
+
+#[test]
+fn positive_durations_refuse_zero_and_what_rounds_to_it() {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Runner {
+        #[serde(deserialize_with = "super::positive_duration_secs")]
+        action_delay: Duration,
+    }
+    let ok = |yaml: &str| from_str::<Runner>(yaml, Path::new(FILE)).map(|r| r.action_delay);
+    assert_eq!(
+        ok("action_delay: 0.001").ok(),
+        Some(Duration::from_millis(1))
+    );
+    assert_eq!(
+        ok("action_delay: 86400").ok(),
+        Some(Duration::from_secs(86400))
+    );
+    assert_eq!(ok("action_delay: 2").ok(), Some(Duration::from_secs(2)));
+    for (yaml, shown) in [
+        (
+            "action_delay: 0",
+            "configs/x.yaml:1:15: action_delay: invalid value: 0 seconds (too short), expected a number of seconds from 0.001 to 86400 (one day), e.g. 5 or 0.5",
+        ),
+        (
+            "action_delay: 0.0",
+            "configs/x.yaml:1:15: action_delay: invalid value: 0e0 seconds (too short), expected a number of seconds from 0.001",
+        ),
+        (
+            "action_delay: 1e-12",
+            "configs/x.yaml:1:15: action_delay: invalid value: 1e-12 seconds (too short), expected",
+        ),
+        (
+            "action_delay: 1e19",
+            "configs/x.yaml:1:15: action_delay: invalid value: 1e19 seconds (too long), expected a number of seconds from 0.001 to 86400 (one day)",
+        ),
+        (
+            "action_delay: -1",
+            "configs/x.yaml:1:15: action_delay: invalid value: integer `-1`, expected a number of seconds from 0.001",
         ),
     ] {
         let err = ok(yaml).expect_err(yaml).to_string();

@@ -14,4 +14,6 @@ pub mod protocol;
 pub mod registry;
 pub mod tag;
 
-pub use self::process::{Plugin, PluginConfig, PluginError};
+pub use self::process::{
+    ENV_ALLOWED, LIMITS, Plugin, PluginConfig, PluginError, PluginUser, STDERR_LINES_PER_MINUTE,
+};

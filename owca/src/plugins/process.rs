@@ -1,5 +1,9 @@
 //! A plug-in's process: started on first use, one request and one answer line per
 //! iteration, killed and restarted with backoff when it fails.
+//!
+//! It runs with less than the agent has: a cleared environment but for [`ENV_ALLOWED`],
+//! resource limits ([`LIMITS`]), optionally as another user, and its stderr goes to the
+//! agent's log line by line, at most [`STDERR_LINES_PER_MINUTE`] lines a minute.
 
 use std::{
     process::Stdio,
@@ -8,26 +12,72 @@ use std::{
 };
 
 use nix::{
-    sys::signal::{Signal, killpg},
-    unistd::Pid,
+    sys::{
+        resource::{Resource, getrlimit, setrlimit},
+        signal::{Signal, killpg},
+    },
+    unistd::{Gid, Pid, Uid},
 };
 use serde::Serialize;
 use thiserror::Error;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, ChildStdin, ChildStdout, Command},
+    process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
 };
-use tracing::info;
+use tracing::{info, warn};
 
-use super::protocol::{Answer, ConfigLine};
+use super::protocol::{Answer, ConfigLine, MAX_ANSWER_BYTES};
 
-/// Longest answer line read; a plug-in writing more without a newline is broken.
-const MAX_LINE_BYTES: u64 = 64 << 20;
 /// Wait before the first restart; doubled after each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How much of a garbage line an error shows.
 const SHOWN_BYTES: usize = 80;
+
+/// Variables a plug-in inherits from the agent; every other one is left out (the
+/// agent's environment may hold credentials, e.g. for Kafka). `LC_*` are all kept.
+pub const ENV_ALLOWED: &[&str] = &["PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH"];
+/// `PATH` when the agent has none (systemd gives services one, `env -i` does not).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Resource limits set in the plug-in before it runs (soft = hard): 4 GiB of address
+/// space, 1024 open files, 512 processes of its user (not enforced for root, which the
+/// kernel exempts; see `user:`), no core dumps.
+pub const LIMITS: &[(Resource, u64)] = &[
+    (Resource::RLIMIT_AS, 4 << 30),
+    (Resource::RLIMIT_NOFILE, 1024),
+    (Resource::RLIMIT_NPROC, 512),
+    (Resource::RLIMIT_CORE, 0),
+];
+/// Lines of a plug-in's stderr logged per minute; more are counted and reported in one
+/// line at the end of the minute.
+pub const STDERR_LINES_PER_MINUTE: u32 = 20;
+/// Longest stderr line logged, in bytes; the rest of a longer line is left out.
+const STDERR_LINE_BYTES: usize = 1024;
+
+/// The user a plug-in runs as (`user:`), resolved when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginUser {
+    /// The name given.
+    pub name: String,
+    pub uid: Uid,
+    /// The user's primary group.
+    pub gid: Gid,
+}
+
+impl PluginUser {
+    /// Looks `name` up in the user database (`/etc/passwd`, NSS).
+    pub fn lookup(name: &str) -> Result<Self, String> {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => Ok(Self {
+                name: name.to_owned(),
+                uid: u.uid,
+                gid: u.gid,
+            }),
+            Ok(None) => Err(format!("user {name:?} does not exist on this machine")),
+            Err(e) => Err(format!("looking up user {name:?}: {e}")),
+        }
+    }
+}
 
 /// How to run a plug-in.
 #[derive(Debug, Clone)]
@@ -40,6 +90,9 @@ pub struct PluginConfig {
     pub config: serde_json::Value,
     /// Longest wait for an answer (and, on start, for the config line to be taken).
     pub timeout: Duration,
+    /// Run as this user and its primary group, without supplementary groups; `None`
+    /// runs it as the agent's user.
+    pub user: Option<PluginUser>,
 }
 
 /// Why a plug-in gave no answer this iteration. Messages carry no pid or time so that a
@@ -72,6 +125,10 @@ pub enum PluginError {
         reason: String,
         line: String,
     },
+    /// The answer passes one of the caps in [`super::protocol`] (line length, counts,
+    /// lengths): refused whole, never truncated.
+    #[error("plug-in {name} answered more than the agent takes: {reason}")]
+    OverCap { name: String, reason: String },
     /// The request could not be encoded (a bug rather than the plug-in's fault).
     #[error("encoding the request for plug-in {name}: {source}")]
     Encode {
@@ -177,18 +234,40 @@ impl Plugin {
             return Err(exited_or(running, name, source).await);
         }
         let mut answer = Vec::new();
+        // One byte more than the cap tells a line of exactly the cap from a longer one.
         let read = (&mut running.stdout)
-            .take(MAX_LINE_BYTES)
+            .take(MAX_ANSWER_BYTES as u64 + 1)
             .read_until(b'\n', &mut answer)
             .await;
         match read {
             Err(source) => Err(exited_or(running, name, source).await),
             Ok(0) => Err(exited(running, name).await),
-            Ok(_) => serde_json::from_slice(&answer).map_err(|e| PluginError::Garbage {
+            Ok(n) if n > MAX_ANSWER_BYTES => Err(PluginError::OverCap {
                 name: name.clone(),
-                reason: e.to_string(),
-                line: shown(&answer),
+                reason: format!("an answer line longer than {MAX_ANSWER_BYTES} bytes"),
             }),
+            Ok(_) => {
+                let answer: Answer = serde_json::from_slice(&answer).map_err(|e| {
+                    // A cap passed while parsing is named as such, not as garbage.
+                    if e.is_data() && e.to_string().starts_with("more than ") {
+                        PluginError::OverCap {
+                            name: name.clone(),
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        PluginError::Garbage {
+                            name: name.clone(),
+                            reason: e.to_string(),
+                            line: shown(&answer),
+                        }
+                    }
+                })?;
+                answer.check().map_err(|reason| PluginError::OverCap {
+                    name: name.clone(),
+                    reason,
+                })?;
+                Ok(answer)
+            }
         }
     }
 
@@ -203,19 +282,46 @@ impl Plugin {
         let Some((program, args)) = cfg.command.split_first() else {
             return Err(spawn_error(std::io::Error::other("empty command")));
         };
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
+            .env_clear()
+            .envs(allowed_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(spawn_error(std::io::Error::other("no stdin/stdout pipe")));
+            .kill_on_drop(true);
+        if let Some(user) = &cfg.user {
+            // std drops the supplementary groups when it changes the uid.
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // getrlimit and setrlimit, plain system calls (async-signal-safe), on constants; it allocates
+        // nothing and takes no lock.
+        unsafe {
+            command.pre_exec(|| {
+                for &(resource, limit) in LIMITS {
+                    // Never above the hard limit the agent has: after the uid change
+                    // raising it would be refused.
+                    let (_, hard) = getrlimit(resource).map_err(std::io::Error::from)?;
+                    let limit = limit.min(hard);
+                    setrlimit(resource, limit, limit).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(spawn_error)?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(spawn_error(std::io::Error::other(
+                "no stdin/stdout/stderr pipe",
+            )));
         };
-        info!(plugin = %cfg.name, command = %cfg.command.join(" "), pid = child.id(), "started plug-in");
+        tokio::spawn(log_stderr(cfg.name.clone(), stderr));
+        info!(plugin = %cfg.name, command = %cfg.command.join(" "), pid = child.id(),
+            user = cfg.user.as_ref().map_or("(the agent's)", |u| u.name.as_str()), "started plug-in");
         let mut running = Running {
             child,
             stdin,
@@ -235,6 +341,76 @@ impl Plugin {
         }
         Ok(running)
     }
+}
+
+/// The agent's variables named in [`ENV_ALLOWED`] and `LC_*`, and `PATH` in any case.
+fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| ENV_ALLOWED.contains(&k) || k.starts_with("LC_"))
+        })
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// Logs the plug-in's stderr line by line, named by the plug-in, at most
+/// [`STDERR_LINES_PER_MINUTE`] a minute; the lines left out are counted and reported
+/// once when the minute is over (or the plug-in closes its stderr). Ends with the
+/// process.
+async fn log_stderr(name: String, stderr: ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let mut window = Instant::now();
+    let (mut logged, mut dropped) = (0u32, 0u64);
+    let report = |dropped: u64| {
+        if dropped > 0 {
+            warn!(plugin = %name, dropped, "plug-in stderr: {dropped} lines left out (at most {STDERR_LINES_PER_MINUTE} a minute)");
+        }
+    };
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(STDERR_LINE_BYTES as u64)
+            .read_until(b'\n', &mut line)
+            .await;
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        // The rest of an overlong line is skipped, not logged as lines of its own.
+        if line.last() != Some(&b'\n') && line.len() == STDERR_LINE_BYTES {
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut reader)
+                    .take(64 << 10)
+                    .read_until(b'\n', &mut rest)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if rest.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        if window.elapsed() >= Duration::from_secs(60) {
+            report(std::mem::take(&mut dropped));
+            window = Instant::now();
+            logged = 0;
+        }
+        if logged < STDERR_LINES_PER_MINUTE {
+            logged += 1;
+            let text = String::from_utf8_lossy(&line);
+            info!(plugin = %name, "plug-in stderr: {}", text.trim_end());
+        } else {
+            dropped += 1;
+        }
+    }
+    report(dropped);
 }
 
 async fn write_line(stdin: &mut ChildStdin, line: &[u8]) -> std::io::Result<()> {

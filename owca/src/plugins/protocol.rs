@@ -9,10 +9,16 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    fmt,
+    marker::PhantomData,
     sync::{Mutex, PoisonError},
 };
 
-use serde::{Deserialize, Serialize};
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{self, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::value::RawValue;
 
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
@@ -26,16 +32,89 @@ pub struct ConfigLine<'a> {
     pub config: &'a serde_json::Value,
 }
 
-/// What a plug-in answers each iteration.
+/// Most bytes in one answer line (4 MiB: a thousand tasks' allocations or anomalies take
+/// well under 1 MiB).
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// Most anomalies in one answer.
+pub const MAX_ANOMALIES: usize = 1000;
+/// Most `contending_task_ids` of one anomaly.
+pub const MAX_CONTENDING_TASKS: usize = 100;
+/// Most metrics in one answer, the anomalies' own metrics included.
+pub const MAX_METRICS: usize = 10_000;
+/// Most labels of one metric.
+pub const MAX_LABELS: usize = 32;
+/// Longest metric name, label name or label value, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest `help` text, in bytes.
+pub const MAX_HELP_BYTES: usize = 1024;
+/// Most tasks in one answer's `allocations`.
+pub const MAX_ALLOCATIONS: usize = 10_000;
+/// Distinct help texts kept since start: each is kept for the agent's life (see
+/// [`intern_help`]), so a plug-in making up new ones every iteration must not grow the
+/// agent without bound.
+pub const MAX_HELP_TEXTS: usize = 1024;
+
+/// What a plug-in answers each iteration. Counts are capped while parsing (an answer
+/// over a cap is refused before the agent builds it) and [`Self::check`] checks the rest:
+/// an answer over any cap is refused whole, never truncated.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Answer {
     /// Anomalies found.
+    #[serde(deserialize_with = "anomalies")]
     pub anomalies: Vec<AnswerAnomaly>,
     /// Extra metrics stored with the anomalies (debugging values of the plug-in).
+    #[serde(deserialize_with = "metrics")]
     pub metrics: Vec<AnswerMetric>,
-    /// New allocations per task id (allocators only).
-    pub allocations: Option<BTreeMap<String, serde_json::Value>>,
+    /// New allocations per task id (allocators only), as written: each is parsed when
+    /// the allocator reads it, so that an error names the task.
+    #[serde(deserialize_with = "allocations")]
+    pub allocations: Option<BTreeMap<String, Box<RawValue>>>,
+}
+
+impl Answer {
+    /// Checks what parsing could not: the metrics of all anomalies together, name and
+    /// help lengths, and room for new help texts (which are kept from here on). The
+    /// error says which cap was passed.
+    pub fn check(&self) -> Result<(), String> {
+        let metrics = self
+            .anomalies
+            .iter()
+            .map(|a| a.metrics.len())
+            .sum::<usize>()
+            + self.metrics.len();
+        if metrics > MAX_METRICS {
+            return Err(format!(
+                "{metrics} metrics, the anomalies' included: more than {MAX_METRICS}"
+            ));
+        }
+        let all = || {
+            self.anomalies
+                .iter()
+                .flat_map(|a| &a.metrics)
+                .chain(&self.metrics)
+        };
+        let mut new_helps = HashSet::new();
+        for m in all() {
+            m.check()?;
+            if let Some(help) = &m.help
+                && !is_interned(help)
+            {
+                new_helps.insert(help.as_str());
+            }
+        }
+        let kept = interned_count();
+        if kept + new_helps.len() > MAX_HELP_TEXTS {
+            return Err(format!(
+                "{} new metric help texts, {kept} kept since start: more than {MAX_HELP_TEXTS} distinct help texts",
+                new_helps.len()
+            ));
+        }
+        for help in new_helps {
+            intern_help(help.to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// The kinds of anomalies OWCA knows.
@@ -55,8 +134,9 @@ pub struct AnswerAnomaly {
     /// `memory bandwidth`, `cache`, `cpus`, `thermal design power` or `unknown resource`.
     pub resource: ContendedResource,
     pub contended_task_id: String,
+    #[serde(deserialize_with = "contending_task_ids")]
     pub contending_task_ids: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "metrics")]
     pub metrics: Vec<AnswerMetric>,
 }
 
@@ -75,12 +155,44 @@ pub enum AnswerMetricType {
 pub struct AnswerMetric {
     pub name: String,
     pub value: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub labels: Labels,
     #[serde(default, rename = "type")]
     pub kind: AnswerMetricType,
     #[serde(default)]
     pub help: Option<String>,
+}
+
+impl AnswerMetric {
+    /// Name, label and help lengths.
+    fn check(&self) -> Result<(), String> {
+        let long = |what: &str, text: &str, max: usize| {
+            let shown: String = text.chars().take(40).collect();
+            format!(
+                "{what} {shown:?}... is {} bytes: more than {max}",
+                text.len()
+            )
+        };
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(long("metric name", &self.name, MAX_NAME_BYTES));
+        }
+        for (k, v) in &self.labels {
+            if k.len() > MAX_NAME_BYTES {
+                return Err(long("label name", k, MAX_NAME_BYTES));
+            }
+            if v.len() > MAX_NAME_BYTES {
+                return Err(long("label value", v, MAX_NAME_BYTES));
+            }
+        }
+        match &self.help {
+            Some(h) if h.len() > MAX_HELP_BYTES => Err(long(
+                &format!("help of metric {}", self.name),
+                h,
+                MAX_HELP_BYTES,
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl From<AnswerMetric> for Metric {
@@ -106,14 +218,11 @@ impl From<AnswerAnomaly> for ContentionAnomaly {
     }
 }
 
-/// Distinct help texts kept; a plug-in that makes up new ones every iteration must not
-/// grow the agent without bound.
-const MAX_HELP_TEXTS: usize = 1024;
-
 static HELP_TEXTS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
 
 /// Help texts are `&'static str` in [`Metric`] (OWCA's are constants); plug-ins' are kept
-/// once each, up to [`MAX_HELP_TEXTS`].
+/// once each, up to [`MAX_HELP_TEXTS`] ([`Answer::check`] refuses an answer bringing
+/// more, so the fallback to the generic help is not reached for a checked answer).
 fn intern_help(help: String) -> &'static str {
     let mut texts = HELP_TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
     let texts = texts.get_or_insert_with(HashSet::new);
@@ -126,6 +235,148 @@ fn intern_help(help: String) -> &'static str {
     let t: &'static str = Box::leak(help.into_boxed_str());
     texts.insert(t);
     t
+}
+
+fn is_interned(help: &str) -> bool {
+    HELP_TEXTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|t| t.contains(help))
+}
+
+fn interned_count() -> usize {
+    HELP_TEXTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map_or(0, HashSet::len)
+}
+
+fn anomalies<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AnswerAnomaly>, D::Error> {
+    d.deserialize_seq(CappedSeq::new("anomalies", MAX_ANOMALIES))
+}
+
+fn metrics<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AnswerMetric>, D::Error> {
+    d.deserialize_seq(CappedSeq::new("metrics", MAX_METRICS))
+}
+
+fn contending_task_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_seq(CappedSeq::new("contending_task_ids", MAX_CONTENDING_TASKS))
+}
+
+fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+    d.deserialize_map(CappedMap::new("labels", MAX_LABELS))
+}
+
+fn allocations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, Box<RawValue>>>, D::Error> {
+    d.deserialize_option(Optional(CappedMap::new("allocations", MAX_ALLOCATIONS)))
+}
+
+/// `null` or what the inner visitor reads.
+struct Optional<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Optional<V> {
+    type Value = Option<V::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)?;
+        f.write_str(" or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self.0).map(Some)
+    }
+}
+
+/// A sequence refused as soon as it has more than `max` items, before they are built.
+struct CappedSeq<T> {
+    what: &'static str,
+    max: usize,
+    item: PhantomData<T>,
+}
+
+impl<T> CappedSeq<T> {
+    fn new(what: &'static str, max: usize) -> Self {
+        Self {
+            what,
+            max,
+            item: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for CappedSeq<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of at most {} {}", self.max, self.what)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            if out.len() == self.max {
+                return Err(de::Error::custom(format!(
+                    "more than {} {}",
+                    self.max, self.what
+                )));
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+/// A mapping refused as soon as it has more than `max` keys, before they are built.
+struct CappedMap<V> {
+    what: &'static str,
+    max: usize,
+    value: PhantomData<V>,
+}
+
+impl<V> CappedMap<V> {
+    fn new(what: &'static str, max: usize) -> Self {
+        Self {
+            what,
+            max,
+            value: PhantomData,
+        }
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for CappedMap<V> {
+    type Value = BTreeMap<String, V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a mapping of at most {} {}", self.max, self.what)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        let mut n = 0;
+        while let Some(key) = map.next_key::<String>()? {
+            if n == self.max {
+                return Err(de::Error::custom(format!(
+                    "more than {} {}",
+                    self.max, self.what
+                )));
+            }
+            n += 1;
+            out.insert(key, map.next_value()?);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -156,7 +407,9 @@ mod tests {
                 names::PLUGIN_METRIC_HELP
             )
         );
-        assert_eq!(a.allocations.unwrap()["a"]["cpu_quota"], 0.5);
+        assert_eq!(a.allocations.unwrap()["a"].get(), r#"{"cpu_quota": 0.5}"#);
+        let a: Answer = serde_json::from_str(r#"{"allocations": null}"#).unwrap();
+        assert!(a.allocations.is_none());
     }
 
     #[test]
@@ -173,6 +426,108 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(reason), "{text}: {err}");
+        }
+    }
+
+    /// The reason an answer is refused for, from parsing or from [`Answer::check`].
+    fn refused(text: &str) -> String {
+        match serde_json::from_str::<Answer>(text) {
+            Err(e) => e.to_string(),
+            Ok(a) => a.check().unwrap_err(),
+        }
+    }
+
+    fn anomaly(contending: usize, metrics: usize) -> String {
+        let ids = vec!["\"b\""; contending].join(",");
+        let metrics = vec![r#"{"name": "m", "value": 1}"#; metrics].join(",");
+        format!(
+            r#"{{"type": "contention", "resource": "cpus", "contended_task_id": "a", "contending_task_ids": [{ids}], "metrics": [{metrics}]}}"#
+        )
+    }
+
+    #[test]
+    fn answers_over_a_cap_are_refused_naming_it() {
+        let at_caps = format!(
+            r#"{{"anomalies": [{}], "metrics": [{}]}}"#,
+            vec![anomaly(MAX_CONTENDING_TASKS, 0); MAX_ANOMALIES].join(","),
+            vec![r#"{"name": "m", "value": 1}"#; MAX_METRICS].join(",")
+        );
+        let a: Answer = serde_json::from_str(&at_caps).unwrap();
+        a.check().unwrap();
+        let long = |n| "x".repeat(n);
+        for (text, reason) in [
+            (
+                format!(
+                    r#"{{"anomalies": [{}]}}"#,
+                    vec![anomaly(1, 0); MAX_ANOMALIES + 1].join(",")
+                ),
+                "more than 1000 anomalies at line 1",
+            ),
+            (
+                format!(
+                    r#"{{"anomalies": [{}]}}"#,
+                    anomaly(MAX_CONTENDING_TASKS + 1, 0)
+                ),
+                "more than 100 contending_task_ids",
+            ),
+            (
+                format!(
+                    r#"{{"metrics": [{}]}}"#,
+                    vec![r#"{"name": "m", "value": 1}"#; MAX_METRICS + 1].join(",")
+                ),
+                "more than 10000 metrics",
+            ),
+            (
+                format!(
+                    r#"{{"anomalies": [{}], "metrics": [{{"name": "m", "value": 1}}]}}"#,
+                    anomaly(1, MAX_METRICS)
+                ),
+                "10001 metrics, the anomalies' included: more than 10000",
+            ),
+            (
+                format!(
+                    r#"{{"metrics": [{{"name": "m", "value": 1, "labels": {{{}}}}}]}}"#,
+                    (0..=MAX_LABELS)
+                        .map(|i| format!(r#""l{i}": "v""#))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                "more than 32 labels",
+            ),
+            (
+                format!(
+                    r#"{{"metrics": [{{"name": "{}", "value": 1}}]}}"#,
+                    long(257)
+                ),
+                "metric name \"xxxx",
+            ),
+            (
+                format!(
+                    r#"{{"metrics": [{{"name": "m", "value": 1, "labels": {{"k": "{}"}}}}]}}"#,
+                    long(300)
+                ),
+                "label value \"xxx",
+            ),
+            (
+                format!(
+                    r#"{{"metrics": [{{"name": "m", "value": 1, "help": "{}"}}]}}"#,
+                    long(MAX_HELP_BYTES + 1)
+                ),
+                "help of metric m \"xxx",
+            ),
+            (
+                format!(
+                    r#"{{"allocations": {{{}}}}}"#,
+                    (0..=MAX_ALLOCATIONS)
+                        .map(|i| format!(r#""t{i}": {{}}"#))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                "more than 10000 allocations",
+            ),
+        ] {
+            let err = refused(&text);
+            assert!(err.contains(reason), "{reason}: {err}");
         }
     }
 

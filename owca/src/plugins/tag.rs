@@ -3,7 +3,7 @@
 //!
 //! serde's derived enums know only their own variants, so the tag is looked up by hand:
 //! among names registered with `-r` first (a registered name wins over a built-in),
-//! then `!External<Kind> {command, timeout, config}`, then the other built-ins; an
+//! then `!External<Kind> {command, timeout, config, user}`, then the other built-ins; an
 //! unknown tag fails with serde's own "unknown variant" wording, which the config loader
 //! places at the tag's line.
 
@@ -14,8 +14,8 @@ use serde::{
     de::{self, EnumAccess, VariantAccess, Visitor},
 };
 
-use super::{PluginConfig, registry};
-use crate::config::duration_secs;
+use super::{PluginConfig, PluginUser, registry};
+use crate::config::positive_duration_secs;
 
 /// A config enum selected by a YAML tag: built-in tags, plus plug-ins (a `-r` registered
 /// name or [`Self::EXTERNAL`]). Its `Deserialize` calls [`deserialize_tagged`].
@@ -93,11 +93,17 @@ struct ExternalFields {
     /// Program and arguments.
     command: Vec<String>,
     /// Longest wait for an answer, in seconds.
-    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "positive_duration_secs"
+    )]
     timeout: Duration,
     /// Sent to the plug-in as its first line, `{"config": ...}`.
     #[serde(default = "empty_mapping")]
     config: serde_json::Value,
+    /// Run the plug-in as this user (and its primary group) instead of the agent's.
+    #[serde(default)]
+    user: Option<String>,
 }
 
 /// Five seconds: a plug-in that hangs delays one iteration by at most this.
@@ -129,6 +135,7 @@ fn registered<'de, V: VariantAccess<'de>>(
         command,
         config,
         timeout: default_timeout(),
+        user: None,
     })
 }
 
@@ -138,11 +145,18 @@ fn external<'de, V: VariantAccess<'de>>(variant: V) -> Result<PluginConfig, V::E
     if c.command.is_empty() {
         return Err(de::Error::custom("command: needs at least the program"));
     }
+    let user = match c.user {
+        Some(name) => {
+            Some(PluginUser::lookup(&name).map_err(|e| de::Error::custom(format!("user: {e}")))?)
+        }
+        None => None,
+    };
     Ok(PluginConfig {
         name: c.command.join(" "),
         command: c.command,
         config: c.config,
         timeout: c.timeout,
+        user,
     })
 }
 

@@ -10,6 +10,11 @@
 //! A task's group is `owca-<task>` (the name its monitoring group has) unless the
 //! allocation names one (`""` = the root group). Nothing is remembered across restarts:
 //! where a task is and what its group holds are read back from the files.
+//!
+//! The agent writes and removes only its own groups: those named `owca-...` and those
+//! it created in this run. An allocation naming another existing group (an operator's,
+//! another agent's) is refused, so that its schemata are not rewritten nor the group
+//! removed once empty.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -98,6 +103,8 @@ pub struct RdtControl {
     caps: RdtCapabilities,
     /// Groups allocations put tasks in (root excluded): removed once empty.
     used: BTreeSet<String>,
+    /// Groups this run created: the agent's even without the `owca-` prefix.
+    created: BTreeSet<String>,
 }
 
 impl RdtControl {
@@ -153,6 +160,7 @@ impl RdtControl {
             root: root.to_owned(),
             caps,
             used: BTreeSet::new(),
+            created: BTreeSet::new(),
         };
         for group in control.groups()? {
             if remove_all_resctrl_groups {
@@ -167,6 +175,14 @@ impl RdtControl {
             }
         }
         Ok(control)
+    }
+
+    /// Whether allocations may write into and remove `group` (root `""` excluded): it is
+    /// named `owca-...`, was created in this run, or does not exist yet.
+    fn may_use(&self, group: &str) -> bool {
+        group.starts_with(GROUP_PREFIX)
+            || self.created.contains(group)
+            || !self.root.join(group).exists()
     }
 
     /// What the hardware offers.
@@ -193,6 +209,11 @@ impl RdtControl {
             };
             let group = a.group(task_id);
             check_group_name(&group).map_err(invalid)?;
+            if !group.is_empty() && !self.may_use(&group) {
+                return Err(invalid(format!(
+                    "resctrl group {group:?} exists and was not made by the agent: allocations may name the root group (\"\"), groups named {GROUP_PREFIX}..., or new ones"
+                )));
+            }
             let l3 = match &a.l3 {
                 Some(line) => self.check_l3(line).map_err(invalid)?,
                 None => BTreeMap::new(),
@@ -336,8 +357,16 @@ impl RdtControl {
         let group = allocation.group(task_id);
         let dir = self.root.join(&group);
         if !group.is_empty() {
+            // Checked by `validate` already; an apply without it must not take over
+            // someone else's group either.
+            if !self.may_use(&group) {
+                return Err(ResctrlError::ForeignControlGroup { path: dir });
+            }
             match fs::create_dir(&dir) {
-                Ok(()) => info!(task_id, group, "created a resctrl control group"),
+                Ok(()) => {
+                    info!(task_id, group, "created a resctrl control group");
+                    self.created.insert(group.clone());
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                     return Err(ResctrlError::NoClosids {
@@ -429,6 +458,7 @@ impl RdtControl {
         }
         for group in removed {
             self.used.remove(&group);
+            self.created.remove(&group);
         }
         errors
     }

@@ -260,6 +260,63 @@ fn apply_writes_the_lines_given_moves_threads_and_empty_groups_go() {
 }
 
 #[test]
+fn groups_the_agent_did_not_make_are_neither_written_nor_removed() {
+    let tree = fake_tree(true, true);
+    // An operator's group, holding nothing for now, and one a previous run left.
+    kernel_group(tree.path(), "operator", "");
+    kernel_group(tree.path(), "owca-shared", "5\n");
+    let mut c = RdtControl::open(tree.path(), false).unwrap();
+    let err = c
+        .validate(&one("t1", rdt(Some("operator"), Some("L3:0=f;1=f"), None)))
+        .unwrap_err();
+    assert_eq!(err.task_id, "t1");
+    assert!(
+        err.reason
+            .starts_with("resctrl group \"operator\" exists and was not made by the agent"),
+        "{err}"
+    );
+    let err = c
+        .apply("t1", &rdt(Some("operator"), Some("L3:0=f;1=f"), None), &[7])
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResctrlError::ForeignControlGroup { path } if path.ends_with("operator")),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(tree.path().join("operator/schemata")).unwrap(),
+        ROOT_SCHEMATA
+    );
+    assert_eq!(
+        fs::read_to_string(tree.path().join("operator/tasks")).unwrap(),
+        ""
+    );
+    assert!(c.remove_empty_groups().is_empty());
+    assert!(tree.path().join("operator").is_dir());
+
+    // The agent's own: `owca-...` (a previous run's) and a new name it creates.
+    c.validate(&one(
+        "t1",
+        rdt(Some("owca-shared"), Some("L3:0=f;1=f"), None),
+    ))
+    .unwrap();
+    c.validate(&one("t1", rdt(Some("be"), Some("L3:0=f;1=f"), None)))
+        .unwrap();
+    c.apply("t1", &rdt(Some("be"), None, None), &[]).unwrap();
+    kernel_group(tree.path(), "be", "");
+    c.validate(&one("t2", rdt(Some("be"), Some("L3:0=f;1=f"), None)))
+        .unwrap();
+    c.apply("t2", &rdt(Some("be"), Some("L3:0=f;1=f"), None), &[8])
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(tree.path().join("be/schemata")).unwrap(),
+        "MB:0=100;1=100\nL3:0=f;1=f\n"
+    );
+    // The root group stays usable.
+    c.validate(&one("t3", rdt(Some(""), None, Some("MB:0=50;1=50"))))
+        .unwrap();
+}
+
+#[test]
 fn a_refused_schemata_write_names_the_file_line_and_kernel_reason() {
     let tree = fake_tree(true, true);
     fs::write(
@@ -269,14 +326,15 @@ fn a_refused_schemata_write_names_the_file_line_and_kernel_reason() {
     .unwrap();
     let mut c = RdtControl::open(tree.path(), false).unwrap();
     // A file that reads but refuses writes (EIO), as the kernel refuses a bad line.
-    fs::create_dir(tree.path().join("be")).unwrap();
-    std::os::unix::fs::symlink("/proc/version", tree.path().join("be/schemata")).unwrap();
+    // A group of the agent's (a previous run's `owca-` one).
+    fs::create_dir(tree.path().join("owca-be")).unwrap();
+    std::os::unix::fs::symlink("/proc/version", tree.path().join("owca-be/schemata")).unwrap();
     let e = c
-        .apply("t", &rdt(Some("be"), Some("L3:0=f"), None), &[])
+        .apply("t", &rdt(Some("owca-be"), Some("L3:0=f"), None), &[])
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("be/schemata") && e.contains("Mask out of range"),
+        e.contains("owca-be/schemata") && e.contains("Mask out of range"),
         "{e}"
     );
 }

@@ -72,6 +72,11 @@ pub enum ResctrlError {
         source: io::Error,
         detail: String,
     },
+    /// An allocation names a control group that exists and that the agent did not make.
+    #[error(
+        "control group {path} was not made by the agent: its schemata and tasks are left alone"
+    )]
+    ForeignControlGroup { path: PathBuf },
     /// The kernel refused a schemata line.
     #[error("cannot write {line:?} to {path}: {source}{detail}")]
     WriteSchemata {

@@ -107,7 +107,7 @@ macro_rules! runner_config {
             /// Seconds between iterations.
             #[serde(
                 default = "crate::runners::shared_config::default_action_delay",
-                deserialize_with = "crate::config::duration_secs"
+                deserialize_with = "crate::config::positive_duration_secs"
             )]
             pub action_delay: std::time::Duration,
             /// Where metrics go (Prometheus text on stderr by default).

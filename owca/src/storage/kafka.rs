@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use super::{Storage, StorageError, prometheus};
-use crate::{config::duration_secs, metrics::Metric};
+use crate::{config::positive_duration_secs, metrics::Metric};
 
 /// Packages kept for delivery while a broker is away (a minute at a 1 s interval).
 const QUEUE_PACKAGES: &str = "60";
@@ -42,7 +42,10 @@ pub struct KafkaStorageConfig {
     #[serde(default = "default_brokers")]
     pub brokers_ips: Vec<String>,
     /// Longest wait for a package's delivery in one iteration.
-    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "positive_duration_secs"
+    )]
     pub max_timeout_in_seconds: Duration,
     /// librdkafka settings (`security.protocol`, `ssl.ca.location`, `sasl.mechanisms`...),
     /// applied last so they can also replace the queue limits above.
