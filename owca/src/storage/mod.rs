@@ -96,10 +96,11 @@ pub enum StorageError {
         /// librdkafka's reason.
         reason: String,
     },
-    /// Packages were dropped without being delivered.
+    /// Packages were dropped without being delivered, or an outage that dropped some goes on.
     #[error("packages dropped: {source}")]
     Dropped {
-        /// How many packages.
+        /// How many packages since the last report: 0 while an outage that already lost
+        /// packages goes on, so that it stays one problem, logged once.
         count: u64,
         /// Why.
         source: Box<StorageError>,
