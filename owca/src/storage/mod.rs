@@ -58,6 +58,22 @@ pub enum StorageError {
         /// The configured output file.
         path: PathBuf,
     },
+    /// The output file's missing directory could not be created.
+    #[error("cannot create directory {} for output_filename {}: {source}", dir.display(), path.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The configured output file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The output file is a symbolic link, which the agent (root) does not follow.
+    #[error("refusing to append to {}: it is a symbolic link", path.display())]
+    Symlink {
+        /// The output file.
+        path: PathBuf,
+    },
     /// The output file could not be opened for appending.
     #[error("cannot open {} for appending: {source}", path.display())]
     Open {
