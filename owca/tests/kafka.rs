@@ -389,7 +389,7 @@ async fn shipped_external_detector_config_sends_anomalies_to_kafka() {
             "'http://127.0.0.1:5051'",
             &format!("'{}'", mesos.endpoint()),
         )
-        .replace("/tmp/output_anomalies.log", metrics.to_str().unwrap())
+        .replace("/var/lib/owca/metrics.log", metrics.to_str().unwrap())
         .replace(
             "    topic: owca_anomalies\n",
             &format!("    topic: owca_anomalies\n    brokers_ips: ['127.0.0.1:{port}']\n"),

@@ -505,3 +505,42 @@ fn shared_labels_are_written_once_rendered_and_own_labels_win() {
         1
     );
 }
+
+/// The shipped configs write where only root can plant files: `/var/lib/owca` (created
+/// at start when missing) or node_exporter's textfile directory, never a world-writable
+/// `/tmp`.
+#[test]
+fn no_shipped_config_writes_into_tmp() {
+    fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                yaml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    yaml_files(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs"),
+        &mut files,
+    );
+    let mut outputs = 0;
+    for file in files {
+        let text = fs::read_to_string(&file).expect("read");
+        for line in text.lines() {
+            if let Some((_, out)) = line.split_once("output_filename:") {
+                let out = out.trim().trim_matches(['\'', '"']);
+                outputs += 1;
+                assert!(
+                    out.starts_with("/var/lib/owca/")
+                        || out.starts_with("/var/lib/prometheus/node-exporter/"),
+                    "{}: {out}",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(outputs >= 5, "{outputs} output files");
+}
