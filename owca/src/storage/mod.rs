@@ -27,9 +27,10 @@ use crate::metrics::Metric;
 ///
 /// `Send` so that a runner can keep its storages in a spawned tokio task.
 pub trait Storage: Send {
-    /// Stores one iteration's metrics. Samples the format cannot represent are dropped and
-    /// logged by the storage, not returned as errors; an error means nothing (or not all)
-    /// was stored this time.
+    /// Stores one iteration's metrics, without waiting on anything slow (network peers are
+    /// served or delivered to beside the loop). Samples the format cannot represent are
+    /// dropped and logged by the storage, not returned as errors; an error means nothing
+    /// (or not all) was stored this time.
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError>;
 
     /// The component its errors are counted under in `owca_errors_total`.
@@ -59,7 +60,11 @@ pub enum StorageError {
         path: PathBuf,
     },
     /// The output file's missing directory could not be created.
-    #[error("cannot create directory {} for output_filename {}: {source}", dir.display(), path.display())]
+    #[error(
+        "cannot create directory {} for output_filename {}: {source}",
+        dir.display(),
+        path.display()
+    )]
     CreateDir {
         /// The directory.
         dir: PathBuf,

@@ -153,7 +153,10 @@ async fn serve(
             Err(e) => {
                 // Out of file descriptors, typically: wait instead of spinning.
                 if !failing {
-                    warn!(addr = %config.listen, "Prometheus endpoint cannot accept connections: {e}");
+                    warn!(
+                        addr = %config.listen,
+                        "Prometheus endpoint cannot accept connections: {e}"
+                    );
                     failing = true;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
