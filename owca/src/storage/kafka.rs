@@ -1,10 +1,13 @@
 //! `KafkaStorage`: each iteration's package of metrics, as Prometheus text, in one Kafka
 //! message, as OWCA's `!KafkaStorage` sent it.
 //!
-//! A broker that is down or slow must not hold up the agent: a package waits at most
-//! `max_timeout_in_seconds` for delivery, then stays in a bounded queue that librdkafka
-//! keeps delivering from when the broker is back. Packages dropped (queue full, or not
-//! delivered before `message.timeout.ms`) are reported by the next store and counted.
+//! A broker that is down or slow never holds up the agent: `store` only queues the package
+//! (librdkafka copies it) and returns; librdkafka's threads deliver it beside the loop and
+//! a polling thread collects the delivery reports. `max_timeout_in_seconds` keeps OWCA's
+//! meaning, the time a package has to be delivered (`message.timeout.ms`), but nobody waits
+//! for it. Packages dropped (queue full, or not delivered in time) are reported by the next
+//! store, counted under `owca_errors_total{component="kafka"}`, and an outage is one
+//! problem: logged once, until a package is delivered again.
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +22,7 @@ use rdkafka::{
     ClientConfig, ClientContext,
     config::RDKafkaLogLevel,
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
+    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 use serde::Deserialize;
 use tracing::{debug, info, warn};
@@ -27,10 +30,12 @@ use tracing::{debug, info, warn};
 use super::{Storage, StorageError, prometheus};
 use crate::{config::positive_duration_secs, metrics::Metric};
 
-/// Packages kept for delivery while a broker is away (a minute at a 1 s interval).
+/// Packages queued for delivery at most; more are dropped at once. With the delivery
+/// timeout a few iterations long, only a burst of slow deliveries gets near it.
 const QUEUE_PACKAGES: &str = "60";
-/// How long a queued package may wait for a broker before it is dropped.
-const MESSAGE_TIMEOUT_MS: &str = "60000";
+/// Bytes queued at most (KiB): a package of a thousand tasks is several megabytes, and
+/// librdkafka's default (1 GiB) is more memory than the agent should ever hold for Kafka.
+const QUEUE_KBYTES: &str = "262144";
 
 /// Configuration of `!KafkaStorage`, with OWCA's names and defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,7 +46,8 @@ pub struct KafkaStorageConfig {
     /// Bootstrap brokers, `host:port`.
     #[serde(default = "default_brokers")]
     pub brokers_ips: Vec<String>,
-    /// Longest wait for a package's delivery in one iteration.
+    /// How long a package may take to be delivered (librdkafka's `message.timeout.ms`)
+    /// before it is dropped and counted; `store` does not wait for it.
     #[serde(
         default = "default_timeout",
         deserialize_with = "positive_duration_secs"
@@ -64,6 +70,7 @@ fn default_timeout() -> Duration {
 /// Delivery reports, written by librdkafka's callbacks and read by `store`.
 #[derive(Default)]
 struct Deliveries {
+    delivered: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
     /// The client-wide problem logged for the current outage (brokers down...), so that
@@ -106,29 +113,37 @@ impl ProducerContext for Context {
         let d = &self.deliveries;
         match result {
             Ok(_) => {
+                d.delivered.fetch_add(1, Ordering::Relaxed);
                 let mut logged = d.logged.lock().unwrap_or_else(PoisonError::into_inner);
                 if logged.take().is_some() {
                     info!(brokers = self.brokers, "Kafka: delivering again");
                 }
             }
             Err((error, _)) => {
-                d.failed.fetch_add(1, Ordering::Relaxed);
                 *d.last_error.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(error.to_string());
+                // After the reason, so that a store that sees the count sees the reason.
+                d.failed.fetch_add(1, Ordering::Release);
             }
         }
     }
 }
 
-/// Sends each iteration's metrics to a Kafka topic.
+/// Sends each iteration's metrics to a Kafka topic, without waiting for the brokers.
 pub struct KafkaStorage {
-    producer: BaseProducer<Context>,
+    producer: ThreadedProducer<Context>,
     topic: String,
     brokers: String,
     timeout: Duration,
     deliveries: Arc<Deliveries>,
     /// Failed deliveries already reported.
     reported: u64,
+    /// Deliveries seen by the previous store.
+    delivered: u64,
+    /// What was being done and why it failed, for the first loss of the current outage:
+    /// reported by every store until a package is delivered again, so that the outage is
+    /// one problem (logged once) however irregularly its packages expire.
+    outage: Option<(&'static str, String)>,
 }
 
 impl KafkaStorage {
@@ -136,11 +151,17 @@ impl KafkaStorage {
     /// costs deliveries, not the agent.
     pub fn new(config: KafkaStorageConfig) -> Result<Self, StorageError> {
         let brokers = config.brokers_ips.join(",");
+        // 0 would mean "forever" to librdkafka.
+        let timeout_ms = config
+            .max_timeout_in_seconds
+            .as_millis()
+            .clamp(1, i32::MAX as u128);
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &brokers)
             .set("queue.buffering.max.messages", QUEUE_PACKAGES)
-            .set("message.timeout.ms", MESSAGE_TIMEOUT_MS)
+            .set("queue.buffering.max.kbytes", QUEUE_KBYTES)
+            .set("message.timeout.ms", timeout_ms.to_string())
             // A package of a thousand tasks is several megabytes of text.
             .set("message.max.bytes", "100000000")
             .set("compression.codec", "gzip");
@@ -166,6 +187,8 @@ impl KafkaStorage {
             timeout: config.max_timeout_in_seconds,
             deliveries,
             reported: 0,
+            delivered: 0,
+            outage: None,
         })
     }
 
@@ -175,53 +198,60 @@ impl KafkaStorage {
         prometheus::encode(metrics).text.into_bytes()
     }
 
-    fn error(&self, what: &str, reason: impl ToString) -> StorageError {
-        StorageError::Kafka {
-            brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
-            what: what.to_owned(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
-impl Storage for KafkaStorage {
-    fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        let body = Self::message_body(metrics);
-        let record = BaseRecord::<(), [u8], ()>::to(&self.topic).payload(&body[..]);
-        let sent = self.producer.send(record);
-        // Waits for this package (and any queued before it), at most the timeout; what is
-        // not delivered by then stays queued.
-        let _ = self.producer.flush(self.timeout);
-        if let Err((e, _)) = sent {
+    /// Queues `body`; on failure, what was being done and why.
+    fn queue(&self, body: &[u8]) -> Result<(), (&'static str, String)> {
+        let record = BaseRecord::<(), [u8], ()>::to(&self.topic).payload(body);
+        self.producer.send(record).map_err(|(e, _)| {
             let reason = match e {
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                     "the queue of undelivered packages is full".to_owned()
                 }
                 other => other.to_string(),
             };
-            return Err(StorageError::Dropped {
-                count: 1,
-                source: Box::new(self.error("queueing a package", reason)),
-            });
+            ("queueing a package", reason)
+        })
+    }
+}
+
+impl Storage for KafkaStorage {
+    /// Queues the package and returns at once; reports the packages lost since the last
+    /// store (an error with a count of 0 while an outage that lost packages goes on).
+    fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
+        let mut lost = 0;
+        let mut why = None;
+        if let Err(e) = self.queue(&Self::message_body(metrics)) {
+            lost += 1;
+            why = Some(e);
         }
-        let failed = self.deliveries.failed.load(Ordering::Relaxed);
+        let d = &self.deliveries;
+        let failed = d.failed.load(Ordering::Acquire);
         if failed > self.reported {
-            let count = failed - self.reported;
+            lost += failed - self.reported;
             self.reported = failed;
-            let reason = self
-                .deliveries
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-                .unwrap_or_default();
-            return Err(StorageError::Dropped {
-                count,
-                source: Box::new(self.error("delivering packages", reason)),
-            });
+            let reason = d.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+            why.get_or_insert_with(|| ("delivering packages", reason.clone().unwrap_or_default()));
         }
-        Ok(())
+        let delivered = d.delivered.load(Ordering::Relaxed);
+        let resumed = delivered > self.delivered;
+        self.delivered = delivered;
+
+        if lost == 0 && resumed {
+            self.outage = None;
+        }
+        let (what, reason) = match (why, &self.outage) {
+            (_, Some(outage)) => outage.clone(),
+            (Some(why), None) => self.outage.insert(why).clone(),
+            (None, None) => return Ok(()),
+        };
+        Err(StorageError::Dropped {
+            count: lost,
+            source: Box::new(StorageError::Kafka {
+                brokers: self.brokers.clone(),
+                topic: self.topic.clone(),
+                what: what.to_owned(),
+                reason,
+            }),
+        })
     }
 
     fn component(&self) -> &'static str {
@@ -231,7 +261,7 @@ impl Storage for KafkaStorage {
 
 impl Drop for KafkaStorage {
     fn drop(&mut self) {
-        // The last package gets its chance before the agent exits.
+        // The packages still queued get their delivery timeout before the agent exits.
         let _ = self.producer.flush(self.timeout);
     }
 }

@@ -1,13 +1,31 @@
 //! `LogStorage`: Prometheus text to a file or stderr, as OWCA's `!LogStorage` did.
+//!
+//! The agent runs as root and may write into a directory others can write to: it never
+//! follows a symbolic link at the output path when appending, and creates its temporary
+//! file under an unpredictable name with `O_EXCL | O_NOFOLLOW`, so a link planted there
+//! cannot make it write another file.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::hash::{BuildHasher as _, RandomState};
 use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
 use super::{Storage, StorageError, prometheus};
 use crate::metrics::Metric;
+
+/// Mode of the output and temporary files (less the umask): node_exporter's textfile
+/// collector, which runs as its own user, must read them.
+const FILE_MODE: u32 = 0o644;
+/// Mode of a missing output directory the agent creates: the same as systemd gives a
+/// `StateDirectory=`, so that a textfile collector running as another user can enter it.
+const DIR_MODE: u32 = 0o755;
+/// Names tried for the temporary file before giving up (each taken name is either a
+/// leftover of a crash or planted).
+const TEMP_ATTEMPTS: usize = 8;
 
 /// Configuration of `!LogStorage`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -38,16 +56,15 @@ pub struct LogStorage {
 enum Target {
     Stderr,
     Append(PathBuf),
-    /// The output file and the temporary file renamed over it.
-    Overwrite {
-        path: PathBuf,
-        temp: PathBuf,
-    },
+    /// The output file, replaced by renaming a temporary file over it.
+    Overwrite(PathBuf),
 }
 
 impl LogStorage {
-    /// Checks the configuration; touches no file yet, so a missing directory shows up as
-    /// an error of the first store, naming the file.
+    /// Checks the configuration and creates the output file's directory (with its
+    /// missing parents, mode 0755) when it is missing, so that a fresh node works at once;
+    /// a directory that cannot be created is an error naming it. The file itself is
+    /// written by the first store.
     pub fn new(config: LogStorageConfig) -> Result<Self, StorageError> {
         let target = match (config.output_filename, config.overwrite) {
             (None, false) => Target::Stderr,
@@ -55,10 +72,13 @@ impl LogStorage {
             (Some(path), _) if path.file_name().is_none() => {
                 return Err(StorageError::NotAFile { path });
             }
-            (Some(path), false) => Target::Append(path),
-            (Some(path), true) => {
-                let temp = temp_path(&path);
-                Target::Overwrite { path, temp }
+            (Some(path), overwrite) => {
+                create_parent(&path)?;
+                if overwrite {
+                    Target::Overwrite(path)
+                } else {
+                    Target::Append(path)
+                }
             }
         };
         Ok(Self {
@@ -100,20 +120,52 @@ impl Storage for LogStorage {
                 .write_all(encoded.text.as_bytes())
                 .map_err(|source| StorageError::Stderr { source }),
             Target::Append(path) => append(path, &encoded.text),
-            Target::Overwrite { path, temp } => replace(path, temp, &encoded.text),
+            Target::Overwrite(path) => replace(path, &encoded.text),
         }
     }
 }
 
-/// Appends `text` to `path`, opening it anew each time so that log rotation works.
+/// Creates the directory of `path` when it is missing, logging it once.
+fn create_parent(path: &Path) -> Result<(), StorageError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| StorageError::CreateDir {
+            dir: dir.to_owned(),
+            path: path.to_owned(),
+            source,
+        })?;
+    tracing::info!(dir = %dir.display(), "created the output directory of LogStorage");
+    Ok(())
+}
+
+/// Appends `text` to `path`, opening it anew each time so that log rotation works. A
+/// symbolic link at `path` is refused, not followed.
 fn append(path: &Path, text: &str) -> Result<(), StorageError> {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|source| StorageError::Open {
-            path: path.to_owned(),
-            source,
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                StorageError::Symlink {
+                    path: path.to_owned(),
+                }
+            } else {
+                StorageError::Open {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         })?;
     file.write_all(text.as_bytes())
         .map_err(|source| StorageError::Write {
@@ -124,37 +176,72 @@ fn append(path: &Path, text: &str) -> Result<(), StorageError> {
 
 /// Replaces `path` with `text` atomically: write a temporary file in the same directory
 /// (rename is atomic only within one filesystem), then rename it over `path`. Readers see
-/// the old or the new file, never a part. No fsync: the file is rewritten every
-/// iteration, so after a power loss it is whole again one interval later, and syncing
-/// megabytes each second would cost the node disk I/O for nothing.
-fn replace(path: &Path, temp: &Path, text: &str) -> Result<(), StorageError> {
-    let written = write_file(temp, text).map_err(|source| StorageError::Write {
-        path: temp.to_owned(),
-        source,
-    });
+/// the old or the new file, never a part; a symbolic link at `path` is replaced, not
+/// followed. No fsync: the file is rewritten every iteration, so after a power loss it is
+/// whole again one interval later, and syncing megabytes each second would cost the node
+/// disk I/O for nothing.
+fn replace(path: &Path, text: &str) -> Result<(), StorageError> {
+    let (mut file, temp) = create_temp(path, temp_names(path))?;
+    let written = file
+        .write_all(text.as_bytes())
+        .map_err(|source| StorageError::Write {
+            path: temp.clone(),
+            source,
+        });
+    drop(file);
     let renamed = written.and_then(|()| {
-        fs::rename(temp, path).map_err(|source| StorageError::Rename {
-            from: temp.to_owned(),
+        fs::rename(&temp, path).map_err(|source| StorageError::Rename {
+            from: temp.clone(),
             to: path.to_owned(),
             source,
         })
     });
     if renamed.is_err() {
-        // Best effort: the original error matters more than a failed cleanup.
-        let _ = fs::remove_file(temp);
+        // Best effort: the original error matters more than a failed cleanup. The name is
+        // ours: we created it with O_EXCL.
+        let _ = fs::remove_file(&temp);
     }
     renamed
 }
 
-fn write_file(temp: &Path, text: &str) -> io::Result<()> {
-    // Truncating is safe: the name holds our pid, so only a crashed earlier run with the
-    // same pid can have left this file behind.
-    File::create(temp)?.write_all(text.as_bytes())
+/// Creates a new temporary file for `path` under the first of `names` that is free, with
+/// `O_EXCL | O_NOFOLLOW`: an existing file or a symbolic link there is never opened.
+pub(super) fn create_temp(
+    path: &Path,
+    names: impl Iterator<Item = PathBuf>,
+) -> Result<(File, PathBuf), StorageError> {
+    let mut last = None;
+    for temp in names.take(TEMP_ATTEMPTS) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((file, temp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((temp, e)),
+            Err(source) => return Err(StorageError::Write { path: temp, source }),
+        }
+    }
+    let (temp, source) = last.unwrap_or_else(|| {
+        let missing = io::Error::new(io::ErrorKind::InvalidInput, "no temporary file name");
+        (path.to_owned(), missing)
+    });
+    Err(StorageError::Write { path: temp, source })
 }
 
-/// `dir/.name.tmp.<pid>`: hidden and not ending in `.prom`, so the textfile collector
-/// ignores it, and per process so that two agents cannot write the same temporary file.
-fn temp_path(path: &Path) -> PathBuf {
+/// `dir/.name.tmp.<pid>.<random>`: hidden and not ending in `.prom`, so the textfile
+/// collector ignores it; per process, and unpredictable so that nobody can plant a file
+/// or link under the name in advance.
+fn temp_names(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
+    let pid = std::process::id();
+    std::iter::repeat_with(move || {
+        // std's RandomState is keyed from the OS's random source.
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let random = RandomState::new().hash_one(n);
+        path.with_file_name(format!(".{name}.tmp.{pid}.{random:016x}"))
+    })
 }

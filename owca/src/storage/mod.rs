@@ -27,9 +27,10 @@ use crate::metrics::Metric;
 ///
 /// `Send` so that a runner can keep its storages in a spawned tokio task.
 pub trait Storage: Send {
-    /// Stores one iteration's metrics. Samples the format cannot represent are dropped and
-    /// logged by the storage, not returned as errors; an error means nothing (or not all)
-    /// was stored this time.
+    /// Stores one iteration's metrics, without waiting on anything slow (network peers are
+    /// served or delivered to beside the loop). Samples the format cannot represent are
+    /// dropped and logged by the storage, not returned as errors; an error means nothing
+    /// (or not all) was stored this time.
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError>;
 
     /// The component its errors are counted under in `owca_errors_total`.
@@ -56,6 +57,26 @@ pub enum StorageError {
     #[error("output_filename {} does not name a file", path.display())]
     NotAFile {
         /// The configured output file.
+        path: PathBuf,
+    },
+    /// The output file's missing directory could not be created.
+    #[error(
+        "cannot create directory {} for output_filename {}: {source}",
+        dir.display(),
+        path.display()
+    )]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The configured output file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The output file is a symbolic link, which the agent (root) does not follow.
+    #[error("refusing to append to {}: it is a symbolic link", path.display())]
+    Symlink {
+        /// The output file.
         path: PathBuf,
     },
     /// The output file could not be opened for appending.
@@ -96,10 +117,11 @@ pub enum StorageError {
         /// librdkafka's reason.
         reason: String,
     },
-    /// Packages were dropped without being delivered.
+    /// Packages were dropped without being delivered, or an outage that dropped some goes on.
     #[error("packages dropped: {source}")]
     Dropped {
-        /// How many packages.
+        /// How many packages since the last report: 0 while an outage that already lost
+        /// packages goes on, so that it stays one problem, logged once.
         count: u64,
         /// Why.
         source: Box<StorageError>,

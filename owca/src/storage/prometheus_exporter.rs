@@ -1,16 +1,42 @@
 //! `!PrometheusExporter`: serves the latest iteration's metrics at `/metrics`.
+//!
+//! Whoever can reach the port is a stranger, so each connection is bounded: its request
+//! headers must arrive within `header_timeout` (after connecting, and again after each
+//! response, which makes it the keep-alive idle timeout too), a response that cannot be
+//! written for `write_timeout` (a client that does not read) ends the connection, and at
+//! most `max_connections` are served at once; past that, new connections are closed at
+//! once. The text is one shared buffer: a response holds a reference to it, not a copy.
 
 use std::{
+    convert::Infallible,
+    io,
     net::SocketAddr,
-    sync::{Arc, RwLock},
+    pin::Pin,
+    sync::{Arc, PoisonError, RwLock},
+    task::{Context, Poll, ready},
+    time::Duration,
 };
 
-use axum::{Router, http::header, routing::get};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode, header, server::conn::http1, service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tracing::{error, info, warn};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    time::Sleep,
+};
+use tracing::{debug, info, warn};
 
 use super::{Storage, StorageError, prometheus};
-use crate::metrics::Metric;
+use crate::{config::duration_secs, metrics::Metric};
+
+/// The content type of Prometheus text exposition format 0.0.4.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Settings of the Prometheus endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -19,16 +45,49 @@ pub struct PrometheusExporterConfig {
     /// Address to listen on; loopback unless configured otherwise.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Time a client has to send a request's headers, after connecting or after the
+    /// previous response (so also how long an idle kept-alive connection stays open).
+    /// Default 10 s: scrapers send their request at once.
+    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    pub header_timeout: Duration,
+    /// Time a response may go without any byte written (the client does not read)
+    /// before the connection is closed. Default 10 s, Prometheus' default scrape timeout.
+    #[serde(default = "default_timeout", deserialize_with = "duration_secs")]
+    pub write_timeout: Duration,
+    /// Connections served at once; more are closed as soon as they are accepted.
+    /// Default 64: a few scrapers need one each.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9487))
 }
 
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    64
+}
+
+impl Default for PrometheusExporterConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            header_timeout: default_timeout(),
+            write_timeout: default_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
 /// Keeps the last encoded iteration and serves it to scrapers.
 pub struct PrometheusExporter {
-    latest: Arc<RwLock<Arc<String>>>,
+    latest: Arc<RwLock<Bytes>>,
     dropped_reported: usize,
+    addr: SocketAddr,
 }
 
 impl PrometheusExporter {
@@ -40,35 +99,21 @@ impl PrometheusExporter {
         };
         let std_listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
         std_listener.set_nonblocking(true).map_err(bind_err)?;
-        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
-        let latest = Arc::new(RwLock::new(Arc::new(String::new())));
-        let served = Arc::clone(&latest);
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let text = served.read().map(|t| Arc::clone(&t)).unwrap_or_default();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text.as_str().to_owned(),
-                    )
-                }
-            }),
-        );
-        let addr = config.listen;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                error!(%addr, "Prometheus endpoint stopped: {e}");
-            }
-        });
+        let addr = std_listener.local_addr().map_err(bind_err)?;
+        let listener = TcpListener::from_std(std_listener).map_err(bind_err)?;
+        let latest = Arc::new(RwLock::new(Bytes::new()));
+        tokio::spawn(serve(listener, Arc::clone(&latest), config.clone()));
         info!(%addr, "serving metrics at /metrics");
         Ok(Self {
             latest,
             dropped_reported: 0,
+            addr,
         })
+    }
+
+    /// The address it listens on (the port chosen by the system when `listen` has port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -82,12 +127,186 @@ impl Storage for PrometheusExporter {
             );
             self.dropped_reported = encoded.dropped();
         }
-        let text = Arc::new(encoded.text);
-        match self.latest.write() {
-            Ok(mut latest) => *latest = text,
-            // A panicked scrape handler cannot have left the string half-written.
-            Err(poisoned) => *poisoned.into_inner() = text,
-        }
+        // Responses being written keep the previous text alive; it goes with the last.
+        let text = Bytes::from(encoded.text);
+        // A panicked scrape handler cannot have left a `Bytes` half-written.
+        *self.latest.write().unwrap_or_else(PoisonError::into_inner) = text;
         Ok(())
+    }
+}
+
+/// Accepts connections until the runtime stops, each served in its own task.
+async fn serve(
+    listener: TcpListener,
+    latest: Arc<RwLock<Bytes>>,
+    config: PrometheusExporterConfig,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    // Logged once per episode, not per connection.
+    let (mut full, mut failing) = (false, false);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                failing = false;
+                accepted
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                if !failing {
+                    warn!(
+                        addr = %config.listen,
+                        "Prometheus endpoint cannot accept connections: {e}"
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if !full {
+                warn!(
+                    max_connections = config.max_connections,
+                    "Prometheus endpoint: too many connections, closing new ones until some end"
+                );
+                full = true;
+            }
+            drop(stream);
+            continue;
+        };
+        if full {
+            info!("Prometheus endpoint: accepting connections again");
+            full = false;
+        }
+        let latest = Arc::clone(&latest);
+        let io = TokioIo::new(WriteTimeout::new(stream, config.write_timeout));
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let response = respond(&latest, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(e) = http.serve_connection(io, service).await {
+                debug!(%peer, "scrape connection closed: {e}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// `GET /metrics`: the latest text; anything else: 404 or 405.
+fn respond(
+    latest: &RwLock<Bytes>,
+    request: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let status = if request.uri().path() != "/metrics" {
+        StatusCode::NOT_FOUND
+    } else if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        StatusCode::METHOD_NOT_ALLOWED
+    } else {
+        let text = latest
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut response = Response::new(Full::new(text));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(CONTENT_TYPE),
+        );
+        return response;
+    };
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// A connection whose writes fail with `TimedOut` once they have made no progress for
+/// `timeout`, so that a client that never reads cannot keep it (and its response) forever.
+struct WriteTimeout {
+    stream: TcpStream,
+    timeout: Duration,
+    /// Running while a write waits for the client.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteTimeout {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        Self {
+            stream,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// After a write that made progress (`Ready`), forgets the stall; after one that waits,
+    /// fails once the stall has lasted `timeout`.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let stall = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stall.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client read nothing for {timeout:?}"),
+        )))
+    }
+}
+
+impl AsyncRead for WriteTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.watch(cx, polled)
     }
 }
