@@ -10,22 +10,14 @@
 
 mod support;
 
-use std::{
-    net::TcpListener,
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use owca::{
     metrics::Metric,
     storage::{KafkaStorage, KafkaStorageConfig, Storage},
 };
-use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
-};
 use support::{
+    kafka_broker::{self, Broker, free_port},
     mesos_agent::{self, Answer, RunningTask, get_state_of},
     workload::{busy, busy_on},
     *,
@@ -33,120 +25,21 @@ use support::{
 
 const TOPIC: &str = "owca_metrics";
 
-/// The broker binary `cargo xtask test` installs.
-fn tansu() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let installed = home.join(".cargo/bin/tansu");
-    assert!(
-        installed.exists(),
-        "this test needs the Tansu Kafka broker at {}: `cargo xtask test` installs it",
-        installed.display()
-    );
-    installed
+/// A broker with the test topic.
+fn start_broker(port: u16) -> Broker {
+    Broker::with_topic(port, TOPIC)
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().unwrap().port()
-}
-
-/// A broker with the test topic, killed on drop. Memory storage: a restart starts empty.
-struct Broker {
-    _process: Proc,
-}
-
-impl Broker {
-    fn start(port: u16) -> Self {
-        Self::with_topic(port, TOPIC)
-    }
-
-    fn with_topic(port: u16, topic: &str) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let broker = Self {
-            _process: Proc::spawn(
-                Command::new(tansu())
-                    .args([
-                        "broker",
-                        "--listener-url",
-                        &url,
-                        "--advertised-listener-url",
-                        &url,
-                    ])
-                    .args(["--storage-engine", "memory://tansu/"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            ),
-        };
-        let start = Instant::now();
-        // Brokers do not create topics on first use: create it once the broker listens.
-        loop {
-            let created = Command::new(tansu())
-                .args([
-                    "topic",
-                    "create",
-                    topic,
-                    "--partitions",
-                    "1",
-                    "--broker",
-                    &url,
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("running tansu topic create");
-            if created.success() {
-                return broker;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "tansu did not start"
-            );
-            sleep_s(0.2);
-        }
-    }
-}
-
-/// Reads the topic from the start until a message satisfies `ok`; returns it.
+/// Reads the test topic from the start until a message satisfies `ok`; returns it.
 fn consume_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    consume_topic_until(port, TOPIC, what, ok)
-}
-
-fn consume_topic_until(port: u16, topic: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
-        .set("group.id", unique("owca-test"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("creating a consumer");
-    let mut partitions = TopicPartitionList::new();
-    partitions
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&partitions).expect("assigning the topic");
-    let start = Instant::now();
-    let (mut seen, mut last) = (0, String::new());
-    while start.elapsed() < Duration::from_secs(30) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            let text = std::str::from_utf8(message.payload().unwrap_or_default())
-                .expect("a package is UTF-8 text")
-                .to_owned();
-            if ok(&text) {
-                return text;
-            }
-            seen += 1;
-            last = text;
-        }
-    }
-    panic!("no message with {what} in topic {topic} within 30 s; {seen} others, the last:\n{last}");
+    kafka_broker::consume_until(port, TOPIC, what, ok)
 }
 
 #[test]
 fn packages_reach_kafka_and_survive_a_broker_restart() {
     require_root!();
     let port = free_port();
-    let broker = Broker::start(port);
+    let broker = start_broker(port);
     let task = placed("kafka-busy", &["cpu", "cpuacct"], busy());
     let dir = tempfile::tempdir().unwrap();
     let mut agent = Agent::start(
@@ -181,7 +74,7 @@ fn packages_reach_kafka_and_survive_a_broker_restart() {
 
     // Back (empty, as its storage is memory): delivery resumes by itself, and the
     // packages that expired meanwhile are counted.
-    let _broker = Broker::start(port);
+    let _broker = start_broker(port);
     let later = consume_until(port, "a package counting the lost ones", |t| {
         sample(t, "owca_errors_total", &["component=\"kafka\""]).is_some_and(|v| v >= 1.0)
     });
@@ -294,7 +187,7 @@ fn a_full_queue_drops_the_package_at_once() {
 fn iterations_keep_their_pace_while_the_broker_is_down() {
     require_root!();
     let port = free_port();
-    let broker = Broker::start(port);
+    let broker = start_broker(port);
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("metrics.prom");
     let mut agent = Agent::start(
@@ -335,7 +228,7 @@ fn iterations_keep_their_pace_while_the_broker_is_down() {
     assert!(agent.alive(), "the agent exited");
 
     // Out longer than the delivery timeout: packages expired, counted; back, delivering.
-    let _broker = Broker::start(port);
+    let _broker = start_broker(port);
     consume_until(port, "a package after the outage", |_| true);
     agent.wait_for(&metrics, "the dropped packages counted", |t| {
         sample(t, "owca_errors_total", &["component=\"kafka\""]).is_some_and(|v| v >= 1.0)
@@ -403,7 +296,7 @@ async fn shipped_external_detector_config_sends_anomalies_to_kafka() {
     let mut agent = Agent::start_with(dir.path(), &yaml, &["-r", &register], &[]);
 
     let anomalies = tokio::task::spawn_blocking(move || {
-        consume_topic_until(port, "owca_anomalies", "a CPU contention anomaly", |t| {
+        kafka_broker::consume_until(port, "owca_anomalies", "a CPU contention anomaly", |t| {
             t.lines()
                 .any(|l| l.starts_with("anomaly{") && l.contains("resource=\"cpus\""))
         })

@@ -27,7 +27,7 @@ pub use self::rdt_monitoring::RdtMonitoring;
 use crate::{
     cgroups::{Hierarchy, Mounts},
     collector::{CgroupDir, Collector},
-    metrics::{Labels, SelfMetrics},
+    metrics::{Labels, SelfMetrics, labels::RESERVED_LABELS},
     nodes::Task,
 };
 
@@ -47,10 +47,6 @@ pub struct Container {
 /// Task id → the RDT control group its threads are in (`""` = the root group), as the last
 /// allocation left them: monitoring groups must be made under that group.
 pub type ControlGroups = BTreeMap<String, String>;
-
-/// Label names a task's own labels never take, besides the common labels: the Prometheus
-/// histogram and summary labels and the task's id.
-pub const RESERVED_LABELS: [&str; 3] = ["le", "quantile", "task_id"];
 
 /// A problem of the containers stage with one task that does not stop its measurement.
 #[derive(Debug, Error)]

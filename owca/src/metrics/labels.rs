@@ -1,5 +1,9 @@
 //! Label and metric name rules (Prometheus' data model, which every output shares).
 
+/// Label names that neither a task's own labels nor `extra_labels` may take: the
+/// Prometheus histogram and summary labels and the task's id.
+pub const RESERVED_LABELS: [&str; 3] = ["le", "quantile", "task_id"];
+
 /// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();

@@ -197,4 +197,26 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn extra_labels_the_agent_sets_itself_or_that_are_no_label_names_are_refused() {
+        for (key, reason) in [
+            ("le", "set by the agent itself"),
+            ("task_id", "set by the agent itself"),
+            ("a-b", "not a label name"),
+            ("__x", "not a label name"),
+        ] {
+            let yaml = format!(
+                "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: [a]}}\n  extra_labels: {{'{key}': x}}\n"
+            );
+            let cfg: AgentConfig = crate::config::from_str(&yaml, Path::new("m.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let RunnerConfig::MeasurementRunner(r) = cfg.runner else {
+                panic!("measurement runner");
+            };
+            let (shared, _) = r.split();
+            let err = shared.validate().unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(reason), "{err}");
+        }
+    }
 }

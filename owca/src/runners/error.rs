@@ -10,9 +10,14 @@ use crate::{
 /// Why a runner could not start; each names the setting or the part of the machine.
 #[derive(Debug, Error)]
 pub enum RunnerError {
-    /// `action_delay` is zero.
-    #[error("action_delay must be greater than 0")]
-    ActionDelay,
+    /// An `extra_labels` key is not a label name, or one the agent sets itself.
+    #[error("extra_labels: {name:?} {reason}")]
+    ExtraLabel {
+        /// The key.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The node's settings cannot work (e.g. unreadable certificate files).
     #[error("node: {0}")]
     Node(#[source] NodeError),

@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use super::RunnerError;
 use crate::{
-    metrics::names,
+    metrics::{
+        labels::{RESERVED_LABELS, is_valid_label_name},
+        names,
+    },
     nodes::NodeConfig,
     resctrl,
     storage::{Storage, StorageConfig},
@@ -45,8 +48,18 @@ pub struct SharedConfig {
 impl SharedConfig {
     /// Checks what can be checked before anything starts.
     pub fn validate(&self) -> Result<(), RunnerError> {
-        if self.action_delay.is_zero() {
-            return Err(RunnerError::ActionDelay);
+        for name in self.measuring.extra_labels.keys() {
+            let reason = if RESERVED_LABELS.contains(&name.as_str()) {
+                "is set by the agent itself (le, quantile, task_id)"
+            } else if !is_valid_label_name(name) {
+                "is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+            } else {
+                continue;
+            };
+            return Err(RunnerError::ExtraLabel {
+                name: name.clone(),
+                reason,
+            });
         }
         self.measuring.node.validate().map_err(RunnerError::Node)
     }
