@@ -392,3 +392,44 @@ fn a_missing_load_capability_is_named_at_start() {
         );
     }
 }
+
+#[test]
+fn without_cap_setpcap_the_bounding_set_stays_and_a_warning_says_so() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("metrics.prom");
+    let mut agent = start_as_the_unit(
+        &[Capability::CAP_SETPCAP],
+        dir.path(),
+        &format!(
+            "runner: !MeasurementRunner\n  node: !StaticNode {{tasks: []}}\n  \
+             action_delay: 0.3\n  \
+             metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n",
+            metrics.display()
+        ),
+    );
+    agent.wait_for(&metrics, "the first iteration", |t| t.contains("owca_up"));
+    let status = PathBuf::from(format!("/proc/{}/status", agent.pid()));
+    let kept = mask(KEPT_CAPABILITIES);
+    assert_eq!(status_field(&status, "CapEff"), kept);
+    assert_eq!(status_field(&status, "CapPrm"), kept);
+    // CAP_SETPCAP is what shrinks the bounding set: without it the load capabilities stay
+    // there, and only no_new_privs keeps an executed program from gaining them.
+    assert_eq!(
+        status_field(&status, "CapBnd"),
+        kept | mask(LOAD_CAPABILITIES)
+    );
+    assert_eq!(status_field(&status, "NoNewPrivs"), 1);
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("CAP_SETPCAP is missing"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("keeps=CAP_PERFMON, CAP_BPF"),
+        "{}",
+        warnings[0]
+    );
+}
