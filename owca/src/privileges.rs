@@ -42,8 +42,8 @@ pub enum PrivilegeError {
     /// A capability needed to load the eBPF programs is missing.
     #[error(
         "missing capability {missing}, needed to load the eBPF programs and open perf events \
-         (the agent needs {needed} or CAP_SYS_ADMIN; add them to the service's \
-         CapabilityBoundingSet)"
+         (the agent needs each of {needed}, or CAP_SYS_ADMIN in their place; add them to the \
+         service's CapabilityBoundingSet)"
     )]
     MissingForLoad {
         /// The missing ones.
@@ -235,7 +235,7 @@ mod tests {
     fn a_missing_load_capability_is_named() {
         let e = PrivilegeError::MissingForLoad {
             missing: CapNames(vec![Capability::CAP_PERFMON]),
-            needed: CapNames(LOAD_CAPABILITIES.to_vec()),
+            needed: CapNames::of(&LOAD_CAPABILITIES.into_iter().collect()),
         };
         let text = e.to_string();
         assert!(
@@ -243,7 +243,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("CAP_PERFMON, CAP_BPF or CAP_SYS_ADMIN"),
+            text.contains("needs each of CAP_PERFMON, CAP_BPF, or CAP_SYS_ADMIN in their place"),
             "{text}"
         );
     }
