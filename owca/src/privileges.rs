@@ -232,6 +232,28 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_dropped_while_another_thread_runs() {
+        let before = std::fs::read_to_string("/proc/self/status").unwrap();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || stopped.recv());
+        let e = drop_capabilities().unwrap_err();
+        stop.send(()).unwrap();
+        other.join().unwrap().unwrap();
+        assert!(
+            matches!(e, PrivilegeError::OtherThreads(n) if n >= 1),
+            "{e}"
+        );
+        let after = std::fs::read_to_string("/proc/self/status").unwrap();
+        let caps = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| l.starts_with("Cap") || l.starts_with("NoNewPrivs"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(caps(&before), caps(&after));
+    }
+
+    #[test]
     fn a_missing_load_capability_is_named() {
         let e = PrivilegeError::MissingForLoad {
             missing: CapNames(vec![Capability::CAP_PERFMON]),
