@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod platform;
 pub mod plugins;
+pub mod privileges;
 pub mod resctrl;
 pub mod runners;
 pub mod storage;

@@ -1,10 +1,16 @@
-//! The `owca` binary: command line, logging, and the runner until SIGINT/SIGTERM.
+//! The `owca` binary: command line, logging, limits and capabilities, and the runner until
+//! SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use owca::{config, resctrl, runners::AgentConfig};
+use owca::{
+    config,
+    privileges::{self, AfterLoad},
+    resctrl,
+    runners::AgentConfig,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -112,8 +118,11 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     levels.extend(cli.log_levels);
     init_logging(&levels)?;
+    let (before, soft) = privileges::raise_fd_limit()?;
+    tracing::info!(soft, before, "open-files limit (RLIMIT_NOFILE)");
+    privileges::check_load_capabilities()?;
     cfg.runner
-        .run(shutdown_signal())
+        .run(AfterLoad::DropCapabilities, shutdown_signal())
         .await
         .with_context(|| format!("starting the runner of {}", cli.config.display()))?;
     Ok(())

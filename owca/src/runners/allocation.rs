@@ -21,6 +21,7 @@ use crate::{
     anomaly::AnomalyStatistics,
     containers::ControlGroups,
     measurements::Observation,
+    privileges::AfterLoad,
     storage::{Storage, StorageConfig},
 };
 
@@ -76,9 +77,10 @@ pub struct AllocationRunner {
 }
 
 impl AllocationRunner {
-    /// Checks the machine and the settings, loads the collector, opens RDT allocation
-    /// when enabled and creates the storages and the allocator.
-    pub fn new(cfg: AllocationRunnerConfig) -> Result<Self, RunnerError> {
+    /// Checks the machine and the settings, opens RDT allocation when enabled, creates the
+    /// allocator, loads the collector, does `after_load` and creates the storages (a
+    /// storage's threads start after the drop of capabilities).
+    pub fn new(cfg: AllocationRunnerConfig, after_load: AfterLoad) -> Result<Self, RunnerError> {
         let (shared, own) = cfg.split();
         shared.validate()?;
         let allocator = own.allocator.build().map_err(RunnerError::Allocator)?;
@@ -92,10 +94,10 @@ impl AllocationRunner {
                 remove_all_groups: own.remove_all_resctrl_groups,
             },
         )?;
+        let stages = MeasuringStages::start(shared.measuring, &ALLOCATION_COMPONENTS, after_load)?;
         let metrics_storage = build_storage(shared.metrics_storage, "metrics_storage")?;
         let anomalies_storage = build_storage(own.anomalies_storage, "anomalies_storage")?;
         let allocations_storage = build_storage(own.allocations_storage, "allocations_storage")?;
-        let stages = MeasuringStages::start(shared.measuring, &ALLOCATION_COMPONENTS)?;
         Ok(Self {
             stages,
             allocator,

@@ -16,6 +16,7 @@ use crate::{
     containers::ControlGroups,
     detectors::{Detector, DetectorConfig},
     measurements::Observation,
+    privileges::AfterLoad,
     storage::{Storage, StorageConfig},
 };
 
@@ -51,14 +52,15 @@ pub struct DetectionRunner {
 }
 
 impl DetectionRunner {
-    /// Checks the machine, loads the collector and creates the storages and the detector
-    /// (a plug-in starts on the first iteration).
-    pub fn new(cfg: DetectionRunnerConfig) -> Result<Self, RunnerError> {
+    /// Checks the machine, loads the collector, does `after_load` and creates the storages
+    /// and the detector (a plug-in starts on the first iteration, a storage's threads
+    /// after the drop of capabilities).
+    pub fn new(cfg: DetectionRunnerConfig, after_load: AfterLoad) -> Result<Self, RunnerError> {
         let (shared, own) = cfg.split();
         shared.validate()?;
+        let stages = MeasuringStages::start(shared.measuring, &DETECTION_COMPONENTS, after_load)?;
         let metrics_storage = build_storage(shared.metrics_storage, "metrics_storage")?;
         let anomalies_storage = build_storage(own.anomalies_storage, "anomalies_storage")?;
-        let stages = MeasuringStages::start(shared.measuring, &DETECTION_COMPONENTS)?;
         let detector = own.detector.build(stages.host());
         Ok(Self {
             stages,

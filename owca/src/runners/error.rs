@@ -4,7 +4,8 @@ use thiserror::Error;
 
 use crate::{
     allocation::ApplierError, allocators::AllocatorError, cgroups::CgroupError,
-    collector::CollectorError, nodes::NodeError, platform::PlatformError, storage::StorageError,
+    collector::CollectorError, nodes::NodeError, platform::PlatformError,
+    privileges::PrivilegeError, storage::StorageError,
 };
 
 /// Why a runner could not start; each names the setting or the part of the machine.
@@ -33,6 +34,9 @@ pub enum RunnerError {
     /// The eBPF collector could not be loaded.
     #[error("starting the eBPF collector: {0}")]
     Collector(#[from] CollectorError),
+    /// Capabilities could not be dropped after loading the collector.
+    #[error("dropping capabilities after loading the eBPF collector: {0}")]
+    Privileges(#[from] PrivilegeError),
     /// The platform could not be read.
     #[error("reading the platform for common labels: {0}")]
     Platform(#[source] PlatformError),

@@ -6,7 +6,7 @@ use super::{
     shared_config::{build_storage, runner_config},
     store_to,
 };
-use crate::{containers::ControlGroups, storage::Storage};
+use crate::{containers::ControlGroups, privileges::AfterLoad, storage::Storage};
 
 runner_config! {
     /// Settings of the measurement runner, with OWCA's names and defaults.
@@ -20,12 +20,13 @@ pub struct MeasurementRunner {
 }
 
 impl MeasurementRunner {
-    /// Checks the machine, loads the collector and creates the storage.
-    pub fn new(cfg: MeasurementRunnerConfig) -> Result<Self, RunnerError> {
+    /// Checks the machine, loads the collector, does `after_load` and creates the storage
+    /// (after the drop of capabilities: a storage may start threads, which would keep them).
+    pub fn new(cfg: MeasurementRunnerConfig, after_load: AfterLoad) -> Result<Self, RunnerError> {
         let (shared, MeasurementSettings {}) = cfg.split();
         shared.validate()?;
+        let stages = MeasuringStages::start(shared.measuring, &COMPONENTS, after_load)?;
         let storage = build_storage(shared.metrics_storage, "metrics_storage")?;
-        let stages = MeasuringStages::start(shared.measuring, &COMPONENTS)?;
         Ok(Self { stages, storage })
     }
 }

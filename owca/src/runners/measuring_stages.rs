@@ -15,6 +15,7 @@ use crate::{
     metrics::{Labels, Metric, SelfMetrics},
     nodes::{NodeConfig, NodeError},
     platform::Platform,
+    privileges::AfterLoad,
 };
 
 /// Components every runner counts in `owca_errors_total`.
@@ -42,10 +43,12 @@ pub struct MeasuringStages {
 }
 
 impl MeasuringStages {
-    /// Checks the machine and loads the collector; errors are counted under `components`.
+    /// Checks the machine, loads the collector and then does `after_load` (drops
+    /// capabilities, for the binary); errors are counted under `components`.
     pub fn start(
         cfg: MeasuringConfig,
         components: &'static [&'static str],
+        after_load: AfterLoad,
     ) -> Result<Self, RunnerError> {
         let mounts = Mounts::discover().map_err(RunnerError::Mounts)?;
         let controller = cfg.node.v1_controller();
@@ -62,6 +65,7 @@ impl MeasuringStages {
         let common_labels = Arc::new(common_labels);
         info!(hierarchy = %hierarchy_root.display(), "tasks are counted in this cgroup hierarchy");
         let monitoring = RdtMonitoring::start(cfg.rdt_enabled, &cfg.resctrl_root);
+        after_load.apply()?;
         Ok(Self {
             node: cfg.node,
             mounts,

@@ -26,6 +26,7 @@ pub use self::{
 };
 use crate::{
     metrics::{Metric, SelfMetrics},
+    privileges::AfterLoad,
     storage::Storage,
 };
 
@@ -59,16 +60,23 @@ impl RunnerConfig {
         }
     }
 
-    /// Starts the runner and runs iterations until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
+    /// Starts the runner (doing `after_load` once its collector is loaded, before it
+    /// creates its storages) and runs iterations until `shutdown` completes.
+    pub async fn run(
+        self,
+        after_load: AfterLoad,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunnerError> {
         let delay = self.action_delay();
         match self {
             Self::MeasurementRunner(c) => {
-                run_every(MeasurementRunner::new(c)?, delay, shutdown).await
+                run_every(MeasurementRunner::new(c, after_load)?, delay, shutdown).await
             }
-            Self::DetectionRunner(c) => run_every(DetectionRunner::new(c)?, delay, shutdown).await,
+            Self::DetectionRunner(c) => {
+                run_every(DetectionRunner::new(c, after_load)?, delay, shutdown).await
+            }
             Self::AllocationRunner(c) => {
-                run_every(AllocationRunner::new(c)?, delay, shutdown).await
+                run_every(AllocationRunner::new(c, after_load)?, delay, shutdown).await
             }
         }
         Ok(())

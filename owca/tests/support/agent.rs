@@ -38,12 +38,33 @@ impl Agent {
     /// [`Self::start`] with more command-line arguments (`-r Name=program`, `-l info`)
     /// and environment variables (`OWCA_RESCTRL_ROOT`).
     pub fn start_with(dir: &Path, yaml: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Self {
+        Self::start_under(&[], dir, yaml, args, env)
+    }
+
+    /// [`Self::start_with`] through `wrapper`, a program that sets something up and then
+    /// executes the agent in its own process (`setpriv ...`, `prlimit ...`), so that
+    /// [`Self::pid`] is the agent's.
+    pub fn start_under(
+        wrapper: &[&str],
+        dir: &Path,
+        yaml: &str,
+        args: &[&str],
+        env: &[(&str, &OsStr)],
+    ) -> Self {
         let config = write_config(dir, yaml);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let log = dir.join(format!("owca-{n}.log"));
         let stderr = File::create(&log).expect("creating the agent's log file");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(OWCA);
+                c
+            }
+            None => Command::new(OWCA),
+        };
         let proc = Proc::spawn(
-            Command::new(OWCA)
+            command
                 .arg("-c")
                 .arg(&config)
                 .arg("-0")
