@@ -40,22 +40,34 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn our_programs_loaded() -> bool {
-    let out = Command::new("bpftool")
-        .args(["prog", "show"])
+/// Ids of the eBPF programs process `pid` holds (`prog_id:` in its fds' fdinfo).
+fn program_ids_of(pid: u32) -> Vec<u64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("reading fdinfo");
+    fds.flatten()
+        .filter_map(|fd| {
+            let info = std::fs::read_to_string(fd.path()).ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Whether a program with this id is still loaded in the kernel.
+fn program_loaded(id: u64) -> bool {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
         .output()
-        .expect("bpftool (Debian package bpftool)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.contains("owca_sched_switch") || text.contains("owca_flush")
+        .expect("bpftool (Debian package bpftool)")
+        .status
+        .success()
 }
 
 #[test]
 fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly() {
     require_root!();
-    assert!(
-        !our_programs_loaded(),
-        "another OWCA collector is loaded; stop it first"
-    );
     // Allocates only once in the cgroup (v1 charges memory where it is first touched).
     let busy =
         Proc::python("import time\ntime.sleep(0.5)\nb = bytearray(64 << 20)\nwhile True: pass");
@@ -136,6 +148,11 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
     );
     assert!(!out.contains("error"), "promtool: {out}");
 
+    let programs = program_ids_of(agent.pid());
+    assert!(
+        programs.len() >= 2,
+        "the agent holds its programs: {programs:?}"
+    );
     let (status, stderr) = agent.terminate();
     assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     if !has_pmu {
@@ -146,13 +163,15 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
         );
     }
     // The kernel frees released programs after an RCU grace period.
+    let loaded = || programs.iter().copied().filter(|id| program_loaded(*id));
     let start = Instant::now();
-    while our_programs_loaded() && start.elapsed() < Duration::from_secs(5) {
+    while loaded().next().is_some() && start.elapsed() < Duration::from_secs(5) {
         sleep_s(0.1);
     }
+    let left: Vec<u64> = loaded().collect();
     assert!(
-        !our_programs_loaded(),
-        "programs left attached 5 s after SIGTERM"
+        left.is_empty(),
+        "programs {left:?} of the agent still loaded 5 s after SIGTERM"
     );
 }
 
