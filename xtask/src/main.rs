@@ -1,8 +1,9 @@
-//! Developer tasks for OWCA: `cargo xtask build|run|test|bench`.
+//! Developer tasks for OWCA: `cargo xtask build|run|test|bench|fuzz`.
 
 mod bench;
 mod build;
 mod cmd;
+mod fuzz;
 mod root;
 mod run;
 mod setup;
@@ -45,6 +46,14 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Run every fuzz target (`fuzz/`, cargo-fuzz on nightly) for a while; fails on a crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (all when none is given).
+        targets: Vec<String>,
+    },
 }
 
 /// Prints errors as one `what: why: cause` line, without a backtrace, and exits 1.
@@ -54,6 +63,7 @@ fn main() -> ExitCode {
         Command::Run { args } => run::run(&args),
         Command::Test { args } => test::test(&args),
         Command::Bench { args } => bench::bench(&args),
+        Command::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use crate::{cmd, root, setup, workspace_root};
 /// default members (the kernel crate is built and exercised through `owca`) with one test
 /// thread (kernel tests share kernel state).
 /// `args` go to cargo; after a further `--` they go to the test binaries. Without `args`
-/// (a full run, as CI makes) the bench's smoke run follows.
+/// (a full run, as CI makes) the bench's smoke run and a short fuzz round follow.
 pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
     setup::toolchain()?;
@@ -32,6 +32,7 @@ pub fn test(args: &[String]) -> Result<()> {
     cmd::run(&mut cmd).context("running the workspace tests")?;
     if args.is_empty() {
         crate::bench::smoke()?;
+        crate::fuzz::fuzz(crate::fuzz::SHORT_ROUND_SECONDS, &[])?;
     }
     Ok(())
 }
