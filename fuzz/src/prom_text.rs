@@ -327,15 +327,22 @@ fn is_label_name(name: &str) -> bool {
         && !name.starts_with("__")
 }
 
-/// The value forms an encoder writes, all of which Go's `ParseFloat` reads.
+/// Go's `ParseFloat` grammar for base 10 (the parser reads values and `le` with it): an
+/// optional sign and `inf`/`infinity`, or `nan` without a sign (case-insensitive), or a
+/// decimal with an optional exponent. Hexadecimal floats, which Go also reads, are left
+/// out: an encoder has no reason to write them.
 fn parse_float(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => return Some(f64::NAN),
-        "+Inf" => return Some(f64::INFINITY),
-        "-Inf" => return Some(f64::NEG_INFINITY),
-        _ => {}
-    }
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.eq_ignore_ascii_case("inf") || digits.eq_ignore_ascii_case("infinity") {
+        return Some(if s.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if s.eq_ignore_ascii_case("nan") {
+        return Some(f64::NAN);
+    }
     let (mantissa, exponent) = match digits.find(['e', 'E']) {
         Some(i) => (&digits[..i], Some(&digits[i + 1..])),
         None => (digits, None),
@@ -370,12 +377,15 @@ mod tests {
         up{host=\"h\"} NaN\n\
         # TYPE c counter\n\
         c{a=\"\"} 1e300\n\
-        c{a=\"x\",} -Inf 1700000000000\n";
+        c{a=\"x\",} -Inf 1700000000000\n\
+        c{a=\"y\"} infinity\n\
+        c{a=\"z\"} .5e+3\n";
 
     #[test]
     fn accepts_text_the_format_allows() {
         let samples = check(GOOD).unwrap();
-        assert_eq!(samples.len(), 8);
+        assert_eq!(samples.len(), 10);
+        assert_eq!(samples[9].value, 500.0);
         assert_eq!(samples[0].labels["task"], "t \"1\"\n");
         assert_eq!(samples[6].value, 1e300);
         assert_eq!(check("").unwrap(), []);
@@ -406,7 +416,10 @@ mod tests {
             ("# TYPE 1up gauge\n", "invalid metric name"),
             ("1up 1\n", "invalid metric name"),
             ("up 0x1\n", "invalid value"),
-            ("up inf\n", "invalid value"),
+            ("up 0x1p-2\n", "invalid value"),
+            ("up -NaN\n", "invalid value"),
+            ("up 1e\n", "invalid value"),
+            ("up .\n", "invalid value"),
             ("up 1 2 3\n", "after the timestamp"),
             ("up 1 1.5\n", "timestamp"),
             ("up1\n", "blank"),
