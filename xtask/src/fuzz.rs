@@ -134,6 +134,7 @@ fn run_target(fuzz_dir: &Path, target: &'static str, seconds: u64) -> Result<Out
         .output()
         .with_context(|| format!("failed to start `{}`", cmd::describe(&cmd)))?;
     let elapsed = started.elapsed();
+    remove_fake_proc_roots();
     // libFuzzer reports on stderr; cargo-fuzz's own messages go to both.
     let log = format!(
         "{}{}",
@@ -166,6 +167,25 @@ fn run_target(fuzz_dir: &Path, target: &'static str, seconds: u64) -> Result<Out
         elapsed,
         failure,
     })
+}
+
+/// Removes the fake `/proc` trees the mesos_state target leaves in the temporary directory
+/// (one per fuzzing process, `owca-fuzz-proc-<pid>`; libFuzzer exits without cleaning up).
+fn remove_fake_proc_roots() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        // Only those of processes that have ended: another fuzzing run may be using its own.
+        let ended = name
+            .to_string_lossy()
+            .strip_prefix("owca-fuzz-proc-")
+            .is_some_and(|pid| !Path::new("/proc").join(pid).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The number after `key` in libFuzzer's final stats.
