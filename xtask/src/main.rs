@@ -1,8 +1,9 @@
-//! Developer tasks for OWCA: `cargo xtask build|run|test|bench|soak`.
+//! Developer tasks for OWCA: `cargo xtask build|run|test|bench|soak|fuzz`.
 
 mod bench;
 mod build;
 mod cmd;
+mod fuzz;
 mod root;
 mod run;
 mod setup;
@@ -53,6 +54,14 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
     },
+    /// Run every fuzz target (`fuzz/`, cargo-fuzz on nightly) for a while; fails on a crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (all when none is given).
+        targets: Vec<String>,
+    },
 }
 
 /// Prints errors as one `what: why: cause` line, without a backtrace, and exits 1.
@@ -63,6 +72,7 @@ fn main() -> ExitCode {
         Command::Test { args } => test::test(&args),
         Command::Bench { args } => bench::bench(&args),
         Command::Soak { minutes } => soak::soak(minutes),
+        Command::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -96,6 +96,16 @@ fn nix_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Installs cargo-fuzz (`cargo xtask fuzz`) from crates.io unless `cargo fuzz` runs.
+pub fn cargo_fuzz() -> Result<()> {
+    if cmd::stdout(Command::new(crate::cargo()).args(["fuzz", "--version"])).is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz for the fuzz targets (a few minutes, once)");
+    cmd::run(Command::new(crate::cargo()).args(["install", "--locked", "cargo-fuzz"]))
+        .context("installing cargo-fuzz")
+}
+
 /// Installs the Tansu broker from crates.io unless this version is in cargo's bin dir.
 pub fn tansu() -> Result<()> {
     let home = std::env::var_os("CARGO_HOME")

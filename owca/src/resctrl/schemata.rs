@@ -86,7 +86,8 @@ pub fn check_mask(mask: u64, cbm_mask: u64, min_bits: u32) -> Option<String> {
         ));
     }
     let shifted = mask >> mask.trailing_zeros();
-    if shifted & (shifted + 1) != 0 {
+    // Contiguous ones plus one is a power of two; all 64 bits set wrap to 0, also right.
+    if shifted & shifted.wrapping_add(1) != 0 {
         return Some(format!("mask {mask:#x} is not contiguous"));
     }
     if mask.count_ones() < min_bits {
@@ -114,6 +115,15 @@ mod tests {
         let schemata = "    L3:0=fffff;1=fffff\n    MB:0=100;1=100\n";
         assert_eq!(find_line(schemata, Resource::Mb), Some("MB:0=100;1=100"));
         assert_eq!(find_line("L3CODE:0=f\n", Resource::L3), None);
+    }
+
+    /// Found by the schemata fuzz target: a full 64-bit mask overflowed (a panic in debug
+    /// builds).
+    #[test]
+    fn a_full_64_bit_mask_is_contiguous() {
+        assert_eq!(check_mask(u64::MAX, u64::MAX, 64), None);
+        assert_eq!(check_mask(u64::MAX << 4, u64::MAX, 1), None);
+        assert!(check_mask(u64::MAX, u64::MAX >> 1, 1).is_some());
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! dropped and counted in [`Encoded`] so the caller can log once and export the count.
 
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 // Fx rather than SipHash: the keys are our own samples, not attacker-chosen, and hashing
 // was a quarter of the encoder's time at thousands of tasks.
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet, FxHasher};
 
 use crate::metrics::{
     Labels, Metric, MetricType,
@@ -22,11 +23,14 @@ use crate::metrics::{
 pub struct Encoded {
     /// The exposition text; empty or ending in a newline.
     pub text: String,
-    /// Samples dropped because an earlier sample had the same name, suffix and labels.
+    /// Samples dropped because an earlier sample had the same name, suffix and labels
+    /// (own and shared together).
     pub duplicates: usize,
     /// Samples dropped for an invalid metric name, label name, suffix or `le` label.
     pub invalid: usize,
-    /// Samples dropped because their family first appeared with a different type.
+    /// Samples dropped because their family first appeared with a different type, or
+    /// because their family's name is a sample name of a histogram that appeared first
+    /// (`a_sum` beside histogram `a`), or the reverse.
     pub type_conflicts: usize,
 }
 
@@ -45,9 +49,79 @@ struct Family<'a> {
     kind: MetricType,
     help: &'a str,
     samples: Vec<(&'a Metric, usize)>,
-    /// Series already taken (suffix, own labels, rendered shared labels), to drop later
-    /// duplicates.
-    seen: HashSet<(&'static str, &'a Labels, usize)>,
+    /// Series already taken, to drop later duplicates.
+    seen: HashSet<Series<'a>>,
+}
+
+/// A sample's series within its family: its suffix and its labels, own and shared
+/// together (an own label wins over a shared one of the same name), compared as a set
+/// however they are split between own and shared.
+struct Series<'a> {
+    suffix: &'static str,
+    own: &'a Labels,
+    shared: Option<&'a Labels>,
+    /// Order-independent hash of the label set (sum of per-label hashes), so that the
+    /// shared part is hashed once per shared set rather than once per sample.
+    hash: u64,
+}
+
+impl<'a> Series<'a> {
+    fn new(metric: &'a Metric, shared_hash: u64) -> Self {
+        let shared = metric.shared.as_deref();
+        let mut hash = shared_hash;
+        for (k, v) in &metric.labels {
+            hash = hash.wrapping_add(label_hash(k, v));
+            if let Some(replaced) = shared.and_then(|s| s.get(k)) {
+                hash = hash.wrapping_sub(label_hash(k, replaced));
+            }
+        }
+        Self {
+            suffix: metric.suffix,
+            own: &metric.labels,
+            shared,
+            hash,
+        }
+    }
+
+    /// The labels in name order.
+    fn labels(&self) -> impl Iterator<Item = (&'a String, &'a String)> {
+        let own = self.own;
+        let mut own_iter = own.iter().peekable();
+        let mut shared = self
+            .shared
+            .into_iter()
+            .flatten()
+            .filter(move |(k, _)| !own.contains_key(*k))
+            .peekable();
+        std::iter::from_fn(move || match (own_iter.peek(), shared.peek()) {
+            (Some(o), Some(s)) if s.0 < o.0 => shared.next(),
+            (Some(_), _) => own_iter.next(),
+            (None, _) => shared.next(),
+        })
+    }
+}
+
+impl PartialEq for Series<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.suffix == other.suffix && self.hash == other.hash && self.labels().eq(other.labels())
+    }
+}
+
+impl Eq for Series<'_> {}
+
+impl Hash for Series<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.suffix.hash(state);
+        self.hash.hash(state);
+    }
+}
+
+/// One label's part of a [`Series`] hash.
+fn label_hash(name: &str, value: &str) -> u64 {
+    let mut h = FxHasher::default();
+    name.hash(&mut h);
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// Encodes `metrics` as Prometheus text, grouped by family in order of first appearance.
@@ -88,13 +162,15 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
             out.type_conflicts += 1;
         } else if !family
             .seen
-            .insert((metric.suffix, &metric.labels, rendered))
+            .insert(Series::new(metric, shared.hash(rendered)))
         {
             out.duplicates += 1;
         } else {
             family.samples.push((metric, rendered));
         }
     }
+
+    drop_histogram_name_clashes(&mut families, &index, &mut out);
 
     // One allocation for the whole text rather than a dozen doublings of megabytes.
     let estimate: usize = families
@@ -115,6 +191,34 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
     out
 }
 
+/// The Go parser reads `a_bucket`, `a_sum` and `a_count` as samples of histogram `a` when
+/// `a` exists and as their own family otherwise, so a histogram `a` and a family named
+/// one of these cannot both be written: the one that appeared later is dropped.
+fn drop_histogram_name_clashes(
+    families: &mut [Family<'_>],
+    index: &HashMap<&str, usize>,
+    out: &mut Encoded,
+) {
+    for i in 0..families.len() {
+        let name = families[i].name;
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix));
+        let Some(&j) = base.and_then(|b| index.get(b)) else {
+            continue;
+        };
+        if families[j].kind != MetricType::Histogram
+            || families[i].samples.is_empty()
+            || families[j].samples.is_empty()
+        {
+            continue;
+        }
+        let later = &mut families[i.max(j)];
+        out.type_conflicts += later.samples.len();
+        later.samples.clear();
+    }
+}
+
 /// Shared label sets rendered once each (`a="x",b="y"`), identified by content so that
 /// equal sets behind different `Arc`s still count as the same series.
 #[derive(Default)]
@@ -122,6 +226,8 @@ struct SharedLabels {
     by_ptr: HashMap<*const Labels, Option<usize>>,
     by_text: HashMap<String, usize>,
     texts: Vec<String>,
+    /// Per rendered set, the sum of its labels' [`label_hash`]es (see [`Series`]).
+    hashes: Vec<u64>,
 }
 
 impl SharedLabels {
@@ -135,6 +241,7 @@ impl SharedLabels {
         }
         if self.texts.is_empty() {
             self.texts.push(String::new());
+            self.hashes.push(0);
         }
         let rendered = labels.keys().all(|k| is_valid_label_name(k)).then(|| {
             let mut text = String::new();
@@ -143,6 +250,11 @@ impl SharedLabels {
             let i = *self.by_text.entry(text.clone()).or_insert(next);
             if i == next {
                 self.texts.push(text);
+                self.hashes.push(
+                    labels
+                        .iter()
+                        .fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
+                );
             }
             i
         });
@@ -152,6 +264,10 @@ impl SharedLabels {
 
     fn text(&self, i: usize) -> &str {
         self.texts.get(i).map_or("", String::as_str)
+    }
+
+    fn hash(&self, i: usize) -> u64 {
+        self.hashes.get(i).copied().unwrap_or(0)
     }
 }
 
@@ -225,17 +341,26 @@ fn is_valid_sample(metric: &Metric) -> bool {
     if !metric.labels.keys().all(|l| is_valid_label_name(l)) {
         return false;
     }
-    let le = metric.labels.get("le");
+    // Own or shared: a shared `le` is written too.
+    let le = metric.label("le");
     match metric.kind {
         // Any other suffix would make the parser start a new, untyped family.
         MetricType::Gauge | MetricType::Counter => metric.suffix.is_empty(),
         MetricType::Histogram => match metric.suffix {
             // The parser requires a float `le` on every bucket and nowhere else.
-            "_bucket" => le.is_some_and(|v| v.parse::<f64>().is_ok()),
+            "_bucket" => le.is_some_and(is_go_float),
             "_sum" | "_count" => le.is_none(),
             _ => false,
         },
     }
+}
+
+/// Whether Go's `ParseFloat`, which the parser reads `le` with, takes `v`. Rust's parser
+/// takes the same decimal forms and `inf`/`infinity`, but also a signed `nan`, which Go
+/// refuses.
+fn is_go_float(v: &str) -> bool {
+    let unsigned = v.strip_prefix(['+', '-']);
+    v.parse::<f64>().is_ok() && !unsigned.is_some_and(|u| u.eq_ignore_ascii_case("nan"))
 }
 
 /// Escapes a HELP text: only `\` and newline are special there.

@@ -544,3 +544,113 @@ fn no_shipped_config_writes_into_tmp() {
     }
     assert!(outputs >= 5, "{outputs} output files");
 }
+
+/// Found with the strict reader of the prometheus_encode fuzz target: samples the encoder
+/// wrote that the Go parser refuses; each must be dropped and counted instead.
+#[test]
+fn drops_samples_the_go_parser_would_refuse() {
+    use std::sync::Arc;
+
+    use crate::metrics::Labels;
+    // A shared `le` (a tenant's label) lands on a histogram's `_sum` and `_count`.
+    let shared_le: Arc<Labels> = Arc::new([("le".to_owned(), "x".to_owned())].into());
+    // `-nan` is a float to Rust, not to Go's ParseFloat.
+    let metrics = [
+        histogram("a", "_bucket", Some("1"), 1.0).with_shared(&shared_le),
+        histogram("a", "_sum", None, 1.0).with_shared(&shared_le),
+        histogram("a", "_count", None, 1.0).with_shared(&shared_le),
+        histogram("b", "_bucket", Some("-nan"), 1.0),
+        histogram("b", "_bucket", Some("+Inf"), 1.0),
+    ];
+    let encoded = encode(&metrics);
+    let (code, output) = promtool_check(&encoded.text);
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "promtool exit {code:?}:\n{output}\n{}",
+        encoded.text
+    );
+    assert!(!output.contains("error"), "promtool reported:\n{output}");
+    assert_eq!(
+        encoded.text,
+        "# HELP a Run queue latency.\n# TYPE a histogram\na_bucket{le=\"1\"} 1\n\
+         # HELP b Run queue latency.\n# TYPE b histogram\nb_bucket{le=\"+Inf\"} 1\n"
+    );
+    assert_eq!(encoded.invalid, 3);
+}
+
+/// Found with the strict reader of the prometheus_encode fuzz target: a family named like
+/// a histogram's samples (`a_sum` beside histogram `a`) makes the Go parser read its HELP as
+/// the histogram's second one. The family that appears later is dropped and counted.
+#[test]
+fn drops_a_family_whose_name_is_a_histogram_sample_name() {
+    let metrics = [
+        histogram("a", "_bucket", Some("+Inf"), 1.0),
+        histogram("a", "_sum", None, 1.0),
+        histogram("a", "_count", None, 1.0),
+        Metric::gauge("a_sum", "Other.", 2.0).with_label("x", "1"),
+        Metric::gauge("b_count", "Other.", 3.0),
+        histogram("b", "_bucket", Some("+Inf"), 1.0),
+        Metric::gauge("c_sum", "Other.", 4.0),
+        Metric::gauge("c", "Not a histogram.", 5.0),
+    ];
+    let encoded = encode(&metrics);
+    let (code, output) = promtool_check(&encoded.text);
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "promtool exit {code:?}:\n{output}\n{}",
+        encoded.text
+    );
+    assert!(!output.contains("error"), "promtool reported:\n{output}");
+    assert_eq!(
+        encoded.text,
+        "# HELP a Run queue latency.\n# TYPE a histogram\na_bucket{le=\"+Inf\"} 1\na_sum 1\na_count 1\n\
+         # HELP b_count Other.\n# TYPE b_count gauge\nb_count 3\n\
+         # HELP c_sum Other.\n# TYPE c_sum gauge\nc_sum 4\n\
+         # HELP c Not a histogram.\n# TYPE c gauge\nc 5\n"
+    );
+    assert_eq!(encoded.type_conflicts, 2);
+}
+
+/// Found with the strict reader of the prometheus_encode fuzz target: the same series
+/// written twice, its labels once own and once shared (or split differently).
+#[test]
+fn drops_duplicate_series_whatever_labels_are_own_or_shared() {
+    use std::sync::Arc;
+
+    use crate::metrics::Labels;
+    let labels = |pairs: &[(&str, &str)]| -> Arc<Labels> {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    };
+    let a = labels(&[("a", "1")]);
+    let ab = labels(&[("a", "1"), ("b", "2")]);
+    let a_b3 = labels(&[("a", "1"), ("b", "3")]);
+    let metrics = [
+        Metric::gauge("up", "Up.", 1.0).with_label("a", "1"),
+        Metric::gauge("up", "Up.", 2.0).with_shared(&a),
+        Metric::gauge("up", "Up.", 3.0).with_shared(&ab),
+        Metric::gauge("up", "Up.", 4.0)
+            .with_label("b", "2")
+            .with_shared(&a),
+        Metric::gauge("up", "Up.", 5.0)
+            .with_label("b", "2")
+            .with_shared(&a_b3),
+        Metric::gauge("up", "Up.", 6.0)
+            .with_label("b", "3")
+            .with_shared(&ab),
+        Metric::gauge("up", "Up.", 7.0)
+            .with_label("c", "3")
+            .with_shared(&ab),
+    ];
+    let encoded = encode(&metrics);
+    assert_eq!(
+        encoded.text,
+        "# HELP up Up.\n# TYPE up gauge\nup{a=\"1\"} 1\nup{a=\"1\",b=\"2\"} 3\n\
+         up{b=\"3\",a=\"1\"} 6\nup{c=\"3\",a=\"1\",b=\"2\"} 7\n"
+    );
+    assert_eq!(encoded.duplicates, 3);
+}
