@@ -20,11 +20,15 @@ use owca::{
 };
 
 fuzz_target!(|data: &[u8]| {
+    // As `Plugin` reads an answer: parsed with its caps, then checked as a whole.
     let Ok(answer) = serde_json::from_slice::<Answer>(data) else {
         return;
     };
+    if answer.check().is_err() {
+        return;
+    }
     for (task_id, value) in answer.allocations.unwrap_or_default() {
-        let Ok(allocations) = TaskAllocations::from_json(&task_id, value) else {
+        let Ok(allocations) = TaskAllocations::from_json(&task_id, &value) else {
             continue;
         };
         if let Some(cpu_set) = &allocations.cpu_set {

@@ -363,10 +363,11 @@ fn rdt_monitoring_through_a_resctrl_shaped_tree() {
         "summed over L3 domains"
     );
     assert_eq!(sample(&text, "memory_bandwidth", &[&task]), Some(5096.0));
-    // The task's thread was written to the group's tasks file (one id per write).
-    let tasks = std::fs::read_to_string(group.join("tasks")).unwrap();
-    assert!(
-        tasks.lines().any(|l| l.trim() == busy.pid().to_string()),
-        "tasks: {tasks:?}"
-    );
+    // The task's thread is written to the group's tasks file (one id per write) by the
+    // first iteration that finds the file: the test made it just before mon_data, so that
+    // may be the iteration after the one that first read mon_data.
+    let pid = busy.pid().to_string();
+    wait_until(&group.join("tasks"), "the task's thread", |t| {
+        t.lines().any(|l| l.trim() == pid)
+    });
 }
