@@ -119,15 +119,15 @@ fn run() -> Result<Report> {
         metrics = metrics_path.display(),
     );
     let mut agent = Agent::start(dir.path(), &yaml);
-    let mut file = MetricsFile::new(&metrics_path);
     agent.wait_for(&metrics_path, "the first iteration", |t| {
         t.contains("owca_up")
     });
     let pid = agent.pid();
+    let file = MetricsFile::watch(&metrics_path);
 
     // Baseline: no task, ten iterations in (the Kafka client has connected to the broker:
     // its connections and their threads' wake-up pipes are part of the baseline).
-    wait(&mut file, Duration::from_secs(10));
+    wait(Duration::from_secs(10));
     let baseline_fds = probe::fds(pid).context("reading the agent's fds")?;
     let baseline_fd_kinds = probe::fd_kinds(pid);
     let baseline_entries = probe::map_entries(pid).context(
@@ -156,7 +156,7 @@ fn run() -> Result<Report> {
             (45.., false) | (0..30, false) => broker = Some(Broker::with_topic(port, TOPIC)),
             _ => {}
         }
-        wait(&mut file, Duration::from_secs(1));
+        wait(Duration::from_secs(1));
         let sample = Sample {
             at_s: started.elapsed().as_secs_f64(),
             rss_bytes: probe::rss_bytes(pid).unwrap_or(0),
@@ -182,7 +182,7 @@ fn run() -> Result<Report> {
     if broker.is_none() {
         broker = Some(Broker::with_topic(port, TOPIC));
     }
-    wait(&mut file, Duration::from_secs(5));
+    wait(Duration::from_secs(5));
     let end_fds = probe::fds(pid).unwrap_or(usize::MAX);
     let end_fd_kinds = probe::fd_kinds(pid);
     let end_entries = probe::map_entries(pid).unwrap_or(usize::MAX);
@@ -210,7 +210,7 @@ fn run() -> Result<Report> {
         end_entries,
         errors,
         kafka_delivered: delivered,
-        intervals: file.intervals.clone(),
+        intervals: file.intervals(),
         alive_at_end: alive,
         exit_ok: status.success(),
         panicked: log.contains("panicked"),
@@ -231,13 +231,9 @@ fn mesos_answer(tick: u64, churn: &Churn) -> Answer {
     }
 }
 
-/// Waits `d`, noting the agent's metrics file writes meanwhile.
-fn wait(file: &mut MetricsFile, d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        file.poll();
-        sleep_s(0.05);
-    }
+/// Waits `d`.
+fn wait(d: Duration) {
+    sleep_s(d.as_secs_f64());
 }
 
 /// `target/` of this build: the soak binary is `target/<profile>/deps/soak-<hash>`.

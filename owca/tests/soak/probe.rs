@@ -5,7 +5,12 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant, SystemTime},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, SystemTime},
 };
 
 use owca_common::MAP_COUNTERS;
@@ -78,42 +83,57 @@ fn bpftool(args: &[&str]) -> Option<Value> {
         .then(|| serde_json::from_slice(&out.stdout).ok())?
 }
 
-/// The agent's metrics file (`!LogStorage` with `overwrite: true`): when it is replaced,
-/// and what it says.
+/// The agent's metrics file (`!LogStorage` with `overwrite: true`): a thread of its own
+/// notes every replacement (the soak's loop blocks now and then, starting a broker), and
+/// the file says the agent's errors.
 pub struct MetricsFile {
     path: PathBuf,
-    last_write: Option<(SystemTime, Instant)>,
-    /// Time between consecutive writes, i.e. between the ends of two iterations.
-    pub intervals: Vec<Duration>,
+    /// Time between consecutive writes, i.e. between the ends of two iterations, by the
+    /// files' modification times.
+    intervals: Arc<Mutex<Vec<Duration>>>,
+    stop: Arc<AtomicBool>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl MetricsFile {
-    pub fn new(path: &Path) -> Self {
+    /// Starts watching `path`.
+    pub fn watch(path: &Path) -> Self {
+        let intervals = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (path, intervals, stop) =
+                (path.to_owned(), Arc::clone(&intervals), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut last: Option<SystemTime> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) {
+                        if let Some(before) = last.filter(|b| *b != modified)
+                            && let Ok(d) = modified.duration_since(before)
+                        {
+                            intervals.lock().unwrap().push(d);
+                        }
+                        last = Some(modified);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
         Self {
             path: path.to_owned(),
-            last_write: None,
-            intervals: Vec::new(),
-        }
-    }
-
-    /// Notes a new write since the last call; call often (every 50-100 ms).
-    pub fn poll(&mut self) {
-        let Ok(modified) = std::fs::metadata(&self.path).and_then(|m| m.modified()) else {
-            return;
-        };
-        match self.last_write {
-            Some((seen, _)) if seen == modified => {}
-            Some((_, at)) => {
-                self.intervals.push(at.elapsed());
-                self.last_write = Some((modified, Instant::now()));
-            }
-            None => self.last_write = Some((modified, Instant::now())),
+            intervals,
+            stop,
+            watcher: Some(watcher),
         }
     }
 
     /// Forgets the intervals so far (e.g. those of start-up).
-    pub fn reset_intervals(&mut self) {
-        self.intervals.clear();
+    pub fn reset_intervals(&self) {
+        self.intervals.lock().unwrap().clear();
+    }
+
+    /// The intervals noted so far.
+    pub fn intervals(&self) -> Vec<Duration> {
+        self.intervals.lock().unwrap().clone()
     }
 
     /// `owca_errors_total` per component, as last written.
@@ -127,5 +147,14 @@ impl MetricsFile {
                 Some((component.to_owned(), value))
             })
             .collect()
+    }
+}
+
+impl Drop for MetricsFile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
     }
 }
