@@ -310,6 +310,8 @@ fn check_escapes(text: &str, allowed: &[char]) -> Result<(), String> {
     Ok(())
 }
 
+// Written again rather than taken from `owca::metrics::labels`: the reader is the oracle
+// the encoder is checked against, so it must not share the encoder's rules.
 fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
