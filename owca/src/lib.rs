@@ -2,13 +2,14 @@
 //!
 //! Data flows one way, once per `action_delay`:
 //! node → containers → measurements → detector/allocator → storage.
-//! Modules are grouped by layer, lowest first; a module imports only modules of the groups
-//! before its own (checked by `../shared/tools/modgraph.py owca/src`).
+//! Modules are listed lowest layer first, in groups; a module imports only modules of the
+//! groups above its own (`../shared/tools/modgraph.py owca/src` finds no circle).
 
 // Vocabulary: metric values and names, the anomaly model, YAML loading.
+pub mod metrics;
+
 pub mod anomaly;
 pub mod config;
-pub mod metrics;
 
 // The machine: cgroups, the eBPF collector, resctrl, the platform, privileges.
 pub mod cgroups;
