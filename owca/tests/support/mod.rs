@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod cgroup;
+pub mod detecting;
 pub mod kafka_broker;
 pub mod mesos_agent;
 pub mod process;
