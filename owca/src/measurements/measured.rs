@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, ops::Range, sync::Arc};
 
 use super::observation::PlatformData;
 use crate::{
-    metrics::{Labels, Metric, MetricType},
+    metrics::{Labels, Metric, MetricType, names},
     nodes::Task,
 };
 
@@ -38,7 +38,9 @@ impl Measured {
     pub fn measurements(&self, task: &MeasuredTask) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for m in &self.metrics[task.metrics.clone()] {
-            if m.kind == MetricType::Histogram && m.suffix == "_bucket" {
+            if (m.kind == MetricType::Histogram && m.suffix == "_bucket")
+                || m.name == names::TASK_RUNQ_WAIT_BY
+            {
                 continue;
             }
             let mut name = format!("{}{}", m.name, m.suffix);
@@ -49,5 +51,15 @@ impl Measured {
             out.insert(name, m.value);
         }
         out
+    }
+
+    /// A task's run-queue wait by contender (`by_task_id` → seconds), from its
+    /// [`names::TASK_RUNQ_WAIT_BY`] samples.
+    pub fn contenders(&self, task: &MeasuredTask) -> BTreeMap<String, f64> {
+        self.metrics[task.metrics.clone()]
+            .iter()
+            .filter(|m| m.name == names::TASK_RUNQ_WAIT_BY)
+            .filter_map(|m| Some((m.labels.get(names::BY_TASK_ID_LABEL)?.clone(), m.value)))
+            .collect()
     }
 }

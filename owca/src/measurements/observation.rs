@@ -21,6 +21,11 @@ pub struct TaskData {
     pub resources: BTreeMap<String, f64>,
     /// The task's own labels and `task_id`.
     pub labels: Labels,
+    /// Who made the task wait for a CPU: contender (a task id, `unwatched` or
+    /// `own_quota`, see `metrics::names::TASK_RUNQ_WAIT_BY`) → cumulative seconds of
+    /// run-queue wait while it ran instead. Counted in the kernel; only the largest
+    /// contenders are listed. Left out of `measurements`.
+    pub contenders: BTreeMap<String, f64>,
     /// Current allocations, for allocators only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allocations: Option<serde_json::Value>,
@@ -81,6 +86,7 @@ impl Observation {
                 labels.insert("task_id".to_owned(), id.clone());
                 let data = TaskData {
                     measurements: measured.measurements(t),
+                    contenders: measured.contenders(t),
                     resources: t.task.resources.clone(),
                     labels,
                     allocations: None,
@@ -116,6 +122,7 @@ impl TaskData {
     pub fn test_task(measurements: BTreeMap<String, f64>, labels: Labels) -> Self {
         Self {
             measurements,
+            contenders: BTreeMap::new(),
             resources: BTreeMap::new(),
             labels,
             allocations: None,

@@ -14,6 +14,16 @@ pub const TASK_RUNQ: &str = "task_runqueue_latency_seconds";
 /// (`<name><suffix>`, see `measurements::Measured::measurements`).
 pub const TASK_RUNQ_SUM: &str = "task_runqueue_latency_seconds_sum";
 pub const TASK_RUNQ_HELP: &str = "Time the task's threads waited on a run queue before running (from wakeup or preemption to running).";
+/// Run-queue wait of a task split by who ran instead, one sample per contender (label
+/// [`BY_TASK_ID_LABEL`]): another task's id, [`BY_UNWATCHED`] or [`BY_OWN_QUOTA`].
+pub const TASK_RUNQ_WAIT_BY: &str = "task_runqueue_wait_by_seconds_total";
+pub const TASK_RUNQ_WAIT_BY_HELP: &str = "Time the task's threads waited on a run queue while another task ran instead (by_task_id; unwatched: a process of no watched task; own_quota: its own cgroup's CPU quota throttled it). Only the largest contenders of each task are exported.";
+/// The label of [`TASK_RUNQ_WAIT_BY`] naming the contender.
+pub const BY_TASK_ID_LABEL: &str = "by_task_id";
+/// Contender of a wait: a process in no watched task (the system, the agent, idle work).
+pub const BY_UNWATCHED: &str = "unwatched";
+/// Contender of a wait: the task's own CFS quota (throttling), no neighbour's fault.
+pub const BY_OWN_QUOTA: &str = "own_quota";
 pub const MEMORY_USAGE_PER_TASK: &str = "memory_usage_per_task_bytes";
 pub const MEMORY_USAGE_PER_TASK_HELP: &str =
     "Memory used by the task's cgroup in bytes (memory.usage_in_bytes or memory.current).";
