@@ -44,7 +44,8 @@ const FLUSH_PERIOD_NS: u64 = 10_000_000;
 
 /// The kernel programs: the ELF object that `build.rs` builds from `owca-ebpf` (its binary
 /// is named `owca`), aligned for aya's parser. Public so that tests can check its maps,
-/// programs and globals against the names in `owca_common` without loading it.
+/// programs and globals against the names in `owca_common` without loading it. Empty in a
+/// build without the `ebpf` feature (the fuzz targets'), where [`Collector::start`] fails.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/owca"));
 
 /// Where BTF of the running kernel lives.
@@ -58,6 +59,11 @@ pub enum CollectorError {
         "kernel BTF is missing at {KERNEL_BTF} (needs CONFIG_DEBUG_INFO_BTF): cannot load the eBPF collector"
     )]
     NoBtf,
+    /// This build has no kernel programs.
+    #[error(
+        "this build of owca has no eBPF object (built without the `ebpf` feature): cannot load the eBPF collector"
+    )]
+    NoObject,
     /// Reading kernel BTF failed.
     #[error("reading kernel structure offsets: {0}")]
     Btf(#[from] btf::BtfError),
@@ -170,6 +176,9 @@ impl Collector {
     /// Loads and attaches the programs and opens the counter events that this machine's
     /// PMU has; an event it lacks is reported once and not exported.
     pub fn start(cfg: &CollectorConfig) -> Result<Self, CollectorError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(CollectorError::NoObject);
+        }
         if !Path::new(KERNEL_BTF).exists() {
             return Err(CollectorError::NoBtf);
         }
@@ -509,4 +518,19 @@ fn set_perf_fd(map: &MapData, index: u32, fd: &OwnedFd) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+// Only a build without the kernel programs (`--no-default-features`) can see this refusal.
+#[cfg(all(test, not(feature = "ebpf")))]
+mod tests {
+    use super::{Collector, CollectorConfig, CollectorError};
+
+    #[test]
+    fn without_the_object_the_collector_refuses_to_start_naming_the_feature() {
+        let Err(err) = Collector::start(&CollectorConfig::default()) else {
+            panic!("a collector started without its eBPF object");
+        };
+        assert!(matches!(err, CollectorError::NoObject), "{err}");
+        assert!(err.to_string().contains("`ebpf` feature"), "{err}");
+    }
 }

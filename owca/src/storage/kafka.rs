@@ -10,7 +10,6 @@
 //! problem: logged once, until a package is delivered again.
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -24,11 +23,10 @@ use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
-use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use super::{Storage, StorageError, prometheus};
-use crate::{config::positive_duration_secs, metrics::Metric};
+use super::{Storage, StorageError, kafka_config::KafkaStorageConfig, prometheus};
+use crate::metrics::Metric;
 
 /// Packages queued for delivery at most; more are dropped at once. With the delivery
 /// timeout a few iterations long, only a burst of slow deliveries gets near it.
@@ -36,36 +34,6 @@ const QUEUE_PACKAGES: &str = "60";
 /// Bytes queued at most (KiB): a package of a thousand tasks is several megabytes, and
 /// librdkafka's default (1 GiB) is more memory than the agent should ever hold for Kafka.
 const QUEUE_KBYTES: &str = "262144";
-
-/// Configuration of `!KafkaStorage`, with OWCA's names and defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaStorageConfig {
-    /// The topic; it must exist (brokers may not create topics on first use).
-    pub topic: String,
-    /// Bootstrap brokers, `host:port`.
-    #[serde(default = "default_brokers")]
-    pub brokers_ips: Vec<String>,
-    /// How long a package may take to be delivered (librdkafka's `message.timeout.ms`)
-    /// before it is dropped and counted; `store` does not wait for it.
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "positive_duration_secs"
-    )]
-    pub max_timeout_in_seconds: Duration,
-    /// librdkafka settings (`security.protocol`, `ssl.ca.location`, `sasl.mechanisms`...),
-    /// applied last so they can also replace the queue limits above.
-    #[serde(default)]
-    pub extra_config: BTreeMap<String, String>,
-}
-
-fn default_brokers() -> Vec<String> {
-    vec!["127.0.0.1:9092".to_owned()]
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_millis(500)
-}
 
 /// Delivery reports, written by librdkafka's callbacks and read by `store`.
 #[derive(Default)]

@@ -4,9 +4,15 @@
 //! - [`LogStorage`] (`log_storage.rs`) writes that text to a file or stderr, appending or
 //!   atomically replacing the file (for node_exporter's textfile collector).
 //! - [`PrometheusExporter`] (`prometheus_exporter.rs`) serves it over HTTP at `/metrics`.
-//! - [`KafkaStorage`] (`kafka.rs`) sends each package's text as one Kafka message.
+//! - [`KafkaStorage`] (`kafka.rs`) sends each package's text as one Kafka message; built
+//!   with the `kafka` feature (default), else `kafka_missing.rs` refuses to create it.
 
+#[cfg(feature = "kafka")]
 mod kafka;
+#[cfg(not(feature = "kafka"))]
+#[path = "kafka_missing.rs"]
+mod kafka;
+mod kafka_config;
 mod log_storage;
 pub mod prometheus;
 mod prometheus_exporter;
@@ -17,7 +23,8 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::{
-    kafka::{KafkaStorage, KafkaStorageConfig},
+    kafka::KafkaStorage,
+    kafka_config::KafkaStorageConfig,
     log_storage::{LogStorage, LogStorageConfig},
     prometheus_exporter::{PrometheusExporter, PrometheusExporterConfig},
 };
@@ -116,6 +123,16 @@ pub enum StorageError {
         what: String,
         /// librdkafka's reason.
         reason: String,
+    },
+    /// The storage needs a Cargo feature this build was made without.
+    #[error(
+        "{storage} needs the `{feature}` feature, which this build of owca lacks (build it with default features)"
+    )]
+    MissingFeature {
+        /// The configured storage.
+        storage: &'static str,
+        /// The feature.
+        feature: &'static str,
     },
     /// Packages were dropped without being delivered, or an outage that dropped some goes on.
     #[error("packages dropped: {source}")]
