@@ -20,6 +20,9 @@ pub const TARGETS: &[&str] = &[
     "prometheus_encode",
 ];
 
+/// Seconds per target of the short round that `cargo xtask test` runs after the tests.
+const SHORT_ROUND_SECONDS: u64 = 15;
+
 /// Memory a target may use before libFuzzer calls it a crash (its default, stated so the
 /// limit is visible).
 const RSS_LIMIT_MB: u32 = 2048;
@@ -65,7 +68,8 @@ pub fn fuzz(seconds: u64, targets: &[String]) -> Result<()> {
     cmd::run(
         Command::new(crate::cargo())
             .current_dir(&fuzz_dir)
-            .args(["test", "--lib"]),
+            // The helpers need not the library, whose debug build would double the build.
+            .args(["test", "--lib", "--no-default-features"]),
     )
     .context("testing the fuzz helpers (the strict Prometheus reader)")?;
     cmd::run(nightly_fuzz().arg("build"))
@@ -101,6 +105,11 @@ pub fn fuzz(seconds: u64, targets: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The short round of `cargo xtask test`: every target for [`SHORT_ROUND_SECONDS`].
+pub fn short() -> Result<()> {
+    fuzz(SHORT_ROUND_SECONDS, &[]).context("the short fuzz round")
 }
 
 /// `cargo fuzz` on the nightly toolchain, from the workspace root.

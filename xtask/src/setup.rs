@@ -9,6 +9,10 @@ use crate::cmd;
 /// The bpf-linker version the eBPF build is tested with.
 const BPF_LINKER_VERSION: &str = "0.10.0";
 
+/// The cargo-fuzz version the fuzz targets are built with (it builds on the workspace's
+/// stable toolchain; the targets themselves are built on nightly).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// Debian packages the tests use (bpftool, stress-ng, promtool, node_exporter, perf).
 const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
@@ -96,14 +100,26 @@ fn nix_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Installs cargo-fuzz (`cargo xtask fuzz`) from crates.io unless `cargo fuzz` runs.
+/// Installs cargo-fuzz [`CARGO_FUZZ_VERSION`] from crates.io unless `cargo fuzz` is that
+/// version.
 pub fn cargo_fuzz() -> Result<()> {
-    if cmd::stdout(Command::new(crate::cargo()).args(["fuzz", "--version"])).is_ok() {
+    let installed = cmd::stdout(Command::new(crate::cargo()).args(["fuzz", "--version"])).ok();
+    if installed
+        .as_deref()
+        .and_then(|v| v.split_whitespace().nth(1))
+        == Some(CARGO_FUZZ_VERSION)
+    {
         return Ok(());
     }
-    eprintln!("xtask: installing cargo-fuzz for the fuzz targets (a few minutes, once)");
-    cmd::run(Command::new(crate::cargo()).args(["install", "--locked", "cargo-fuzz"]))
-        .context("installing cargo-fuzz")
+    eprintln!(
+        "xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} for the fuzz targets (about a minute, once)"
+    );
+    cmd::run(Command::new(crate::cargo()).args([
+        "install",
+        "--locked",
+        &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+    ]))
+    .context("installing cargo-fuzz")
 }
 
 /// Installs the Tansu broker from crates.io unless this version is in cargo's bin dir.
