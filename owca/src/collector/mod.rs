@@ -211,10 +211,16 @@ impl Collector {
         if !Path::new(KERNEL_BTF).exists() {
             return Err(CollectorError::NoBtf);
         }
-        // Parsed BTF takes tens of megabytes: one copy at a time, each dropped once used,
-        // so that the agent's peak memory is not three of them.
-        let offsets =
-            offsets::compute(&Btf::from_file(Path::new(KERNEL_BTF))?, &cfg.v1_controller)?;
+        // The kernel's BTF (megabytes) is read once, by our small reader, and dropped as
+        // soon as the offsets and the tracepoint's type id are known.
+        let trace_typedef = format!("btf_trace_{SCHED_SWITCH_TRACEPOINT}");
+        let (offsets, trace_id) = {
+            let kernel_btf = Btf::from_file(Path::new(KERNEL_BTF))?;
+            (
+                offsets::compute(&kernel_btf, &cfg.v1_controller)?,
+                kernel_btf.typedef_id(&trace_typedef)?,
+            )
+        };
         let online =
             aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
 
@@ -258,18 +264,23 @@ impl Collector {
             source,
         })?;
 
-        // Only the attachment needs aya's parse of the kernel BTF.
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err("kernel BTF")(e.into()))?;
+        // aya needs only the attach type's id from the kernel's BTF: a stand-in BTF with that
+        // type at that id saves parsing all of it again.
+        let attach_btf = aya::Btf::parse(
+            &btf::with_typedef_at(&trace_typedef, trace_id),
+            aya::Endianness::default(),
+        )
+        .map_err(|e| load_err("attach BTF")(e.into()))?;
         let switch: &mut BtfTracePoint = program(&mut ebpf, PROG_SCHED_SWITCH)?;
         switch
-            .load(SCHED_SWITCH_TRACEPOINT, &kernel_btf)
+            .load(SCHED_SWITCH_TRACEPOINT, &attach_btf)
             .map_err(|e| load_err("sched_switch program")(e.into()))?;
         switch
             .attach()
             .map_err(|e| load_err("sched_switch attachment")(e.into()))?;
-        drop(kernel_btf);
-        // The BTF parses were most of the agent's memory: give their pages back now rather
-        // than keep them as free heap for the agent's lifetime.
+        drop(attach_btf);
+        // The BTF read and aya's parse of the object were most of the agent's memory: give
+        // their pages back now rather than keep them as free heap for the agent's lifetime.
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe {
