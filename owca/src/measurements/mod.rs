@@ -17,12 +17,12 @@ use std::{
 
 use self::derived::DerivedMetrics;
 pub use self::{
-    cgroup_metrics::cgroup_metrics,
+    cgroup_metrics::{CgroupReadings, PERIOD as CGROUPFS_PERIOD},
     measured::{Measured, MeasuredTask},
     observation::{Observation, PlatformData, TaskData, TasksData},
 };
 use crate::{
-    cgroups::{Cgroup, Mounts, OpenFiles},
+    cgroups::Mounts,
     collector::Collector,
     containers::Container,
     metrics::{Labels, Metric, SelfMetrics, names},
@@ -36,8 +36,8 @@ pub struct Measurements {
     platform: Platform,
     /// The node's labels and `extra_labels`, carried by the platform's samples.
     common_labels: Arc<Labels>,
-    /// Tasks' cgroupfs files, kept open between iterations.
-    open_files: OpenFiles,
+    /// Tasks' cgroupfs values, kept between iterations.
+    cgroupfs: CgroupReadings,
     derived: Option<DerivedMetrics>,
 }
 
@@ -51,7 +51,7 @@ impl Measurements {
         Self {
             platform,
             common_labels,
-            open_files: OpenFiles::default(),
+            cgroupfs: CgroupReadings::default(),
             derived: enable_derived_metrics.then(DerivedMetrics::default),
         }
     }
@@ -81,10 +81,12 @@ impl Measurements {
         }
         let mut metrics = Vec::new();
         let mut tasks = BTreeMap::new();
+        self.cgroupfs.start_iteration();
         for c in containers {
             let first = metrics.len();
             let id = &c.task.task_id;
-            if let Some(counts) = counters.get(&c.key) {
+            let counts = counters.get(&c.key);
+            if let Some(counts) = counts {
                 let events = collector.events();
                 metrics.extend(task_metrics::from_counters(
                     counts,
@@ -100,8 +102,13 @@ impl Measurements {
                     metrics.extend(derived.update(id, t, &values));
                 }
             }
-            let cgroup = Cgroup::with_open_files(mounts, &c.task.cgroup_path, &self.open_files);
-            metrics.extend(cgroup_metrics(&cgroup, id, stats));
+            metrics.extend(self.cgroupfs.metrics(
+                mounts,
+                id,
+                &c.task.cgroup_path,
+                counts.map(|c| c.oncpu_ns),
+                stats,
+            ));
             if let Some(mon_data) = &c.mon_data {
                 match resctrl::measure_mon_data(mon_data) {
                     Ok(m) => metrics.extend(rdt_metrics(&m)),
@@ -133,11 +140,6 @@ impl Measurements {
             metrics,
             platform: PlatformData::now(&self.platform),
         }
-    }
-
-    /// Ends the iteration: closes files of gone tasks.
-    pub fn end_iteration(&mut self) {
-        self.open_files.end_iteration();
     }
 }
 

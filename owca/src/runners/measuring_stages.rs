@@ -153,10 +153,9 @@ impl MeasuringStages {
             .metrics(measured.tasks.len(), self.common_labels())
     }
 
-    /// Ends the iteration: clears errors not seen in it, closes files of gone tasks.
+    /// Ends the iteration: clears errors not seen in it.
     pub fn end_iteration(&mut self) {
         self.stats.end_iteration();
-        self.measurements.end_iteration();
     }
 }
 
