@@ -35,8 +35,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use nix::sched::CpuSet;
-use owca::{cgroups::Mounts, platform::Platform};
-use owca_common::CgroupCounters;
+use owca::{cgroups::Mounts, collector::SNAPSHOT_BYTES_PER_CGROUP, platform::Platform};
 use report::{Machine, Report, Run};
 use serde_json::json;
 
@@ -178,7 +177,7 @@ fn run() -> Result<()> {
         total_costs(&mut cost, &pingpong);
         runs.push(Run {
             n,
-            ebpf_map_bytes_per_iteration: n * machine.possible_cpus * size_of::<CgroupCounters>(),
+            ebpf_map_bytes_per_iteration: n * SNAPSHOT_BYTES_PER_CGROUP,
             pingpong,
             cost,
             accuracy,

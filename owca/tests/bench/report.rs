@@ -23,8 +23,8 @@ pub struct Machine {
 #[derive(Serialize)]
 pub struct Run {
     pub n: usize,
-    /// Bytes the eBPF collector copies from its maps per iteration: tasks × possible CPUs ×
-    /// sizeof(CgroupCounters) with the per-CPU hash map this collector reads.
+    /// Bytes the eBPF collector copies from its shared arrays per iteration: tasks ×
+    /// `SNAPSHOT_BYTES_PER_CGROUP`, whatever the number of CPUs.
     pub ebpf_map_bytes_per_iteration: usize,
     pub pingpong: Vec<Case>,
     pub cost: Vec<Cost>,
@@ -243,10 +243,12 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            "\neBPF map bytes copied per iteration: {} tasks × {} possible CPUs × {} B = {:.1} KB.",
+            "\neBPF counter bytes copied per iteration: {} tasks × {} B (counters and contenders \
+             of one slot, whatever the {} CPUs) = {:.1} KB; read(2) bytes above are cgroupfs, /proc \
+             and the Mesos answer.",
             run.n,
+            owca::collector::SNAPSHOT_BYTES_PER_CGROUP,
             r.machine.possible_cpus,
-            size_of::<owca_common::CgroupCounters>(),
             run.ebpf_map_bytes_per_iteration as f64 / 1e3
         );
         if let Some(a) = &run.accuracy {
