@@ -124,7 +124,7 @@ pub fn start(
     let parent = std::process::id() as i32;
     let cpus = cpus.copied();
     // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
-    // pthread_sigmask, sched_setaffinity).
+    // pthread_sigmask, sched_setaffinity, setrlimit).
     unsafe {
         cmd.pre_exec(move || {
             guard::die_with_parent(parent);
@@ -133,6 +133,12 @@ pub fn start(
             if let Some(cpus) = &cpus {
                 let _ = sched_setaffinity(Pid::from_raw(0), cpus);
             }
+            // The classic collector holds tasks × CPUs × 2 perf fds: 20 000 at N = 5000.
+            let files = libc::rlimit {
+                rlim_cur: 1 << 20,
+                rlim_max: 1 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &files);
             Ok(())
         });
     }
