@@ -17,7 +17,7 @@ use std::{
 };
 
 pub use self::{
-    cgroup_metrics::cgroup_metrics,
+    cgroup_metrics::{CgroupReadings, PERIOD as CGROUPFS_PERIOD},
     measured::{Measured, MeasuredTask},
     observation::{Observation, PlatformData, TaskData, TasksData},
 };
@@ -26,7 +26,7 @@ use self::{
     derived::DerivedMetrics,
 };
 use crate::{
-    cgroups::{Cgroup, Mounts, OpenFiles},
+    cgroups::Mounts,
     collector::Collector,
     containers::Container,
     metrics::{Labels, Metric, SelfMetrics, names},
@@ -40,8 +40,8 @@ pub struct Measurements {
     platform: Platform,
     /// The node's labels and `extra_labels`, carried by the platform's samples.
     common_labels: Arc<Labels>,
-    /// Tasks' cgroupfs files, kept open between iterations.
-    open_files: OpenFiles,
+    /// Tasks' cgroupfs values, kept between iterations.
+    cgroupfs: CgroupReadings,
     derived: Option<DerivedMetrics>,
 }
 
@@ -55,7 +55,7 @@ impl Measurements {
         Self {
             platform,
             common_labels,
-            open_files: OpenFiles::default(),
+            cgroupfs: CgroupReadings::default(),
             derived: enable_derived_metrics.then(DerivedMetrics::default),
         }
     }
@@ -83,6 +83,7 @@ impl Measurements {
         }
         let mut metrics = Vec::new();
         let mut tasks = BTreeMap::new();
+        self.cgroupfs.start_iteration();
         for c in containers {
             let first = metrics.len();
             let id = &c.task.task_id;
@@ -103,9 +104,14 @@ impl Measurements {
                     metrics.extend(derived.update(id, t, &values));
                 }
             }
-            let cgroup = Cgroup::with_open_files(mounts, &c.task.cgroup_path, &self.open_files);
             let cgroup_first = metrics.len();
-            metrics.extend(cgroup_metrics(&cgroup, id, stats));
+            metrics.extend(self.cgroupfs.metrics(
+                mounts,
+                id,
+                &c.task.cgroup_path,
+                snapshot.map(|s| s.counters.oncpu_ns),
+                stats,
+            ));
             if let Some(s) = snapshot {
                 let throttled = metrics[cgroup_first..]
                     .iter()
@@ -144,11 +150,6 @@ impl Measurements {
             metrics,
             platform: PlatformData::now(&self.platform),
         }
-    }
-
-    /// Ends the iteration: closes files of gone tasks.
-    pub fn end_iteration(&mut self) {
-        self.open_files.end_iteration();
     }
 }
 
