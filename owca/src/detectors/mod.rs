@@ -6,6 +6,7 @@
 mod config;
 mod contention;
 mod example;
+pub(crate) mod waits;
 
 use std::sync::Arc;
 
