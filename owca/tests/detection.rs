@@ -272,7 +272,8 @@ fn contention_detector_reports_busy_loops_sharing_a_cpu() {
     let mut agent = Detecting::start(
         dir.path(),
         &[&a, &b, &quiet],
-        "!ContentionDetector {}",
+        // Busy loops never block: judged only when every task is.
+        "!ContentionDetector {min_voluntary_switches: 0}",
         &[],
         true,
     );
@@ -328,7 +329,7 @@ fn contention_detector_quiet_run_reports_nothing() {
     let mut agent = Detecting::start(
         dir.path(),
         &[&busy, &quiet],
-        "!ContentionDetector {}",
+        "!ContentionDetector {min_voluntary_switches: 0}",
         &[],
         true,
     );

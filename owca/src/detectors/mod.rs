@@ -14,7 +14,7 @@ use thiserror::Error;
 
 pub use self::{
     config::DetectorConfig,
-    contention::{ContentionDetector, ContentionDetectorConfig},
+    contention::{ContentionDetector, ContentionDetectorConfig, ContentionDetectorError},
     example::{ExampleDetector, ExampleDetectorConfig},
 };
 use crate::{
@@ -51,14 +51,15 @@ pub enum Detector {
 }
 
 impl DetectorConfig {
-    /// The detector; `host` seeds the example detector's skew.
-    pub fn build(self, host: &str) -> Detector {
-        match self {
+    /// The detector; `host` seeds the example detector's skew. An error for settings
+    /// that can never work (a bad label pattern).
+    pub fn build(self, host: &str) -> Result<Detector, ContentionDetectorError> {
+        Ok(match self {
             Self::Nop => Detector::Nop,
             Self::Example(c) => Detector::Example(ExampleDetector::new(&c, host)),
-            Self::Contention(c) => Detector::Contention(ContentionDetector::new(c)),
+            Self::Contention(c) => Detector::Contention(ContentionDetector::new(c)?),
             Self::External(c) => Detector::External(Box::new(Plugin::new(c))),
-        }
+        })
     }
 }
 
