@@ -119,7 +119,7 @@ pub struct Node {
     pub lc: Task,
     pub be: [Task; 2],
     /// A sleeping and an idle (wakes every 0.2 s) task, never contending.
-    pub quiet: [Task; 2],
+    _quiet: [Task; 2],
     _quiet_procs: Vec<Proc>,
     pub mesos: mesos_agent::Agent,
 }
@@ -152,7 +152,7 @@ impl Node {
         Ok(Self {
             lc,
             be,
-            quiet: quiet_tasks,
+            _quiet: quiet_tasks,
             _quiet_procs: vec![idle_loop],
             mesos,
         })

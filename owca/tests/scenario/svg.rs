@@ -198,7 +198,7 @@ fn polylines(
 ) {
     let mut points = String::new();
     let mut phase = None;
-    let mut flush = |points: &mut String, s: &mut String| {
+    let flush = |points: &mut String, s: &mut String| {
         if !points.is_empty() {
             let _ = writeln!(
                 s,
