@@ -43,9 +43,23 @@ fn build_probe(release: bool) -> Result<()> {
     cmd::run(&mut cargo).context("building the LC probe (owca-bench)")
 }
 
-/// Under `flock` on the kernel tests' lock when `flock` exists, so that no other kernel
-/// test runs during the measurement.
+/// Builds the scenario, then runs it under `flock` on the kernel tests' lock when `flock`
+/// exists, so that no other kernel test runs during the measurement.
 fn run(cargo_args: &[&str], scenario_args: &[&str]) -> Result<()> {
+    // Built before the lock is taken: compiling holds nobody's kernel test off.
+    cmd::run(
+        Command::new(crate::cargo())
+            .current_dir(workspace_root())
+            .args([
+                "test",
+                "--package",
+                "owca",
+                "--test",
+                "scenario",
+                "--no-run",
+            ])
+            .args(cargo_args),
+    )?;
     let flock = Command::new("flock").arg("--version").output().is_ok();
     let mut command = if flock {
         let mut c = Command::new("flock");

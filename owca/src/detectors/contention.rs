@@ -1,8 +1,10 @@
 //! `!ContentionDetector`: flags a latency-critical task slowed down by the other tasks.
 //!
 //! Judged are the tasks that look latency-critical: those matching `latency_critical`
-//! labels when given, otherwise those that block often (`min_voluntary_switches` per
-//! second on CPU: a request/response or periodic task does, a batch spinner does not).
+//! labels when given, otherwise those that blocked often (`min_voluntary_switches` per
+//! second on CPU: a request/response or periodic task does, a batch spinner does not) in
+//! one of the last [`REMEMBERED_INTERVALS`] intervals: a contended periodic task falls
+//! behind and stops blocking, just when it matters.
 //! Two signals, each judged over the last interval from the task's counters:
 //! - **run-queue wait**: seconds its threads waited while other watched tasks ran, per
 //!   second they ran (`TaskData::contenders`, counted in the kernel at each switch). Waits
@@ -36,6 +38,9 @@ use crate::{
     },
 };
 
+/// How long a task that blocked often keeps looking latency-critical, in intervals.
+pub const REMEMBERED_INTERVALS: u64 = 60;
+
 /// `!ContentionDetector` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,7 +58,8 @@ pub struct ContentionDetectorConfig {
     /// label matching. Unset: the tasks that block at least `min_voluntary_switches`.
     pub latency_critical: Option<BTreeMap<String, String>>,
     /// Voluntary context switches per second on CPU that make a task look
-    /// latency-critical when `latency_critical` is unset (default 20; 0 judges every task).
+    /// latency-critical when `latency_critical` is unset, in one of the last 60 intervals
+    /// (default 20; 0 judges every task).
     pub min_voluntary_switches: f64,
     /// CPUs a task must have used in the interval to be named as a busiest task, or to
     /// have its CPI judged (default 0.1).
@@ -101,6 +107,9 @@ pub struct ContentionDetector {
     cfg: ContentionDetectorConfig,
     latency_critical: Option<Vec<(String, Regex)>>,
     waits: WaitTracker,
+    /// Intervals judged so far, and the last one in which each task blocked often.
+    intervals: u64,
+    blocked_often: BTreeMap<String, u64>,
     previous_pmu: BTreeMap<String, (f64, f64)>,
     cpi_history: BTreeMap<String, VecDeque<f64>>,
 }
@@ -129,22 +138,32 @@ impl ContentionDetector {
             cfg,
             latency_critical,
             waits: WaitTracker::default(),
+            intervals: 0,
+            blocked_often: BTreeMap::new(),
             previous_pmu: BTreeMap::new(),
             cpi_history: BTreeMap::new(),
         })
     }
 
-    /// Whether `id` is judged: labelled latency-critical, or blocking often.
-    fn judged(&self, obs: &Observation, id: &str, i: &WaitInterval) -> bool {
+    /// Whether `id` is judged: labelled latency-critical, or blocking often lately.
+    fn judged(&mut self, obs: &Observation, id: &str, i: &WaitInterval) -> bool {
         match &self.latency_critical {
             Some(patterns) => obs.tasks.get(id).is_some_and(|t| {
                 patterns
                     .iter()
                     .any(|(name, re)| t.labels.get(name).is_some_and(|v| re.is_match(v)))
             }),
-            None => i
-                .voluntary
-                .is_none_or(|v| i.per_cpu_second(v) >= self.cfg.min_voluntary_switches),
+            None => {
+                let now = i
+                    .voluntary
+                    .is_none_or(|v| i.per_cpu_second(v) >= self.cfg.min_voluntary_switches);
+                if now {
+                    self.blocked_often.insert(id.to_owned(), self.intervals);
+                }
+                self.blocked_often
+                    .get(id)
+                    .is_some_and(|at| self.intervals - at < REMEMBERED_INTERVALS)
+            }
         }
     }
 
@@ -177,6 +196,9 @@ impl ContentionDetector {
         let intervals = self.waits.intervals(obs);
         let cpis = self.cpis(obs);
         self.cpi_history.retain(|id, _| obs.tasks.contains_key(id));
+        self.blocked_often
+            .retain(|id, _| obs.tasks.contains_key(id));
+        self.intervals += 1;
 
         let mut busiest: Vec<(&str, f64)> = intervals
             .iter()

@@ -165,6 +165,9 @@ fn run() -> Result<Report> {
     let probe = node::probe_binary()?;
     let rt = tokio::runtime::Runtime::new()?;
     let node = rt.block_on(Node::start())?;
+    let priority = node::MesosPriority::raise()?;
+    let out = out_dir(short);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
     let mut ticks = Vec::new();
@@ -174,13 +177,21 @@ fn run() -> Result<Report> {
         let phase_dir = dir.path().join(spec.name);
         std::fs::create_dir_all(&phase_dir)?;
         let result = phase(
-            &node, spec, index, seconds, &probe, &phase_dir, started, &mut ticks,
+            &node, &priority, spec, index, seconds, &probe, &phase_dir, started, &mut ticks,
         )
         .with_context(|| format!("phase {}", spec.name))?;
         phases.push(result);
+        // What the agent stored and logged, for a look at what the figures come from.
+        let keep = out.join(spec.name);
+        std::fs::create_dir_all(&keep)?;
+        for entry in std::fs::read_dir(&phase_dir)? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, keep.join(name))?;
+            }
+        }
     }
     let report = Report::new(seconds, short, ACTION_DELAY_S, phases, ticks);
-    let out = out_dir(short);
     report.write(&out)?;
     println!("{}", report.markdown());
     eprintln!("scenario: report in {}", out.display());
@@ -244,6 +255,7 @@ fn shipped_allocator() -> String {
 )]
 fn phase(
     node: &Node,
+    priority: &node::MesosPriority,
     spec: &Spec,
     index: usize,
     seconds: f64,
@@ -260,6 +272,7 @@ fn phase(
         Agenting::None => None,
         a => {
             let mut agent = Agent::start(dir, &agent_yaml(node, a, dir));
+            priority.place_agent(agent.pid())?;
             agent.wait_for(
                 &dir.join("metrics.prom"),
                 "the agent's first iteration",

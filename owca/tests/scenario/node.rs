@@ -168,6 +168,57 @@ impl Node {
     }
 }
 
+/// The `mesos` parent cgroup weighed far above the machine's other processes while the
+/// scenario runs (its `cpu.shares` at the kernel's maximum), restored on drop, and a
+/// cgroup as heavy for the agent, as a node would reserve for it. The machine is shared:
+/// at the default 1024 shares the whole `mesos` group weighs as much as one compiler
+/// process elsewhere, and the node the scenario models would be someone else's.
+pub struct MesosPriority {
+    file: PathBuf,
+    before: String,
+    agent: TestCgroup,
+}
+
+/// The kernel's largest `cpu.shares`.
+const MAX_SHARES: &str = "262144";
+
+impl MesosPriority {
+    pub fn raise() -> Result<Self> {
+        let mounts = owca::cgroups::Mounts::discover().context("reading mountinfo")?;
+        let dir = mounts
+            .v1("cpu")
+            .context("the scenario needs the v1 cpu controller")?
+            .join("mesos");
+        let file = dir.join("cpu.shares");
+        let before = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        std::fs::write(&file, MAX_SHARES).with_context(|| format!("writing {}", file.display()))?;
+        let agent = TestCgroup::create(&mounts, &["cpu"], &unique("scenario-agent"))
+            .context("creating the agent's cgroup")?;
+        let shares = agent.dir("cpu").join("cpu.shares");
+        std::fs::write(&shares, MAX_SHARES)
+            .with_context(|| format!("writing {}", shares.display()))?;
+        Ok(Self {
+            file,
+            before,
+            agent,
+        })
+    }
+
+    /// Moves the agent (all its threads) into its cgroup.
+    pub fn place_agent(&self, pid: u32) -> Result<()> {
+        self.agent
+            .add_pid(pid)
+            .context("moving the agent into its cgroup")
+    }
+}
+
+impl Drop for MesosPriority {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.file, self.before.trim());
+    }
+}
+
 /// `owca-lc-probe`, which is not a target of this package: `cargo xtask scenario` builds
 /// it (`cargo build [--release] -p owca-bench`) into the profile directory this program
 /// runs from (`target/<profile>/deps/scenario-<hash>` → `target/<profile>/`).

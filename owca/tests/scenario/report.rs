@@ -283,8 +283,10 @@ impl Report {
         let _ = writeln!(
             s,
             "# Collocation scenario\n\n{} on `{}`, {} CPUs, {} s per phase, {} s iterations. \
-             The machine is shared: `node CPUs` counts every process on it, and what the \
-             phase's tasks did not use was someone else's.\n",
+             The machine is shared (other engineers' builds and tests): `node CPUs` counts \
+             every process on it, and what the phase's tasks did not use was someone \
+             else's; the `mesos` cgroup holding the tasks runs with the most `cpu.shares` \
+             so that they weigh more than those processes.\n",
             self.date, self.host, self.cpus, self.seconds, self.action_delay_s
         );
         let _ = writeln!(

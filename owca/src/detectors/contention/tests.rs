@@ -174,6 +174,15 @@ fn latency_critical_by_label_or_every_task_when_asked() {
     };
     // Spinners never block: not latency-critical by default.
     assert!(spinners(&mut detector(ContentionDetectorConfig::default())).is_empty());
+    // A task that blocked often keeps being judged once it falls behind and stops.
+    let mut d = detector(ContentionDetectorConfig::default());
+    d.detect(&observation(0.0, &[row("a", 0.0, 0.0, &[])]));
+    d.detect(&observation(1.0, &[row("a", 0.5, 500.0, &[])]));
+    let found = d.detect(&observation(
+        2.0,
+        &[row("a", 1.0, 500.0, &[("b", 0.5)]), row("b", 0.5, 0.0, &[])],
+    ));
+    assert_eq!(summary(&found).len(), 1, "{:?}", found.anomalies);
     let every = ContentionDetectorConfig {
         min_voluntary_switches: 0.0,
         ..Default::default()
