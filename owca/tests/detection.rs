@@ -270,11 +270,7 @@ fn contention_detector_reports_busy_loops_sharing_a_cpu() {
     // On the other CPU: the kernel charges a wait to the task that ran just before the
     // waiter, so a task waking briefly between the two loops on their CPU is charged
     // their waits (see the README's Collocation section).
-    let quiet = placed(
-        "det-quiet",
-        CONTROLLERS,
-        Proc::sh(support::workload::QUIET, Some(0)),
-    );
+    let quiet = placed("det-quiet", CONTROLLERS, Proc::sh(workload::QUIET, Some(0)));
     let dir = tempfile::tempdir().unwrap();
     let mut agent = Detecting::start(
         dir.path(),

@@ -114,7 +114,7 @@ impl CollocationAllocator {
         for id in lc {
             let Some(i) = intervals.get(id) else { continue };
             let by_be: Vec<(&str, f64)> = i
-                .contenders()
+                .contenders(id)
                 .into_iter()
                 .filter(|(who, _)| be.contains_key(who))
                 .collect();
@@ -208,11 +208,10 @@ impl CollocationAllocator {
     fn give_back(&mut self, be: &BTreeMap<&str, TaskAllocations>) -> TasksAllocations {
         let mut out = TasksAllocations::new();
         for lever in self.cfg.levers.iter().rev() {
-            let (needed, step): (u32, fn(&TaskAllocations, f64) -> Option<TaskAllocations>) =
-                match lever {
-                    Lever::CpuQuota => (self.cfg.calm_iterations, quota_back),
-                    Lever::CpuIdle => (self.idle_calm, idle_back),
-                };
+            let (needed, step): (u32, GiveBack) = match lever {
+                Lever::CpuQuota => (self.cfg.calm_iterations, quota_back),
+                Lever::CpuIdle => (self.idle_calm, idle_back),
+            };
             let steps: TasksAllocations = be
                 .iter()
                 .filter_map(|(id, have)| {
@@ -255,6 +254,9 @@ impl CollocationAllocator {
         }
     }
 }
+
+/// One step back of a lever for a task holding `have`, given the step size.
+type GiveBack = fn(&TaskAllocations, f64) -> Option<TaskAllocations>;
 
 /// `give_back_step` more quota, no limit from 1.0 up; `None` without a limit.
 fn quota_back(have: &TaskAllocations, step: f64) -> Option<TaskAllocations> {

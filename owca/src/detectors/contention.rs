@@ -212,7 +212,7 @@ impl ContentionDetector {
             if !self.judged(obs, id, i) {
                 continue;
             }
-            let by: Vec<(&str, f64)> = i.contenders();
+            let by: Vec<(&str, f64)> = i.contenders(id);
             let waited: f64 = by.iter().map(|(_, d)| d).sum();
             let named: Vec<String> = by
                 .iter()

@@ -45,7 +45,8 @@ pub enum DetectorError {
 pub enum Detector {
     Nop,
     Example(ExampleDetector),
-    Contention(ContentionDetector),
+    // Boxed, like the plug-in: one detector per agent, and its state is large.
+    Contention(Box<ContentionDetector>),
     // Boxed: the process state is large and there is one detector per agent.
     External(Box<Plugin>),
 }
@@ -57,7 +58,7 @@ impl DetectorConfig {
         Ok(match self {
             Self::Nop => Detector::Nop,
             Self::Example(c) => Detector::Example(ExampleDetector::new(&c, host)),
-            Self::Contention(c) => Detector::Contention(ContentionDetector::new(c)?),
+            Self::Contention(c) => Detector::Contention(Box::new(ContentionDetector::new(c)?)),
             Self::External(c) => Detector::External(Box::new(Plugin::new(c))),
         })
     }

@@ -89,13 +89,16 @@ impl WaitInterval {
         self.oncpu / self.seconds
     }
 
-    /// Other watched tasks that ran while it waited, largest wait first (ties by id), with
-    /// the seconds waited; `unwatched` and `own_quota` are nobody's to blame.
-    pub fn contenders(&self) -> Vec<(&str, f64)> {
+    /// Other watched tasks that ran while task `id` waited, largest wait first (ties by
+    /// id), with the seconds waited; `unwatched`, `own_quota` and the task's own other
+    /// threads are nobody's to blame.
+    pub fn contenders(&self, id: &str) -> Vec<(&str, f64)> {
         let mut out: Vec<(&str, f64)> = self
             .by
             .iter()
-            .filter(|(who, _)| *who != names::BY_UNWATCHED && *who != names::BY_OWN_QUOTA)
+            .filter(|(who, _)| {
+                *who != names::BY_UNWATCHED && *who != names::BY_OWN_QUOTA && *who != id
+            })
             .map(|(who, d)| (who.as_str(), *d))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
@@ -184,13 +187,14 @@ mod tests {
                 ("x", 5.0),
                 ("own_quota", 0.2),
                 ("unwatched", 0.1),
+                ("lc", 0.1),
             ],
         );
         let got = w.intervals(&obs(12.0, now));
         let i = &got["lc"];
         assert_eq!((i.seconds, i.oncpu, i.cpus()), (2.0, 1.0, 0.5));
         // x is new in the list: credited at most the 0.9 s waited in the interval.
-        let c = i.contenders();
+        let c = i.contenders("lc");
         assert_eq!(c[0].0, "x");
         assert!((c[0].1 - 0.9).abs() < 1e-9, "{c:?}");
         assert_eq!(c[1].0, "be");

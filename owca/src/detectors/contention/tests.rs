@@ -99,6 +99,7 @@ fn the_tasks_that_ran_instead_are_named_largest_first_never_the_busiest_idle_one
                     ("be1", 1.1),
                     ("be2", 0.2),
                     ("far", 0.01),
+                    ("lc", 0.4),
                     ("own_quota", 0.3),
                     ("unwatched", 0.2),
                 ],
