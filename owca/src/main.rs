@@ -121,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
     let (before, soft) = privileges::raise_fd_limit()?;
     tracing::info!(soft, before, "open-files limit (RLIMIT_NOFILE)");
     privileges::check_load_capabilities()?;
+    owca::collector::prepare_loader();
     cfg.runner
         .run(AfterLoad::DropCapabilities, shutdown_signal())
         .await

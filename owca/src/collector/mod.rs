@@ -17,6 +17,7 @@ use std::{
         unix::fs::MetadataExt,
     },
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use aya::{
@@ -29,9 +30,9 @@ use aya::{
 };
 use owca_common::{
     CgroupCounters, ContenderTable, DEFAULT_MAX_CGROUPS, GLOBAL_NUM_PERF_EVENTS, GLOBAL_OFFSETS,
-    MAP_CONTENDERS, MAP_COUNTERS, MAP_PERF_COUNTERS, MAP_SLOTS, MAP_WATCH_CONFIG, MAX_PERF_EVENTS,
-    PROG_FLUSH, PROG_SCHED_SWITCH, SCHED_SWITCH_TRACEPOINT, V1_ID_TAG, WATCH_CONFIG_INDEX,
-    WatchConfig,
+    KernelOffsets, MAP_CONTENDERS, MAP_COUNTERS, MAP_PERF_COUNTERS, MAP_SLOTS, MAP_WATCH_CONFIG,
+    MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH, SCHED_SWITCH_TRACEPOINT, V1_ID_TAG,
+    WATCH_CONFIG_INDEX, WatchConfig,
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -48,6 +49,34 @@ const FLUSH_PERIOD_NS: u64 = 10_000_000;
 /// is named `owca`), aligned for aya's parser. Public so that tests can check its maps,
 /// programs and globals against the names in `owca_common` without loading it.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/owca"));
+
+/// A loader made by [`prepare_loader`], waiting for [`Collector::start`].
+static PREPARED_LOADER: Mutex<Option<EbpfLoader<'static>>> = Mutex::new(None);
+
+/// Makes the eBPF loader now. aya 0.14 parses the kernel's whole BTF when a loader is
+/// created (later releases parse it only when needed, and OWCA needs none of it): about
+/// 15 MB for a moment. Made first thing, before the agent's other memory exists, that
+/// moment is not the agent's peak.
+pub fn prepare_loader() {
+    let mut loader = EbpfLoader::new();
+    // No CO-RE relocations in our object (offsets come from our own BTF reader), so the
+    // loader needs no kernel BTF of its own.
+    loader.btf(None);
+    trim_heap();
+    if let Ok(mut prepared) = PREPARED_LOADER.lock() {
+        *prepared = Some(loader);
+    }
+}
+
+/// Gives free heap pages back to the system: after a parse of the kernel's BTF they are
+/// most of the agent's memory, and would otherwise stay its own for its lifetime.
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// Where BTF of the running kernel lives.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -211,21 +240,33 @@ impl Collector {
         if !Path::new(KERNEL_BTF).exists() {
             return Err(CollectorError::NoBtf);
         }
-        // Parsed BTF takes tens of megabytes: one copy at a time, each dropped once used,
-        // so that the agent's peak memory is not three of them.
-        let offsets =
-            offsets::compute(&Btf::from_file(Path::new(KERNEL_BTF))?, &cfg.v1_controller)?;
+        // The kernel's BTF (megabytes) is read once, by our small reader, and dropped as
+        // soon as the offsets and the tracepoint's type id are known.
+        let trace_typedef = format!("btf_trace_{SCHED_SWITCH_TRACEPOINT}");
+        let (offsets, trace_id) = {
+            let kernel_btf = Btf::from_file(Path::new(KERNEL_BTF))?;
+            (
+                offsets::compute(&kernel_btf, &cfg.v1_controller)?,
+                kernel_btf.typedef_id(&trace_typedef)?,
+            )
+        };
         let online =
             aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
 
         let (events, perf_fds) = open_events(&cfg.events, &online)?;
-        let num_events = events.len() as u32;
-        let mut ebpf = EbpfLoader::new()
-            // No CO-RE relocations in our object (offsets come from our own BTF reader), so
-            // the loader needs no kernel BTF of its own.
-            .btf(None)
-            .override_global(GLOBAL_OFFSETS, &offsets, true)
-            .override_global(GLOBAL_NUM_PERF_EVENTS, &num_events, true)
+        let prepared = PREPARED_LOADER.lock().ok().and_then(|mut l| l.take());
+        let mut loader = prepared.unwrap_or_else(|| {
+            let mut loader = EbpfLoader::new();
+            loader.btf(None);
+            loader
+        });
+        // The loader keeps references to the globals' values for its lifetime ('static for a
+        // prepared one): two small values, once per collector.
+        let offsets: &'static KernelOffsets = Box::leak(Box::new(offsets));
+        let num_events: &'static u32 = Box::leak(Box::new(events.len() as u32));
+        let mut ebpf = loader
+            .override_global(GLOBAL_OFFSETS, offsets, true)
+            .override_global(GLOBAL_NUM_PERF_EVENTS, num_events, true)
             .map_max_entries(MAP_SLOTS, cfg.max_cgroups)
             .map_max_entries(MAP_COUNTERS, cfg.max_cgroups)
             .map_max_entries(MAP_CONTENDERS, cfg.max_cgroups)
@@ -258,23 +299,22 @@ impl Collector {
             source,
         })?;
 
-        // Only the attachment needs aya's parse of the kernel BTF.
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err("kernel BTF")(e.into()))?;
+        // aya needs only the attach type's id from the kernel's BTF: a stand-in BTF with that
+        // type at that id saves parsing all of it again.
+        let attach_btf = aya::Btf::parse(
+            &btf::with_typedef_at(&trace_typedef, trace_id),
+            aya::Endianness::default(),
+        )
+        .map_err(|e| load_err("attach BTF")(e.into()))?;
         let switch: &mut BtfTracePoint = program(&mut ebpf, PROG_SCHED_SWITCH)?;
         switch
-            .load(SCHED_SWITCH_TRACEPOINT, &kernel_btf)
+            .load(SCHED_SWITCH_TRACEPOINT, &attach_btf)
             .map_err(|e| load_err("sched_switch program")(e.into()))?;
         switch
             .attach()
             .map_err(|e| load_err("sched_switch attachment")(e.into()))?;
-        drop(kernel_btf);
-        // The BTF parses were most of the agent's memory: give their pages back now rather
-        // than keep them as free heap for the agent's lifetime.
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only releases free heap memory.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        drop(attach_btf);
+        trim_heap();
 
         let flush: &mut PerfEvent = program(&mut ebpf, PROG_FLUSH)?;
         flush
