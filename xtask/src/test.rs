@@ -11,7 +11,8 @@ use crate::{cmd, root, setup, workspace_root};
 /// default members (the kernel crate is built and exercised through `owca`) with one test
 /// thread (kernel tests share kernel state).
 /// `args` go to cargo; after a further `--` they go to the test binaries. Without `args`
-/// (a full run, as CI makes) the bench's smoke run and the soak's short round follow (the
+/// (a full run, as CI makes) the bench's smoke run, the soak's short round and the
+/// collocation scenario's short round follow (the
 /// fuzz targets' build is too long for CI's 30 minutes: `cargo xtask fuzz` runs them).
 pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
@@ -34,6 +35,7 @@ pub fn test(args: &[String]) -> Result<()> {
     if args.is_empty() {
         crate::bench::smoke()?;
         crate::soak::short()?;
+        crate::scenario::short()?;
     }
     Ok(())
 }

@@ -54,6 +54,8 @@ pub const ALLOCATION_CPU_SHARES_HELP: &str =
 pub const ALLOCATION_CPUSET_CPUS: &str = "allocation_cpuset_cpus";
 pub const ALLOCATION_CPUSET_CPUS_HELP: &str =
     "Number of CPUs the task may run on (cpuset.cpus), after the last allocation.";
+pub const ALLOCATION_CPU_IDLE: &str = "allocation_cpu_idle";
+pub const ALLOCATION_CPU_IDLE_HELP: &str = "1 when the task's cgroup is SCHED_IDLE towards its siblings (cpu.idle), after the last allocation.";
 pub const ALLOCATION_RDT_L3_CACHE_WAYS: &str = "allocation_rdt_l3_cache_ways";
 pub const ALLOCATION_RDT_L3_CACHE_WAYS_HELP: &str =
     "L3 cache ways of the task's resctrl group in one cache domain (bits set in its mask).";
@@ -129,6 +131,13 @@ pub const CPI_HELP: &str = "Cycles per instruction of the contended task in the 
 pub const CPI_THRESHOLD: &str = "cpi_threshold";
 pub const CPI_THRESHOLD_HELP: &str =
     "Mean plus cpi_stddevs standard deviations of the task's recent CPI.";
+pub const COLLOCATION_WAIT: &str = "runqueue_wait_by_best_effort_per_cpu_second";
+pub const COLLOCATION_WAIT_HELP: &str = "Seconds the latency-critical task waited on a run queue while best-effort tasks ran, per second it ran, in the last interval (CollocationAllocator).";
+pub const COLLOCATION_THRESHOLD: &str = "collocation_wait_threshold";
+pub const COLLOCATION_THRESHOLD_HELP: &str = "The CollocationAllocator's wait_threshold.";
+pub const COLLOCATION_CALM: &str = "collocation_calm_iterations";
+pub const COLLOCATION_CALM_HELP: &str =
+    "Iterations since the CollocationAllocator last saw contention or gave a step back.";
 pub const EXAMPLE_SECOND_OF_CYCLE: &str = "second_of_cycle";
 pub const EXAMPLE_SECOND_OF_CYCLE_HELP: &str = "Second of the example detector's cycle.";
 /// Followed by the metric's index: `cpu_threshold_0`, `cpu_threshold_1`...
