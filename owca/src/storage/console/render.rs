@@ -39,6 +39,11 @@ const COLUMNS: [Column; 10] = [
     col("CONTENTION", None, Constraint::Fill(2)),
 ];
 
+/// Whether column `i` holds numbers (right-aligned): CPU to IPC.
+fn is_numeric(i: usize) -> bool {
+    (1..8).contains(&i)
+}
+
 const fn col(title: &'static str, key: Option<SortKey>, width: Constraint) -> Column {
     Column { title, key, width }
 }
@@ -171,7 +176,7 @@ pub fn plain(view: &View) -> String {
     for line in std::iter::once(&titles).chain(&rows) {
         let mut text = String::new();
         for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
-            let numeric = (1..8).contains(&i);
+            let numeric = is_numeric(i);
             if i > 0 {
                 text.push_str("  ");
             }
@@ -250,7 +255,7 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, view: &View, state: &mut TableS
         .spacing(1)
         .split(Rect::new(0, 0, area.width, 1));
     let (task_width, contention_width) = (columns[0].width, columns[9].width);
-    let header = COLUMNS.map(|c| {
+    let header = COLUMNS.iter().enumerate().map(|(i, c)| {
         let mark = match (c.key == Some(view.sort.key), view.sort.reversed) {
             (false, _) => "",
             (true, false) if view.sort.key == SortKey::Task => "▲",
@@ -258,7 +263,12 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, view: &View, state: &mut TableS
             (true, true) if view.sort.key == SortKey::Task => "▼",
             (true, true) => "▲",
         };
-        Cell::from(format!("{}{mark}", c.title))
+        let title = Line::from(format!("{}{mark}", c.title));
+        Cell::from(if is_numeric(i) {
+            title.right_aligned()
+        } else {
+            title
+        })
     });
     let rows = view.rows.iter().map(|r| {
         let mut cells = cells(r);
@@ -266,7 +276,7 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, view: &View, state: &mut TableS
         cells[9] = fit(&cells[9], contention_width);
         let row = TableRow::new(cells.into_iter().enumerate().map(|(i, c)| {
             let cell = Line::from(c);
-            Cell::from(if (1..8).contains(&i) {
+            Cell::from(if is_numeric(i) {
                 cell.right_aligned()
             } else {
                 cell
