@@ -449,7 +449,7 @@ fn console_task(id: &str, step: u64, common: &Labels) -> Vec<Metric> {
 }
 
 /// The metrics package of iteration `step` (and at step 1 the anomaly package's samples:
-/// the idle task contended by the busy one), with the agent's own metrics.
+/// the idle task contended by the two others), with the agent's own metrics.
 fn console_package(step: u64) -> Vec<Metric> {
     let common = platform().common_labels();
     let mut metrics: Vec<Metric> = [BUSY_TASK, BATCH_TASK, IDLE_TASK]
@@ -481,7 +481,7 @@ fn console_package(step: u64) -> Vec<Metric> {
         let anomaly = ContentionAnomaly {
             resource: ContendedResource::Cpus,
             contended_task_id: IDLE_TASK.to_owned(),
-            contending_task_ids: vec![BUSY_TASK.to_owned()],
+            contending_task_ids: vec![BUSY_TASK.to_owned(), BATCH_TASK.to_owned()],
             metrics: Vec::new(),
         };
         let labels = Labels::new();

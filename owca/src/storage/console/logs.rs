@@ -10,7 +10,7 @@
 use std::{
     collections::VecDeque,
     io::{self, Write},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Mutex, MutexGuard, PoisonError, TryLockError},
 };
 
 /// Lines kept while the screen is shown; older ones are counted, not kept.
@@ -79,9 +79,18 @@ pub(super) fn start() {
     capture().get_or_insert_with(Captured::default);
 }
 
-/// Stops keeping log lines and writes the kept ones to stderr.
-pub(super) fn stop() {
-    let Some(c) = capture().take() else { return };
+/// Stops keeping log lines and writes the kept ones to stderr. Without `wait` (in the
+/// panic hook, where the panicking thread may hold the lock) it gives up rather than
+/// hang when another thread holds it.
+pub(super) fn stop(wait: bool) {
+    let mut guard = match CAPTURE.try_lock() {
+        Ok(g) => g,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) if wait => capture(),
+        Err(TryLockError::WouldBlock) => return,
+    };
+    let Some(c) = guard.take() else { return };
+    drop(guard);
     let mut err = io::stderr().lock();
     // Best effort: there is nowhere else to report that stderr is gone.
     if c.dropped > 0 {

@@ -273,7 +273,15 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, view: &View, state: &mut TableS
     let rows = view.rows.iter().map(|r| {
         let mut cells = cells(r);
         cells[0] = fit(&cells[0], task_width);
-        cells[9] = fit(&cells[9], contention_width);
+        cells[9] = match r.anomaly.as_slice() {
+            // The first contender whole enough to recognise, and how many more.
+            [first, rest @ ..] if !rest.is_empty() => {
+                let more = format!("+{}", rest.len());
+                let room = contention_width.saturating_sub(1 + more.len() as u16);
+                format!("!{}{more}", fit(first, room))
+            }
+            _ => fit(&cells[9], contention_width),
+        };
         let row = TableRow::new(cells.into_iter().enumerate().map(|(i, c)| {
             let cell = Line::from(c);
             Cell::from(if is_numeric(i) {

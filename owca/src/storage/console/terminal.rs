@@ -40,7 +40,7 @@ pub fn enter(keep_logs: bool) -> io::Result<Term> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             // Before the message, so that it is printed on the normal screen.
-            leave();
+            restore(false);
             previous(info);
         }));
     });
@@ -59,13 +59,19 @@ pub fn enter(keep_logs: bool) -> io::Result<Term> {
 
 /// Restores the terminal (once; later calls do nothing) and writes the kept log lines.
 pub fn leave() {
+    restore(true);
+}
+
+/// [`leave`]; without `wait_for_log`, kept log lines another thread is adding to are
+/// given up rather than waited for (the panic hook).
+fn restore(wait_for_log: bool) {
     if !ACTIVE.swap(false, Ordering::SeqCst) {
         return;
     }
     // Best effort: a terminal that cannot be restored cannot be told so either.
     let _ = disable_raw_mode();
     let _ = execute!(stdout(), LeaveAlternateScreen, Show);
-    logs::stop();
+    logs::stop(wait_for_log);
 }
 
 /// The thread that reads the terminal's events; stopped and joined on drop.
