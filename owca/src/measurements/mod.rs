@@ -4,6 +4,7 @@
 //! detectors, allocators and plug-ins.
 
 mod cgroup_metrics;
+mod contention;
 pub mod derived;
 mod measured;
 mod observation;
@@ -15,11 +16,14 @@ use std::{
     time::Instant,
 };
 
-use self::derived::DerivedMetrics;
 pub use self::{
     cgroup_metrics::cgroup_metrics,
     measured::{Measured, MeasuredTask},
     observation::{Observation, PlatformData, TaskData, TasksData},
+};
+use self::{
+    contention::{TaskOfKey, contention_metrics},
+    derived::DerivedMetrics,
 };
 use crate::{
     cgroups::{Cgroup, Mounts, OpenFiles},
@@ -65,14 +69,12 @@ impl Measurements {
         stats: &mut SelfMetrics,
     ) -> Measured {
         let t = Instant::now();
-        let counters = match collector.snapshot() {
-            Ok(c) => c,
-            Err(e) => {
-                stats.record("collector", "snapshot", &e);
-                Default::default()
-            }
-        };
+        let snapshots = collector.snapshot();
         stats.timed("collector", t);
+        let task_of: TaskOfKey = containers
+            .iter()
+            .map(|c| (c.key, c.task.task_id.as_str()))
+            .collect();
 
         let t = Instant::now();
         if let Some(derived) = &mut self.derived {
@@ -84,7 +86,8 @@ impl Measurements {
         for c in containers {
             let first = metrics.len();
             let id = &c.task.task_id;
-            if let Some(counts) = counters.get(&c.key) {
+            let snapshot = snapshots.get(&c.key);
+            if let Some(counts) = snapshot.map(|s| &s.counters) {
                 let events = collector.events();
                 metrics.extend(task_metrics::from_counters(
                     counts,
@@ -101,7 +104,15 @@ impl Measurements {
                 }
             }
             let cgroup = Cgroup::with_open_files(mounts, &c.task.cgroup_path, &self.open_files);
+            let cgroup_first = metrics.len();
             metrics.extend(cgroup_metrics(&cgroup, id, stats));
+            if let Some(s) = snapshot {
+                let throttled = metrics[cgroup_first..]
+                    .iter()
+                    .find(|m| m.name == names::TASK_THROTTLED)
+                    .map(|m| m.value);
+                metrics.extend(contention_metrics(&s.contenders, &task_of, throttled));
+            }
             if let Some(mon_data) = &c.mon_data {
                 match resctrl::measure_mon_data(mon_data) {
                     Ok(m) => metrics.extend(rdt_metrics(&m)),

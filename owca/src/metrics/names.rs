@@ -24,6 +24,10 @@ pub const BY_TASK_ID_LABEL: &str = "by_task_id";
 pub const BY_UNWATCHED: &str = "unwatched";
 /// Contender of a wait: the task's own CFS quota (throttling), no neighbour's fault.
 pub const BY_OWN_QUOTA: &str = "own_quota";
+/// Contender of a wait: the contenders beyond the kernel's table of a task.
+pub const BY_OTHER: &str = "other";
+pub const TASK_PREEMPTED_BY: &str = "task_preemptions_by_total";
+pub const TASK_PREEMPTED_BY_HELP: &str = "Times the task's threads were preempted, by the task that took the CPU (by_task_id, as for task_runqueue_wait_by_seconds_total).";
 pub const MEMORY_USAGE_PER_TASK: &str = "memory_usage_per_task_bytes";
 pub const MEMORY_USAGE_PER_TASK_HELP: &str =
     "Memory used by the task's cgroup in bytes (memory.usage_in_bytes or memory.current).";
