@@ -83,6 +83,10 @@ pub const OWCA_MEMORY: &str = "owca_memory_usage_bytes";
 pub const OWCA_MEMORY_HELP: &str = "Resident memory of the agent in bytes.";
 pub const OWCA_DURATION: &str = "owca_duration_seconds";
 pub const OWCA_DURATION_HELP: &str = "Time the last iteration spent in each stage.";
+pub const OWCA_CPU: &str = "owca_cpu_seconds_total";
+pub const OWCA_CPU_HELP: &str = "CPU time the agent used since it started (user and system).";
+pub const OWCA_ITERATION_TIME: &str = "owca_iteration_timestamp_seconds";
+pub const OWCA_ITERATION_TIME_HELP: &str = "Unix time at which the iteration began measuring: rates between two iterations divide by its difference (owca top does).";
 pub const OWCA_ERRORS: &str = "owca_errors_total";
 pub const OWCA_ERRORS_HELP: &str = "Errors since the agent started, by component.";
 

@@ -5,11 +5,15 @@
 //!   atomically replacing the file (for node_exporter's textfile collector).
 //! - [`PrometheusExporter`] (`prometheus_exporter.rs`) serves it over HTTP at `/metrics`.
 //! - [`KafkaStorage`] (`kafka.rs`) sends each package's text as one Kafka message.
+//! - [`console`]: `ConsoleStorage`, the task table on a terminal (or as plain text), which
+//!   `owca top` also shows, reading a running agent's text with [`prometheus_reader`].
 
+pub mod console;
 mod kafka;
 mod log_storage;
 pub mod prometheus;
 mod prometheus_exporter;
+pub mod prometheus_reader;
 #[cfg(test)]
 mod tests;
 
@@ -17,6 +21,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::{
+    console::{ConsoleStorage, ConsoleStorageConfig},
     kafka::{KafkaStorage, KafkaStorageConfig},
     log_storage::{LogStorage, LogStorageConfig},
     prometheus_exporter::{PrometheusExporter, PrometheusExporterConfig},
@@ -126,6 +131,12 @@ pub enum StorageError {
         /// Why.
         source: Box<StorageError>,
     },
+    /// The console could not set up the terminal, draw on it, or write its table.
+    #[error("console: {source}")]
+    Console {
+        /// The underlying error.
+        source: io::Error,
+    },
     /// Writing to stderr failed (e.g. it was closed).
     #[error("cannot write to stderr: {source}")]
     Stderr {
@@ -143,6 +154,8 @@ pub enum StorageConfig {
     PrometheusExporter(PrometheusExporterConfig),
     /// Prometheus text of each package in one Kafka message.
     KafkaStorage(KafkaStorageConfig),
+    /// The task table on the terminal (plain text without one).
+    ConsoleStorage(ConsoleStorageConfig),
 }
 
 impl StorageError {
@@ -169,6 +182,7 @@ impl StorageConfig {
             Self::LogStorage(c) => Ok(Box::new(LogStorage::new(c)?)),
             Self::PrometheusExporter(c) => Ok(Box::new(PrometheusExporter::start(&c)?)),
             Self::KafkaStorage(c) => Ok(Box::new(KafkaStorage::new(c)?)),
+            Self::ConsoleStorage(c) => Ok(Box::new(ConsoleStorage::new(&c)?)),
         }
     }
 }
