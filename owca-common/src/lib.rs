@@ -8,9 +8,15 @@
 // and `#[no_mangle]` names are the statics' identifiers, and the program names the
 // functions'), so the agent's test `ebpf_object` checks the object against them.
 
-/// Name of the per-watched-cgroup counters map: key the cgroup key (`u64`), value its
-/// [`CgroupCounters`] on each CPU (per-CPU hash).
+/// Name of the counters array: at a watched cgroup's slot, its [`CgroupCounters`] summed
+/// over CPUs (an array the agent memory-maps: `BPF_F_MMAPABLE`).
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the watched-cgroup index: key the cgroup key (`u64`), value its slot (`u32`) in
+/// [`MAP_COUNTERS`] and [`MAP_CONTENDERS`] (a preallocated hash).
+pub const MAP_SLOTS: &str = "SLOTS";
+/// Name of the contenders array: at a watched cgroup's slot, its [`ContenderTable`] (who ran
+/// while its tasks waited), memory-mapped like [`MAP_COUNTERS`].
+pub const MAP_CONTENDERS: &str = "CONTENDERS";
 /// Name of the programs' per-CPU state map: one [`CpuState`] per CPU (per-CPU array). The
 /// agent does not use it.
 pub const MAP_CPU_STATE: &str = "CPU_STATE";
@@ -29,7 +35,13 @@ pub const MAP_PERF_COUNTERS: [&str; MAX_PERF_EVENTS] = [
     "PERF_COUNTERS_7",
 ];
 /// The maps the kernel object must contain besides [`MAP_PERF_COUNTERS`].
-pub const MAP_NAMES: [&str; 3] = [MAP_COUNTERS, MAP_CPU_STATE, MAP_WATCH_CONFIG];
+pub const MAP_NAMES: [&str; 5] = [
+    MAP_COUNTERS,
+    MAP_SLOTS,
+    MAP_CONTENDERS,
+    MAP_CPU_STATE,
+    MAP_WATCH_CONFIG,
+];
 /// Index of the one entry of the [`MAP_WATCH_CONFIG`] array.
 pub const WATCH_CONFIG_INDEX: u32 = 0;
 
@@ -54,7 +66,7 @@ pub const PROG_NAMES: [&str; 2] = [PROG_SCHED_SWITCH, PROG_FLUSH];
 /// built for (`tp_btf/sched_switch`) and attached to.
 pub const SCHED_SWITCH_TRACEPOINT: &str = "sched_switch";
 
-/// Default capacity of the watched-cgroup map.
+/// Default number of slots: the most cgroups watched at once.
 pub const DEFAULT_MAX_CGROUPS: u32 = 16384;
 /// Most hardware events counted at once (slots in [`CgroupCounters::perf`]).
 pub const MAX_PERF_EVENTS: usize = 8;
@@ -70,8 +82,9 @@ pub const MAX_WALK_DEPTH: u32 = 32;
 /// never reaches this bit.
 pub const V1_ID_TAG: u64 = 1 << 63;
 
-/// Counters of one watched cgroup on one CPU. Written by the kernel programs, summed over
-/// CPUs and read by the agent.
+/// Counters of one watched cgroup: each CPU's counts gather in its own cache entry and are
+/// added to the cgroup's slot with atomic adds, so the agent reads one value per cgroup
+/// whatever the number of CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CgroupCounters {
@@ -113,6 +126,38 @@ impl CgroupCounters {
     }
 }
 
+/// Contenders kept per watched cgroup in its [`ContenderTable`]; waits behind any further
+/// contender are summed in its overflow.
+pub const CONTENDER_ENTRIES: usize = 6;
+/// [`ContenderEntry::by_key`] of waits behind a task of no watched cgroup (or an idle CPU):
+/// no kernfs id has every bit set.
+pub const BY_UNWATCHED_KEY: u64 = u64::MAX;
+
+/// Run-queue wait and preemptions a watched cgroup's tasks suffered while one contender
+/// ran. Written by the kernel programs with atomic adds, read by the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContenderEntry {
+    /// Watched cgroup key of the contender, [`BY_UNWATCHED_KEY`], or 0 for a free entry.
+    pub by_key: u64,
+    /// Run-queue wait that ended when a task of the cgroup got the CPU from the contender.
+    pub wait_ns: u64,
+    /// Times a task of the cgroup was preempted by the contender.
+    pub preemptions: u64,
+}
+
+/// The contenders of one watched cgroup, at its slot of `CONTENDERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContenderTable {
+    /// The first [`CONTENDER_ENTRIES`] contenders seen, in the order they were first seen.
+    pub entries: [ContenderEntry; CONTENDER_ENTRIES],
+    /// Wait behind contenders that found the table full.
+    pub overflow_wait_ns: u64,
+    /// Preemptions by contenders that found the table full.
+    pub overflow_preemptions: u64,
+}
+
 /// Entries of the per-CPU resolution cache.
 pub const CACHE_SLOTS: usize = 4;
 /// `CpuState::cur_slot` when the task on the CPU is not in a watched cgroup.
@@ -136,6 +181,13 @@ pub struct CacheEntry {
     pub dirty: u64,
     /// Counts not yet added to the key's [`CgroupCounters`].
     pub pending: CgroupCounters,
+    /// The contender of `by_wait_ns` and `by_preemptions`, 0 for none: the cgroup's
+    /// contention is gathered here for one contender at a time.
+    pub by_key: u64,
+    /// Wait behind `by_key` not yet added to the cgroup's [`ContenderTable`].
+    pub by_wait_ns: u64,
+    /// Preemptions by `by_key` not yet added.
+    pub by_preemptions: u64,
 }
 
 /// Per-CPU state of the programs: which cached cgroup the running task belongs to and
@@ -150,6 +202,9 @@ pub struct CpuState {
     pub cur_pid: u32,
     /// The running task's `sched_info.run_delay` when it was switched in.
     pub in_run_delay_ns: u64,
+    /// Who ran before the running task was switched in (a watched key or
+    /// [`BY_UNWATCHED_KEY`]): the contender its wait is charged to.
+    pub in_by_key: u64,
     /// The running task's `se.sum_exec_runtime` when last charged.
     pub in_exec_ns: u64,
     /// [`WatchConfig::generation`] the cache was filled under.
@@ -213,6 +268,8 @@ mod pod {
     // SAFETY: `#[repr(C)]` `u64`s and arrays of them, no padding (size asserted below), so
     // every byte is initialised and every bit pattern valid.
     unsafe impl aya::Pod for super::CgroupCounters {}
+    // SAFETY: as above, `u64`s only.
+    unsafe impl aya::Pod for super::ContenderTable {}
     // SAFETY: as above, one `u64` then four `u32`s.
     unsafe impl aya::Pod for super::WatchConfig {}
     // SAFETY: as above, `u32`s only.
@@ -221,10 +278,11 @@ mod pod {
 
 // No implicit padding: every byte of a map value is a field both sides agree on.
 const _: () = assert!(size_of::<CgroupCounters>() == 8 * (5 + HIST_BUCKETS + MAX_PERF_EVENTS));
-const _: () = assert!(size_of::<CacheEntry>() == 8 * 4 + size_of::<CgroupCounters>());
+const _: () = assert!(size_of::<CacheEntry>() == 8 * 7 + size_of::<CgroupCounters>());
 const _: () = assert!(
     size_of::<CpuState>()
-        == 4 * 2 + 8 * (4 + MAX_PERF_EVENTS) + CACHE_SLOTS * size_of::<CacheEntry>()
+        == 4 * 2 + 8 * (5 + MAX_PERF_EVENTS) + CACHE_SLOTS * size_of::<CacheEntry>()
 );
+const _: () = assert!(size_of::<ContenderTable>() == 8 * (3 * CONTENDER_ENTRIES + 2));
 const _: () = assert!(size_of::<WatchConfig>() == 24);
 const _: () = assert!(size_of::<KernelOffsets>() == 44);

@@ -9,7 +9,11 @@
 //!   time so far, so a task that never switches out is still counted on time.
 #![no_std]
 #![no_main]
+// Atomic adds into the shared counters (see `fold`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod fold;
 mod kernel;
 mod maps;
 mod switch;

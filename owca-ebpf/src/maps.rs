@@ -5,34 +5,57 @@
 //! switch. Here a switch touches only this CPU's `CPU_STATE` (an inlined array lookup):
 //! the cgroup of the incoming task is found in a small per-CPU cache keyed by the
 //! addresses of its v1 css and v2 cgroup, its counts gather in that cache entry, and
-//! `COUNTERS` (a hash) is looked up only when an entry is replaced, when a CPU leaves
-//! watched tasks, and at the periodic flush. Time and run-queue wait are the scheduler's
-//! own per-task sums (`se.sum_exec_runtime`, `sched_info.run_delay`) read at switch-in and
-//! switch-out, so no clock is read and no per-task map or wakeup program is needed.
-//! Hardware counters are read only when the watched cgroup on a CPU changes, as
-//! bperf-cgroup does.
+//! `SLOTS` (a hash) is looked up only when an entry is replaced, when a CPU leaves
+//! watched tasks, and at the periodic flush; the counts are then added atomically to the
+//! cgroup's slot of `COUNTERS` and `CONTENDERS`, arrays the agent memory-maps, so it reads
+//! every watched cgroup without a system call and in bytes independent of the CPU count.
+//! Time and run-queue wait are the scheduler's own per-task sums (`se.sum_exec_runtime`,
+//! `sched_info.run_delay`) read at switch-in and switch-out, so no clock is read and no
+//! per-task map or wakeup program is needed. Hardware counters are read only when the
+//! watched cgroup on a CPU changes, as bperf-cgroup does.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap, PerfEventArray},
+    maps::{Array, HashMap, PerCpuArray, PerfEventArray},
 };
-use owca_common::{CgroupCounters, CpuState, DEFAULT_MAX_CGROUPS, KernelOffsets, WatchConfig};
+use owca_common::{
+    CgroupCounters, ContenderTable, CpuState, DEFAULT_MAX_CGROUPS, KernelOffsets, WatchConfig,
+};
 
-/// `MAP_COUNTERS`: the counters of each watched cgroup. Per-CPU.
+/// `MAP_SLOTS`: the watched cgroups and their slots. Not per-CPU.
 /// - Key: watched cgroup key (kernfs id, `V1_ID_TAG` set for v1).
-/// - Value: [`CgroupCounters`] of that cgroup on each CPU.
-/// - Writer: the agent inserts a zeroed entry to watch and deletes it to unwatch; the
-///   programs only add to existing entries, so the map holds exactly the watched set.
-/// - Reader: the agent, summing CPUs; the programs look keys up to find watched cgroups.
+/// - Value: the cgroup's slot (index) in `COUNTERS` and `CONTENDERS`.
+/// - Writer: the agent inserts a key to watch (after zeroing its slot) and deletes it to
+///   unwatch, so the map holds exactly the watched set.
+/// - Reader: the programs, to find watched cgroups and their slots.
 /// - `max_entries`: the most cgroups watched at once; `DEFAULT_MAX_CGROUPS` here, replaced
-///   at load by the agent's `max_cgroups`. No preallocation, so memory follows the watched
-///   cgroups, not capacity × CPUs.
-///
-/// Per-CPU so the programs add without atomics.
+///   at load by the agent's `max_cgroups`. Preallocated, so watching a burst of cgroups
+///   never fails for want of kernel memory.
 #[map]
-pub static COUNTERS: PerCpuHashMap<u64, CgroupCounters> =
-    PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
+pub static SLOTS: HashMap<u64, u32> = HashMap::with_max_entries(DEFAULT_MAX_CGROUPS, 0);
+
+/// `MAP_COUNTERS`: the counters of each watched cgroup, summed over CPUs. Not per-CPU.
+/// - Key: the cgroup's slot.
+/// - Value: [`CgroupCounters`].
+/// - Writer: the programs add each CPU's pending counts with atomic adds; the agent zeroes
+///   a slot before handing it to a newly watched cgroup.
+/// - Reader: the agent, through a shared memory mapping (`BPF_F_MMAPABLE`).
+/// - `max_entries`: as `SLOTS`, replaced at load.
+#[map]
+pub static COUNTERS: Array<CgroupCounters> =
+    Array::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_MMAPABLE);
+
+/// `MAP_CONTENDERS`: who ran while each watched cgroup's tasks waited. Not per-CPU.
+/// - Key: the cgroup's slot.
+/// - Value: [`ContenderTable`].
+/// - Writer: the programs claim entries and add with atomic operations; the agent zeroes
+///   a slot before reuse.
+/// - Reader: the agent, memory-mapped like `COUNTERS`.
+/// - `max_entries`: as `SLOTS`, replaced at load.
+#[map]
+pub static CONTENDERS: Array<ContenderTable> =
+    Array::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_MMAPABLE);
 
 /// `MAP_CPU_STATE`: the programs' state on each CPU. Per-CPU.
 /// - Key: always 0.

@@ -17,13 +17,15 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, PerfEventContext},
 };
 use owca_common::{
-    CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS, HIST_SHIFT_NS,
-    MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WATCH_CONFIG_INDEX, WatchConfig,
+    BY_UNWATCHED_KEY, CACHE_SLOTS, CacheEntry, CgroupCounters, CpuState, HIST_BUCKETS,
+    HIST_SHIFT_NS, MAX_PERF_EVENTS, MAX_WALK_DEPTH, NO_SLOT, V1_ID_TAG, WATCH_CONFIG_INDEX,
+    WatchConfig,
 };
 
 use crate::{
+    fold,
     kernel::{Cgroup, CssSet, Task},
-    maps::{COUNTERS, CPU_STATE, NUM_PERF_EVENTS, WATCH_CONFIG, perf_counters},
+    maps::{CPU_STATE, NUM_PERF_EVENTS, SLOTS, WATCH_CONFIG, perf_counters},
 };
 
 /// Index of the one entry of `CPU_STATE` (a per-CPU array: each CPU has its own).
@@ -84,31 +86,41 @@ fn try_owca_sched_switch(ctx: &BtfTracePointContext) -> Result<(), Error> {
     let st = unsafe { &mut *st };
 
     // The task leaving was switched in here while its cgroup was watched.
-    let prev_slot = st.cur_slot;
+    let mut prev_slot = st.cur_slot;
+    let preempted = preempt || prev_state == 0;
     if prev_slot != NO_SLOT && prev.pid() == st.cur_pid {
         let e = &mut st.cache[(prev_slot as usize) % CACHE_SLOTS];
         e.dirty = 1;
         let p = &mut e.pending;
-        if !preempt && prev_state != 0 {
-            p.switches_voluntary += 1;
-        } else {
+        if preempted {
             p.switches_involuntary += 1;
+        } else {
+            p.switches_voluntary += 1;
         }
         let exec = prev.sum_exec_ns();
         if exec > st.in_exec_ns {
             p.oncpu_ns += exec - st.in_exec_ns;
         }
-        // run_delay grew by the wait that ended when this task was switched in.
+        // run_delay grew by the wait that ended when this task was switched in, behind
+        // the task that ran before it.
         if let Some(run_delay) = prev.run_delay_ns()
             && run_delay > st.in_run_delay_ns
         {
-            add_wait(p, run_delay - st.in_run_delay_ns);
+            let wait = run_delay - st.in_run_delay_ns;
+            add_wait(p, wait);
+            attribute(st, prev_slot, st.in_by_key, wait, 0);
         }
+    } else {
+        prev_slot = NO_SLOT;
     }
 
     let slot = lookup(st, cfg, next.cgroups());
     let prev_key = key_of(st, prev_slot);
     let next_key = key_of(st, slot);
+    // A lookup that saw the watched set change emptied the cache: then prev_key is 0.
+    if preempted && prev_key != 0 {
+        attribute(st, prev_slot, contender(next_key), 0, 1);
+    }
     if prev_key != next_key {
         // bperf-cgroup: counters are read only when the watched cgroup on the CPU changes.
         if prev_key != 0 {
@@ -129,7 +141,7 @@ fn try_owca_sched_switch(ctx: &BtfTracePointContext) -> Result<(), Error> {
         }
         return Ok(());
     }
-    switch_in(st, next, slot);
+    switch_in(st, next, slot, contender(prev_key));
     Ok(())
 }
 
@@ -160,7 +172,8 @@ fn try_owca_flush() -> Result<(), Error> {
     if st.cache_gen != cfg.generation {
         let slot = lookup(st, cfg, cur.cgroups());
         if key_of(st, slot) != 0 {
-            switch_in(st, cur, slot);
+            // Its wait ended before it was watched: nobody is charged for it.
+            switch_in(st, cur, slot, BY_UNWATCHED_KEY);
             read_perf(st, None);
         }
     }
@@ -170,13 +183,38 @@ fn try_owca_flush() -> Result<(), Error> {
     Ok(())
 }
 
-/// Records the task now running in a watched cgroup: what it has counted so far.
+/// Records the task now running in a watched cgroup: what it has counted so far, and who
+/// ran before it (`by`, charged with the wait that just ended).
 #[inline(always)]
-fn switch_in(st: &mut CpuState, task: Task, slot: u32) {
+fn switch_in(st: &mut CpuState, task: Task, slot: u32, by: u64) {
     st.cur_slot = slot;
     st.cur_pid = task.pid();
     st.in_exec_ns = task.sum_exec_ns();
     st.in_run_delay_ns = task.run_delay_ns().unwrap_or(0);
+    st.in_by_key = by;
+}
+
+/// The contender key of a watched key (0: none watched).
+#[inline(always)]
+fn contender(key: u64) -> u64 {
+    if key == 0 { BY_UNWATCHED_KEY } else { key }
+}
+
+/// Charges wait and preemptions of the cgroup at `slot` to contender `by`. The entry
+/// gathers them for one contender at a time and hands them in when the contender changes,
+/// so a steady pair of tasks costs no map access per switch.
+#[inline(always)]
+fn attribute(st: &mut CpuState, slot: u32, by: u64, wait_ns: u64, preemptions: u64) {
+    let e = &mut st.cache[(slot as usize) % CACHE_SLOTS];
+    if e.by_key != by {
+        if e.by_key != 0 {
+            flush(e);
+        }
+        e.by_key = by;
+    }
+    e.by_wait_ns += wait_ns;
+    e.by_preemptions += preemptions;
+    e.dirty = 1;
 }
 
 #[inline(always)]
@@ -214,21 +252,26 @@ fn log2(mut v: u64) -> u32 {
     r
 }
 
-/// Adds an entry's pending counts to its `COUNTERS` entry and clears them. A key that is
-/// no longer watched has no entry: its counts are dropped with it.
+/// Adds an entry's pending counts and contention to its cgroup's slot and clears them. A
+/// key that is no longer watched has no slot: its counts are dropped with it.
 #[inline(always)]
 fn flush(e: &mut CacheEntry) {
     if e.key == 0 || e.dirty == 0 {
         return;
     }
-    if let Some(c) = COUNTERS.get_ptr_mut(e.key) {
-        // SAFETY: this CPU's value of the entry, memory that stays valid for the program's
-        // run even if the agent deletes the entry meanwhile (the map's allocator recycles
-        // it only as another value of this map). Only the programs on this CPU write it and
-        // they never interleave; the agent only copies it out.
-        unsafe { &mut *c }.add(&e.pending);
+    if let Some(slot) = SLOTS.get_ptr(e.key) {
+        // SAFETY: a value of the preallocated hash, valid for the program's run even if the
+        // agent deletes the key meanwhile; a `u32` the agent writes only on insert.
+        let slot = unsafe { *slot };
+        fold::counters(slot, &e.pending);
+        if e.by_key != 0 {
+            fold::contention(slot, e.by_key, e.by_wait_ns, e.by_preemptions);
+        }
     }
     e.pending = CgroupCounters::default();
+    e.by_key = 0;
+    e.by_wait_ns = 0;
+    e.by_preemptions = 0;
     e.dirty = 0;
 }
 
@@ -345,7 +388,7 @@ fn walk(cgrp: Cgroup, min: u32, max: u32, tag: u64) -> u64 {
         }
         if level <= max as i32 {
             let key = kn.id() | tag;
-            if COUNTERS.get_ptr(key).is_some() {
+            if SLOTS.get_ptr(key).is_some() {
                 return key;
             }
         }

@@ -34,7 +34,9 @@ pub mod detectors;
 
 pub mod allocation;
 
-// Output formats, then the loops that run it all.
+// Output formats, then the loops that run it all, and `owca top`, a client of a running
+// agent's output.
 pub mod storage;
 
 pub mod runners;
+pub mod top;

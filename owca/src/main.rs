@@ -1,7 +1,7 @@
 //! The `owca` binary: command line, logging, limits and capabilities, and the runner until
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM; or `owca top`, the task table of a running agent.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
@@ -10,17 +10,26 @@ use owca::{
     privileges::{self, AfterLoad},
     resctrl,
     runners::AgentConfig,
+    storage::console::{SortKey, log_writer},
+    top::TopOptions,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// Orchestration-aware Workload Collocation Agent: measures the tasks of a Mesos node.
 #[derive(Debug, Parser)]
-#[command(version, disable_version_flag = true)]
+#[command(
+    version,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (YAML with OWCA's `!Tags`).
-    #[arg(short = 'c', long = "config")]
-    config: PathBuf,
+    #[arg(short = 'c', long = "config", required = true)]
+    config: Option<PathBuf>,
     /// Log level, `level` or `module:level` (e.g. `debug`, `collector:trace`); repeatable.
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     log_levels: Vec<String>,
@@ -35,6 +44,61 @@ struct Cli {
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: (),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Show a running agent's tasks, one row per task (its `!PrometheusExporter`): live on
+    /// a terminal (keys sort, `q` quits), as a plain table without one or with `--once`.
+    Top(TopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TopArgs {
+    /// The agent's metrics URL; repeat it to merge another exporter's (e.g. anomalies).
+    #[arg(long, default_value = "http://127.0.0.1:9487/metrics")]
+    url: Vec<String>,
+    /// Print one plain table (rates over the agent's next iteration) and exit.
+    #[arg(long)]
+    once: bool,
+    /// Seconds between polls of the live screen.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    interval: f64,
+    /// The first sort column: cpu, wait, p99, switches, throttled, memory, ipc or task.
+    #[arg(long, default_value = "cpu", value_parser = sort_key)]
+    sort: SortKey,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.05..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds from 0.05 to 3600"
+        )),
+    }
+}
+
+fn sort_key(s: &str) -> Result<SortKey, String> {
+    serde_yaml_ng::from_str(s).map_err(|_| {
+        format!("{s:?} is not a column: cpu, wait, p99, switches, throttled, memory, ipc or task")
+    })
+}
+
+/// `owca top`: its errors are one line on stderr and exit code 1.
+async fn top(args: TopArgs) -> ! {
+    let opts = TopOptions {
+        urls: args.url,
+        once: args.once,
+        interval: Duration::from_secs_f64(args.interval),
+        sort: args.sort,
+    };
+    match owca::top::run(&opts, shutdown_signal()).await {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("owca top: {e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// `level` or `module:level` → a tracing directive for the owca crate.
@@ -74,7 +138,8 @@ fn init_logging(specs: &[String]) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        // stderr, except while a console screen shows (see `storage::console`).
+        .with_writer(log_writer)
         .init();
     Ok(())
 }
@@ -98,6 +163,12 @@ async fn shutdown_signal() {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Top(args)) = cli.command {
+        top(args).await;
+    }
+    let Some(config_path) = cli.config else {
+        bail!("-c/--config is required");
+    };
     if nix::unistd::geteuid().is_root() && !cli.root {
         bail!(
             "refusing to run as root without -0/--root: the agent needs root only to load its eBPF programs and read cgroups, so running as root must be asked for explicitly (add -0)"
@@ -106,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     for spec in &cli.register {
         owca::plugins::registry::register(spec)?;
     }
-    let mut cfg: AgentConfig = config::from_file(&cli.config)?;
+    let mut cfg: AgentConfig = config::from_file(&config_path)?;
     // Documented override for hosts (and tests) with resctrl mounted elsewhere.
     if let Some(root) = std::env::var_os(resctrl::ROOT_ENV).filter(|v| !v.is_empty()) {
         cfg.runner.set_resctrl_root(root.into());
@@ -121,10 +192,11 @@ async fn main() -> anyhow::Result<()> {
     let (before, soft) = privileges::raise_fd_limit()?;
     tracing::info!(soft, before, "open-files limit (RLIMIT_NOFILE)");
     privileges::check_load_capabilities()?;
+    owca::collector::prepare_loader();
     cfg.runner
         .run(AfterLoad::DropCapabilities, shutdown_signal())
         .await
-        .with_context(|| format!("starting the runner of {}", cli.config.display()))?;
+        .with_context(|| format!("starting the runner of {}", config_path.display()))?;
     Ok(())
 }
 

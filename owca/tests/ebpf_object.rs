@@ -19,16 +19,18 @@ use std::collections::{BTreeSet, HashMap};
 
 use aya_obj::{
     EbpfSectionKind, Object, ProgramSection,
+    generated::BPF_F_MMAPABLE,
     generated::bpf_map_type::{
-        self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH,
+        self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
         BPF_MAP_TYPE_PERF_EVENT_ARRAY,
     },
 };
 use owca::collector::EBPF_OBJECT;
 use owca_common::{
-    CgroupCounters, CpuState, GLOBAL_NAMES, GLOBAL_NUM_PERF_EVENTS, GLOBAL_OFFSETS, KernelOffsets,
-    MAP_COUNTERS, MAP_CPU_STATE, MAP_NAMES, MAP_PERF_COUNTERS, MAP_WATCH_CONFIG, PROG_FLUSH,
-    PROG_NAMES, PROG_SCHED_SWITCH, WATCH_CONFIG_INDEX, WatchConfig,
+    CgroupCounters, ContenderTable, CpuState, GLOBAL_NAMES, GLOBAL_NUM_PERF_EVENTS, GLOBAL_OFFSETS,
+    KernelOffsets, MAP_CONTENDERS, MAP_COUNTERS, MAP_CPU_STATE, MAP_NAMES, MAP_PERF_COUNTERS,
+    MAP_SLOTS, MAP_WATCH_CONFIG, PROG_FLUSH, PROG_NAMES, PROG_SCHED_SWITCH, WATCH_CONFIG_INDEX,
+    WatchConfig,
 };
 
 fn object() -> Object {
@@ -55,11 +57,33 @@ fn every_named_map_is_there_with_the_agents_key_and_value_types() {
     let obj = object();
     assert_map(
         &obj,
-        MAP_COUNTERS,
-        BPF_MAP_TYPE_PERCPU_HASH,
+        MAP_SLOTS,
+        BPF_MAP_TYPE_HASH,
         size_of::<u64>(),
+        size_of::<u32>(),
+    );
+    assert_map(
+        &obj,
+        MAP_COUNTERS,
+        BPF_MAP_TYPE_ARRAY,
+        size_of::<u32>(),
         size_of::<CgroupCounters>(),
     );
+    assert_map(
+        &obj,
+        MAP_CONTENDERS,
+        BPF_MAP_TYPE_ARRAY,
+        size_of::<u32>(),
+        size_of::<ContenderTable>(),
+    );
+    // The agent memory-maps both arrays.
+    for name in [MAP_COUNTERS, MAP_CONTENDERS] {
+        assert_eq!(
+            obj.maps[name].map_flags() & BPF_F_MMAPABLE,
+            BPF_F_MMAPABLE,
+            "map {name}: BPF_F_MMAPABLE"
+        );
+    }
     assert_map(
         &obj,
         MAP_CPU_STATE,

@@ -5,6 +5,9 @@
 //! (run-queue histogram included); its cgroup and RDT metrics; the platform's metrics and
 //! common labels; the agent's own metrics.
 //!
+//! And the console's task table (`!ConsoleStorage`, `owca top`) of two such packages, on
+//! ratatui's test backend and as plain text.
+//!
 //! After an intended change of the output, refresh the files and review their diff like
 //! code: `UPDATE_GOLDEN=1 cargo test -p owca --test golden`.
 
@@ -24,17 +27,23 @@ use std::{
 };
 
 use owca::{
+    anomaly::{ContendedResource, ContentionAnomaly, anomaly_metrics},
     containers::sample_labels,
     measurements::{rdt_metrics, task_metrics},
     metrics::SelfMetrics,
-    metrics::{Metric, names},
+    metrics::{Labels, Metric, names},
     nodes::{NodeConfig, Task},
     platform::Platform,
     resctrl::ResctrlMeasurement,
     runners::COMPONENTS,
-    storage::{KafkaStorage, prometheus},
+    storage::{
+        KafkaStorage,
+        console::{Snapshot, Sort, View, render, render::Extras},
+        prometheus, prometheus_reader,
+    },
 };
 use owca_common::{CgroupCounters, HIST_BUCKETS};
+use ratatui::{Terminal, backend::TestBackend, widgets::TableState};
 use serde_json::json;
 use support::mesos_agent::get_state;
 
@@ -328,4 +337,214 @@ fn the_diff_shows_changed_lines_with_context() {
         diff,
         "     2 b\n     3 c\n-    4 d\n+    4 D\n     5 e\n     6 f\n"
     );
+}
+
+// The console's task table (`!ConsoleStorage`, `owca top`): two packages one second apart,
+// as the runner stores them, shown on ratatui's test backend and as the plain table.
+
+const BUSY_TASK: &str = "aurora.prod.web-frontend.0-5f82c8d4-9ee4-47a7-b5a2-2bb578769b5a";
+const BATCH_TASK: &str = "aurora.batch.etl.3-7710041e-8ef3-4adf-a416-8dc4543459a7";
+const IDLE_TASK: &str = "sidecar";
+
+/// One task's samples at the `step`th of two iterations (0 or 1): kernel counters through
+/// the library's builder, cgroup readings, and (at step 1) its allocation.
+fn console_task(id: &str, step: u64, common: &Labels) -> Vec<Metric> {
+    let (cpu_ns, wait_ns, hist_bucket, voluntary, involuntary, instructions, cycles) = match id {
+        BUSY_TASK => (
+            1_500_000_000,
+            300_000_000,
+            11,
+            120,
+            340,
+            1_200_000_000,
+            2_000_000_000,
+        ),
+        BATCH_TASK => (
+            900_000_000,
+            9_000_000,
+            5,
+            40,
+            15,
+            2_700_000_000,
+            1_000_000_000,
+        ),
+        _ => (0, 0, 0, 0, 0, 0, 0),
+    };
+    let mut c = CgroupCounters {
+        oncpu_ns: 50_000_000_000 + step * cpu_ns,
+        switches_voluntary: 10_000 + step * voluntary,
+        switches_involuntary: 500 + step * involuntary,
+        runq_wait_ns: 1_000_000_000 + step * wait_ns,
+        ..Default::default()
+    };
+    c.runq_hist[0] = 1000;
+    if cpu_ns > 0 {
+        c.runq_hist[hist_bucket] += step * 100;
+    }
+    c.perf[..2].copy_from_slice(&[
+        10_000_000_000 + step * instructions,
+        10_000_000_000 + step * cycles,
+    ]);
+    let events = ["instructions", "cycles"].map(str::to_owned);
+    let mut metrics = task_metrics::from_counters(&c, &events, true);
+    let throttled = if id == BUSY_TASK { 0.25 } else { 0.0 };
+    metrics.extend([
+        Metric::gauge(
+            names::MEMORY_USAGE_PER_TASK,
+            names::MEMORY_USAGE_PER_TASK_HELP,
+            if id == IDLE_TASK {
+                7_200_768.0
+            } else {
+                2_147_483_648.0
+            },
+        ),
+        Metric::counter(
+            names::TASK_THROTTLED,
+            names::TASK_THROTTLED_HELP,
+            3.0 + step as f64 * throttled,
+        ),
+    ]);
+    if id == BATCH_TASK {
+        // Who ran while it waited: mostly the busy task.
+        for (by, seconds) in [(BUSY_TASK, 0.006), ("unwatched", 0.003)] {
+            metrics.push(
+                Metric::counter(
+                    names::TASK_RUNQ_WAIT_BY,
+                    names::TASK_RUNQ_WAIT_BY_HELP,
+                    0.5 + step as f64 * seconds,
+                )
+                .with_label(names::BY_TASK_ID_LABEL, by),
+            );
+        }
+    }
+    let mut labels = common.clone();
+    labels.insert("task_id".to_owned(), id.to_owned());
+    let labels = Arc::new(labels);
+    for m in &mut metrics {
+        m.shared = Some(Arc::clone(&labels));
+    }
+    if id == BUSY_TASK && step == 1 {
+        // `allocation_metrics` labels allocations with `task`, as OWCA did.
+        for (name, help, value) in [
+            (
+                names::ALLOCATION_CPU_QUOTA,
+                names::ALLOCATION_CPU_QUOTA_HELP,
+                0.5,
+            ),
+            (
+                names::ALLOCATION_CPU_SHARES,
+                names::ALLOCATION_CPU_SHARES_HELP,
+                2.0,
+            ),
+            (
+                names::ALLOCATION_CPUSET_CPUS,
+                names::ALLOCATION_CPUSET_CPUS_HELP,
+                4.0,
+            ),
+        ] {
+            metrics.push(Metric::gauge(name, help, value).with_label("task", id));
+        }
+    }
+    metrics
+}
+
+/// The metrics package of iteration `step` (and at step 1 the anomaly package's samples:
+/// the idle task contended by the two others), with the agent's own metrics.
+fn console_package(step: u64) -> Vec<Metric> {
+    let common = platform().common_labels();
+    let mut metrics: Vec<Metric> = [BUSY_TASK, BATCH_TASK, IDLE_TASK]
+        .iter()
+        .flat_map(|id| console_task(id, step, &common))
+        .collect();
+    let common = Arc::new(common);
+    let mut stats = SelfMetrics::new(&COMPONENTS);
+    let refused = std::io::Error::other("connection refused");
+    for _ in 0..=step {
+        stats.record("node", "tasks", &refused);
+    }
+    let mut own = vec![
+        Metric::gauge(names::OWCA_TASKS, names::OWCA_TASKS_HELP, 3.0),
+        Metric::gauge(names::OWCA_MEMORY, names::OWCA_MEMORY_HELP, 23_068_672.0),
+        Metric::counter(
+            names::OWCA_CPU,
+            names::OWCA_CPU_HELP,
+            12.0 + step as f64 * 0.004,
+        ),
+        Metric::gauge(
+            names::OWCA_ITERATION_TIME,
+            names::OWCA_ITERATION_TIME_HELP,
+            1_780_000_000.0 + step as f64,
+        ),
+    ];
+    own.extend(stats.error_metrics());
+    if step == 1 {
+        let anomaly = ContentionAnomaly {
+            resource: ContendedResource::Cpus,
+            contended_task_id: IDLE_TASK.to_owned(),
+            contending_task_ids: vec![BUSY_TASK.to_owned(), BATCH_TASK.to_owned()],
+            metrics: Vec::new(),
+        };
+        let labels = Labels::new();
+        let (anomalies, errors) = anomaly_metrics(&[anomaly], |_| Some(&labels), &common);
+        assert!(errors.is_empty(), "{errors:?}");
+        own.extend(anomalies);
+    }
+    for m in &mut own {
+        m.shared.get_or_insert_with(|| Arc::clone(&common));
+    }
+    metrics.extend(own);
+    metrics
+}
+
+/// The view of the two packages, by CPU.
+fn console_view() -> View {
+    let prev = Snapshot::from_metrics(&console_package(0));
+    let cur = Snapshot::from_metrics(&console_package(1));
+    View::new(Some(&prev), &cur, Sort::default())
+}
+
+#[test]
+fn console_screen_of_two_packages() {
+    let (width, height) = (132, 11);
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    let logs = ["2026-12-04T18:06:44Z  INFO owca::collector: eBPF collector attached".to_owned()];
+    let extras = Extras {
+        status: None,
+        logs: &logs,
+    };
+    let view = console_view();
+    terminal
+        .draw(|f| render::draw(f, &view, &mut TableState::default(), &extras))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..height {
+        let line: String = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    check_golden("console_screen.txt", text.as_bytes());
+}
+
+#[test]
+fn console_plain_table_of_the_same_packages() {
+    check_golden(
+        "console_plain.txt",
+        render::plain(&console_view()).as_bytes(),
+    );
+}
+
+/// `owca top` reads the agent's text, `!ConsoleStorage` its samples: the same snapshot.
+#[test]
+fn the_text_read_back_gives_the_same_snapshot() {
+    for step in [0, 1] {
+        let package = console_package(step);
+        let encoded = prometheus::encode(&package);
+        assert_eq!(encoded.dropped(), 0, "{encoded:?}");
+        let read = prometheus_reader::read(&encoded.text).unwrap();
+        assert_eq!(
+            Snapshot::from_metrics(&read),
+            Snapshot::from_metrics(&package)
+        );
+    }
 }

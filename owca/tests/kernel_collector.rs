@@ -9,12 +9,13 @@
 
 mod support;
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use owca::{
     cgroups::{Hierarchy, Mounts},
     collector::{CgroupDir, Collector, CollectorConfig, perf::EventSpec},
 };
+use owca_common::{BY_UNWATCHED_KEY, CgroupCounters};
 use support::{
     workload::{busy, busy_on, page_faults, run_delay_ns, sleeper, status_field},
     *,
@@ -34,6 +35,14 @@ fn start(events: &[&str]) -> Collector {
         ..Default::default()
     })
     .expect("starting the collector")
+}
+
+/// Every watched cgroup's counters.
+fn counters(c: &Collector) -> BTreeMap<u64, CgroupCounters> {
+    c.snapshot()
+        .into_iter()
+        .map(|(k, s)| (k, s.counters))
+        .collect()
 }
 
 fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
@@ -61,10 +70,10 @@ fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
     // tick on its CPU; measure the steady state after that.
     sleep_s(0.1);
 
-    let s0 = c.snapshot().unwrap();
+    let s0 = counters(&c);
     let u0 = cgroup_value(&usage, None);
     sleep_s(5.0);
-    let s1 = c.snapshot().unwrap();
+    let s1 = counters(&c);
     let u1 = cgroup_value(&usage, None);
 
     let oncpu = (s1[&busy_key].oncpu_ns - s0[&busy_key].oncpu_ns) as f64;
@@ -95,13 +104,13 @@ fn sleeping_loop_switches_match_proc_status() {
     let mut c = start(&[]);
     let key = c.watch(&v1_dir(&m, rel)).unwrap();
 
-    let s0 = c.snapshot().unwrap()[&key];
+    let s0 = counters(&c)[&key];
     let v0 = status_field(p.pid(), "voluntary_ctxt_switches");
     let n0 = status_field(p.pid(), "nonvoluntary_ctxt_switches");
     sleep_s(3.0);
     let v1 = status_field(p.pid(), "voluntary_ctxt_switches");
     let n1 = status_field(p.pid(), "nonvoluntary_ctxt_switches");
-    let s1 = c.snapshot().unwrap()[&key];
+    let s1 = counters(&c)[&key];
 
     let ours = (s1.switches_voluntary - s0.switches_voluntary) as f64;
     let kernel = (v1 - v0) as f64;
@@ -127,7 +136,7 @@ fn sleeping_loop_switches_match_proc_status() {
 }
 
 #[test]
-fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
+fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_charged_to_each_other_and_lone_loop_has_none() {
     require_root!();
     let m = Mounts::discover().unwrap();
     let cpus = aya::util::online_cpus().unwrap();
@@ -152,12 +161,28 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
         .collect();
     assert!(c.runq_available(), "this kernel has sched_info");
 
-    let s0 = c.snapshot().unwrap();
+    let snap0 = c.snapshot();
     let d0: Vec<u64> = procs.iter().map(|p| run_delay_ns(p.pid())).collect();
     let t0 = std::time::Instant::now();
     sleep_s(4.0);
-    let s1 = c.snapshot().unwrap();
+    let snap1 = c.snapshot();
     let d1: Vec<u64> = procs.iter().map(|p| run_delay_ns(p.pid())).collect();
+    let s0: BTreeMap<u64, CgroupCounters> = snap0.iter().map(|(k, s)| (*k, s.counters)).collect();
+    let s1: BTreeMap<u64, CgroupCounters> = snap1.iter().map(|(k, s)| (*k, s.counters)).collect();
+    // Wait and preemptions of cgroup `of` charged to contender `by` in the interval.
+    let charged = |of: u64, by: u64| {
+        let entry = |snap: &BTreeMap<u64, owca::collector::CgroupSnapshot>| {
+            snap[&of]
+                .contenders
+                .entries
+                .iter()
+                .find(|e| e.by_key == by)
+                .map_or((0, 0), |e| (e.wait_ns, e.preemptions))
+        };
+        let (w0, p0) = entry(&snap0);
+        let (w1, p1) = entry(&snap1);
+        ((w1 - w0) as f64, p1 - p0)
+    };
     let elapsed = t0.elapsed().as_nanos() as f64;
 
     for i in 0..2 {
@@ -166,6 +191,29 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_and_lone_loop_has_none() {
         println!(
             "loop {i}: waited {:.3} of the time; eBPF {wait} ns vs schedstat {kernel} ns",
             wait / elapsed
+        );
+        // Who ran instead: the other loop on the shared CPU, never the lone one.
+        let (by_other, preempted_by_other) = charged(keys[i], keys[1 - i]);
+        let (by_lone, preempted_by_lone) = charged(keys[i], keys[2]);
+        let (by_unwatched, _) = charged(keys[i], BY_UNWATCHED_KEY);
+        println!(
+            "loop {i}: wait behind the other loop {by_other} ns ({preempted_by_other} preemptions), behind the lone loop {by_lone} ns ({preempted_by_lone}), behind unwatched tasks {by_unwatched} ns"
+        );
+        // Every wait is charged to the task that ran before the waiting one got the CPU:
+        // the other loop, or another process of the machine (many on a busy one, each
+        // charged as `unwatched`).
+        assert!(
+            within(by_other + by_unwatched, wait, 0.05) && by_other >= 0.4 * wait,
+            "loop {i}: of its {wait} ns wait, {by_other} ns charged to the other loop and {by_unwatched} ns to unwatched tasks"
+        );
+        let waits = s1[&keys[i]].runq_waits - s0[&keys[i]].runq_waits;
+        assert!(
+            preempted_by_other as f64 >= 0.4 * waits as f64,
+            "loop {i}: {preempted_by_other} preemptions by the other loop for {waits} waits"
+        );
+        assert!(
+            by_lone == 0.0 && preempted_by_lone == 0,
+            "loop {i}: {by_lone} ns and {preempted_by_lone} preemptions charged to the loop on another CPU"
         );
         assert!(
             (0.3..0.7).contains(&(wait / elapsed)),
@@ -209,10 +257,10 @@ fn v2_placement_counts_and_descendants_go_to_the_watched_ancestor() {
     // A task already running when its cgroup is watched is picked up at the next flush
     // tick on its CPU; measure the steady state after that.
     sleep_s(0.1);
-    let s0 = c.snapshot().unwrap()[&key];
+    let s0 = counters(&c)[&key];
     let u0 = cgroup_value(&stat, Some("usage_usec"));
     sleep_s(3.0);
-    let s1 = c.snapshot().unwrap()[&key];
+    let s1 = counters(&c)[&key];
     let u1 = cgroup_value(&stat, Some("usage_usec"));
     let oncpu = (s1.oncpu_ns - s0.oncpu_ns) as f64;
     let kernel = (u1 - u0) as f64 * 1000.0;
@@ -246,7 +294,7 @@ fn unwatch_frees_map_entries_and_missing_pmu_events_are_not_counted() {
     assert_eq!(c.map_keys().unwrap(), vec![key]);
     c.unwatch(key).unwrap();
     assert!(c.map_keys().unwrap().is_empty());
-    assert!(c.snapshot().unwrap().is_empty());
+    assert!(counters(&c).is_empty());
     let err = c.watch(&v1_dir(&m, "")).unwrap_err().to_string();
     assert!(err.contains("hierarchy root"), "{err}");
 }
@@ -263,11 +311,11 @@ fn counter_events_are_charged_to_the_cgroup_at_switches() {
     sleep_s(0.3);
     let mut c = start(&["page_faults"]);
     let key = c.watch(&v1_dir(&m, rel)).unwrap();
-    let s0 = c.snapshot().unwrap()[&key];
+    let s0 = counters(&c)[&key];
     let f0 = page_faults(p.pid());
     sleep_s(2.0);
     let f1 = page_faults(p.pid());
-    let s1 = c.snapshot().unwrap()[&key];
+    let s1 = counters(&c)[&key];
     let ours = (s1.perf[0] - s0.perf[0]) as f64;
     let kernel = (f1 - f0) as f64;
     println!("page faults: eBPF {ours}, /proc {kernel}");

@@ -1,4 +1,4 @@
-//! Developer tasks for OWCA: `cargo xtask build|run|test|bench|soak|fuzz`.
+//! Developer tasks for OWCA: `cargo xtask build|run|test|bench|soak|scenario|fuzz`.
 
 mod bench;
 mod build;
@@ -6,6 +6,7 @@ mod cmd;
 mod fuzz;
 mod root;
 mod run;
+mod scenario;
 mod setup;
 mod soak;
 mod test;
@@ -54,6 +55,14 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
     },
+    /// Run the collocation scenario (`owca/tests/scenario/`): an LC probe next to BE busy
+    /// loops, unprotected, with detection and with `!CollocationAllocator`, in release
+    /// mode as root; writes `target/scenario/report.{md,json}` and `timeline.svg`.
+    Scenario {
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+    },
     /// Run every fuzz target (`fuzz/`, cargo-fuzz on nightly) for a while; fails on a crash.
     Fuzz {
         /// Seconds per target.
@@ -72,6 +81,7 @@ fn main() -> ExitCode {
         Command::Test { args } => test::test(&args),
         Command::Bench { args } => bench::bench(&args),
         Command::Soak { minutes } => soak::soak(minutes),
+        Command::Scenario { seconds } => scenario::scenario(seconds),
         Command::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
     };
     match result {

@@ -11,8 +11,8 @@ use crate::{cmd, root, setup, workspace_root};
 /// default members (the kernel crate is built and exercised through `owca`) with one test
 /// thread (kernel tests share kernel state).
 /// `args` go to cargo; after a further `--` they go to the test binaries. Without `args`
-/// (a full run, as CI makes) the bench's smoke run, the soak's short round and the fuzz
-/// targets' short round follow.
+/// (a full run, as CI makes) the bench's smoke run, the soak's short round, the
+/// collocation scenario's short round and the fuzz targets' short round follow.
 pub fn test(args: &[String]) -> Result<()> {
     root::reexec_unless_root("the kernel tests need root for BPF and cgroups")?;
     setup::toolchain()?;
@@ -34,6 +34,7 @@ pub fn test(args: &[String]) -> Result<()> {
     if args.is_empty() {
         crate::bench::smoke()?;
         crate::soak::short()?;
+        crate::scenario::short()?;
         crate::fuzz::short()?;
     }
     Ok(())

@@ -12,8 +12,9 @@ use crate::{
     },
 };
 
-/// `cpu_quota`, `cpu_shares` and `cpu_set` read from the task's cgroup, normalized; a type
-/// whose files are absent (the cgroup is not in that hierarchy) is left out.
+/// `cpu_quota`, `cpu_shares`, `cpu_idle` and `cpu_set` read from the task's cgroup,
+/// normalized; a type whose files are absent (the cgroup is not in that hierarchy, or the
+/// kernel has no `cpu.idle`) is left out.
 pub fn current(
     cg: &Cgroup<'_>,
     cfg: &AllocationConfiguration,
@@ -28,6 +29,7 @@ pub fn current(
         ));
         out.cpu_shares = Some(cfg.normalized_shares(l.shares));
     }
+    out.cpu_idle = cg.cpu_idle()?;
     out.cpu_set = cg.cpuset_cpus()?.map(|set| format_cpu_list(&set));
     Ok(out)
 }
@@ -44,6 +46,10 @@ pub fn apply(
 ) -> (TaskAllocations, Vec<(&'static str, CgroupError)>) {
     let mut done = TaskAllocations::default();
     let mut failed = Vec::new();
+    // Shares are refused while the group is idle: leave idle before, enter it after.
+    if change.cpu_idle == Some(false) {
+        set_idle(cg, false, &mut done, &mut failed);
+    }
     if let Some(q) = change.cpu_quota {
         match cg.set_cpu_quota(cfg.quota_us(q, cpus), cfg.cpu_quota_period) {
             Ok(()) => done.cpu_quota = Some(q),
@@ -72,5 +78,20 @@ pub fn apply(
             )),
         }
     }
+    if change.cpu_idle == Some(true) {
+        set_idle(cg, true, &mut done, &mut failed);
+    }
     (done, failed)
+}
+
+fn set_idle(
+    cg: &Cgroup<'_>,
+    idle: bool,
+    done: &mut TaskAllocations,
+    failed: &mut Vec<(&'static str, CgroupError)>,
+) {
+    match cg.set_cpu_idle(idle) {
+        Ok(()) => done.cpu_idle = Some(idle),
+        Err(e) => failed.push(("cpu_idle", e)),
+    }
 }

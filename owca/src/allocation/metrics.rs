@@ -63,6 +63,14 @@ fn task_samples(task_id: &str, a: &TaskAllocations, out: &mut Vec<Metric>) {
             set.len() as f64,
         ));
     }
+    if let Some(idle) = a.cpu_idle {
+        out.push(typed(
+            names::ALLOCATION_CPU_IDLE,
+            names::ALLOCATION_CPU_IDLE_HELP,
+            "cpu_idle",
+            f64::from(u8::from(idle)),
+        ));
+    }
     let Some(rdt) = &a.rdt else { return };
     let group = rdt.group(task_id);
     let domain = |m: Metric, id: u32| {
@@ -162,6 +170,7 @@ mod tests {
                     cpu_quota: Some(0.5),
                     cpu_shares: Some(2.0),
                     cpu_set: Some("0-2,5".into()),
+                    cpu_idle: Some(true),
                     rdt: None,
                 },
             ),
@@ -175,7 +184,8 @@ mod tests {
             [
                 ("allocation_cpu_quota", 0.5),
                 ("allocation_cpu_shares", 2.0),
-                ("allocation_cpuset_cpus", 4.0)
+                ("allocation_cpuset_cpus", 4.0),
+                ("allocation_cpu_idle", 1.0)
             ]
         );
         assert_eq!(m[0].label("task"), Some("t1_task_id"));

@@ -59,6 +59,11 @@ pub fn validate(desired: &TasksAllocations, limits: &Limits<'_>) -> Result<(), I
         if let Some(set) = &a.cpu_set {
             check_cpu_set(task_id, set, limits)?;
         }
+        if a.cpu_idle == Some(true) && a.cpu_shares.is_some() {
+            return Err(InvalidAllocations::SharesOfIdle {
+                task_id: task_id.clone(),
+            });
+        }
         if let Some(r) = &a.rdt {
             if limits.rdt.is_none() {
                 return Err(InvalidAllocations::RdtDisabled {
@@ -133,6 +138,7 @@ pub fn changes(
                 .cpu_set
                 .clone()
                 .filter(|w| !same_cpus(w, have.cpu_set.as_deref())),
+            cpu_idle: want.cpu_idle.filter(|w| have.cpu_idle != Some(*w)),
             rdt: want
                 .rdt
                 .clone()
@@ -216,6 +222,14 @@ mod tests {
             ),
             ("a", alloc(None, None, Some("x")), "task a: cpu_set \"x\""),
             ("a", alloc(None, None, Some("")), "no CPU"),
+            (
+                "a",
+                TaskAllocations {
+                    cpu_idle: Some(true),
+                    ..alloc(None, Some(1.0), None)
+                },
+                "task a: cpu_shares cannot be set with cpu_idle: true",
+            ),
         ];
         for (task, a, want) in cases {
             let set = TasksAllocations::from([(task.to_owned(), a)]);
@@ -247,6 +261,14 @@ mod tests {
         let fresh = changes(&TasksAllocations::new(), &same, exact);
         assert_eq!(fresh["a"], same["a"]);
         // A quota the kernel minimum raised reads back higher: not rewritten every time.
+        let idle = |v| TaskAllocations {
+            cpu_idle: Some(v),
+            ..Default::default()
+        };
+        let was_idle = TasksAllocations::from([("a".into(), idle(true))]);
+        assert!(changes(&was_idle, &was_idle, exact).is_empty());
+        let unidle = TasksAllocations::from([("a".into(), idle(false))]);
+        assert_eq!(changes(&was_idle, &unidle, exact)["a"], idle(false));
         let raised = TasksAllocations::from([("a".into(), alloc(Some(0.1), None, None))]);
         assert!(changes(&current, &raised, |_| 0.5).is_empty());
         assert!(!changes(&current, &raised, exact).is_empty());

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer, de::VariantAccess};
 
-use super::StaticAllocatorConfig;
+use super::{CollocationAllocatorConfig, StaticAllocatorConfig};
 use crate::plugins::{
     PluginConfig,
     tag::{self, NoFields, Tagged, mapping},
@@ -17,6 +17,8 @@ pub enum AllocatorConfig {
     Nop,
     /// `!StaticAllocator {rules | config}`.
     Static(StaticAllocatorConfig),
+    /// `!CollocationAllocator {latency_critical, best_effort, ...}`.
+    Collocation(CollocationAllocatorConfig),
     /// `!ExternalAllocator {command, timeout, config}` or a `-r` registered `!Name {...}`.
     External(PluginConfig),
 }
@@ -24,8 +26,12 @@ pub enum AllocatorConfig {
 impl Tagged for AllocatorConfig {
     const NAME: &'static str = "AllocatorConfig";
     const EXPECTING: &'static str = "an allocator tag such as !StaticAllocator";
-    const BUILT_IN: &'static [&'static str] =
-        &["NOPAllocator", "StaticAllocator", "ExternalAllocator"];
+    const BUILT_IN: &'static [&'static str] = &[
+        "NOPAllocator",
+        "StaticAllocator",
+        "CollocationAllocator",
+        "ExternalAllocator",
+    ];
     const EXTERNAL: &'static str = "ExternalAllocator";
 
     fn plugin(config: PluginConfig) -> Self {
@@ -36,6 +42,7 @@ impl Tagged for AllocatorConfig {
         match tag {
             "NOPAllocator" => mapping::<NoFields, _>(variant).map(|_| Self::Nop),
             "StaticAllocator" => mapping(variant).map(Self::Static),
+            "CollocationAllocator" => variant.newtype_variant().map(Self::Collocation),
             _ => Err(tag::unknown(tag, Self::BUILT_IN)),
         }
     }
@@ -82,7 +89,19 @@ mod tests {
         };
         assert_eq!(s.config.as_deref(), Some(Path::new("rules.yaml")));
         let err = load("allocator: !NoSuchAllocator\n").unwrap_err();
-        assert!(err.contains("unknown variant `NoSuchAllocator`, expected one of `NOPAllocator`, `StaticAllocator`, `ExternalAllocator`"), "{err}");
+        assert!(err.contains("unknown variant `NoSuchAllocator`, expected one of `NOPAllocator`, `StaticAllocator`, `CollocationAllocator`, `ExternalAllocator`"), "{err}");
+        let Ok(AllocatorConfig::Collocation(c)) = load(
+            "allocator: !CollocationAllocator\n  latency_critical: {aurora_tier: 'preferred'}\n  best_effort: {aurora_tier: 'best.*'}\n  levers: [cpu_quota]\n",
+        ) else {
+            panic!("collocation allocator");
+        };
+        assert_eq!(c.levers, [crate::allocators::Lever::CpuQuota]);
+        assert_eq!((c.wait_threshold, c.calm_iterations), (0.05, 10));
+        let err = load("allocator: !CollocationAllocator\n  best_effort: {tier: x}\n").unwrap_err();
+        assert!(err.contains("missing field `latency_critical`"), "{err}");
+        let err = load("allocator: !CollocationAllocator\n  latency_critical: {}\n  best_effort: {}\n  levers: [cpu_set]\n").unwrap_err();
+        assert!(err.starts_with("a.yaml:4:"), "{err}");
+        assert!(err.contains("unknown variant `cpu_set`"), "{err}");
         let err = load("allocator: !StaticAllocator\n  rule: []\n").unwrap_err();
         assert!(err.contains("allocator.rule: unknown field"), "{err}");
     }

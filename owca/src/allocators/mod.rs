@@ -2,9 +2,11 @@
 //! allocations), decide the allocations each task should have. Deciding only: the
 //! `allocation` module validates the answer as a whole and writes what differs.
 //!
-//! Built-ins: `!NOPAllocator`, `!StaticAllocator`; any other program through
+//! Built-ins: `!NOPAllocator`, `!StaticAllocator`, `!CollocationAllocator`; any other
+//! program through
 //! `!ExternalAllocator` or a `-r` registered tag (see [`crate::plugins`]).
 
+mod collocation;
 mod config;
 mod static_allocator;
 pub mod task_allocations;
@@ -12,6 +14,9 @@ pub mod task_allocations;
 use thiserror::Error;
 
 pub use self::{
+    collocation::{
+        CollocationAllocator, CollocationAllocatorConfig, CollocationAllocatorError, Lever,
+    },
     config::AllocatorConfig,
     static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
     task_allocations::{InvalidAllocations, TaskAllocations, TasksAllocations},
@@ -45,6 +50,9 @@ pub enum AllocatorError {
     /// The StaticAllocator's rules could not be (re)loaded.
     #[error(transparent)]
     Static(#[from] StaticAllocatorError),
+    /// The CollocationAllocator's settings cannot work.
+    #[error(transparent)]
+    Collocation(#[from] CollocationAllocatorError),
     /// The allocator answered allocations that are not allocations (e.g. a plug-in's
     /// unknown type): the whole set is refused like any invalid set.
     #[error(transparent)]
@@ -58,6 +66,7 @@ pub enum AllocatorError {
 pub enum Allocator {
     Nop,
     Static(StaticAllocator),
+    Collocation(CollocationAllocator),
     // Boxed: the process state is large and there is one allocator per agent.
     External(Box<Plugin>),
 }
@@ -68,6 +77,7 @@ impl AllocatorConfig {
         Ok(match self {
             Self::Nop => Allocator::Nop,
             Self::Static(c) => Allocator::Static(StaticAllocator::new(c)?),
+            Self::Collocation(c) => Allocator::Collocation(CollocationAllocator::new(c)?),
             Self::External(c) => Allocator::External(Box::new(Plugin::new(c))),
         })
     }
@@ -79,6 +89,7 @@ impl Allocator {
         match self {
             Self::Nop => "NOPAllocator",
             Self::Static(_) => "StaticAllocator",
+            Self::Collocation(_) => "CollocationAllocator",
             Self::External(p) => p.name(),
         }
     }
@@ -93,6 +104,15 @@ impl Allocator {
                     allocations,
                     problems: problem.map(AllocatorError::from).into_iter().collect(),
                     ..Default::default()
+                })
+            }
+            Self::Collocation(a) => {
+                let d = a.allocate(obs);
+                Ok(Decision {
+                    allocations: d.allocations,
+                    anomalies: d.anomalies,
+                    metrics: d.metrics,
+                    problems: Vec::new(),
                 })
             }
             Self::External(p) => {

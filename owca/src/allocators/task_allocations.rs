@@ -22,6 +22,12 @@ pub struct TaskAllocations {
     /// CPUs the task may run on, e.g. `0-3,6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_set: Option<String>,
+    /// Whether the task's cgroup is `SCHED_IDLE` towards its siblings (`cpu.idle`): it
+    /// runs only when they leave a CPU idle, and is preempted as soon as they wake up.
+    /// Not one of OWCA's types; exclusive with `cpu_shares` (an idle group has the least
+    /// weight and the kernel refuses shares for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_idle: Option<bool>,
     /// resctrl control group and its schemata lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdt: Option<RdtAllocation>,
@@ -58,6 +64,9 @@ impl TaskAllocations {
         }
         if over.cpu_set.is_some() {
             self.cpu_set.clone_from(&over.cpu_set);
+        }
+        if over.cpu_idle.is_some() {
+            self.cpu_idle = over.cpu_idle;
         }
         if over.rdt.is_some() {
             self.rdt.clone_from(&over.rdt);
@@ -104,6 +113,14 @@ pub enum InvalidAllocations {
         /// What is wrong.
         reason: String,
     },
+    /// `cpu_idle: true` with `cpu_shares`: the kernel refuses shares for an idle group.
+    #[error(
+        "task {task_id}: cpu_shares cannot be set with cpu_idle: true (an idle cgroup has the least weight)"
+    )]
+    SharesOfIdle {
+        /// The task concerned.
+        task_id: String,
+    },
     /// `rdt` given while RDT allocation is off.
     #[error(
         "task {task_id}: rdt allocation requested but RDT is not enabled (resctrl not mounted or rdt_enabled: false)"
@@ -125,6 +142,7 @@ impl InvalidAllocations {
             | Self::Malformed { task_id, .. }
             | Self::OutOfRange { task_id, .. }
             | Self::CpuSet { task_id, .. }
+            | Self::SharesOfIdle { task_id }
             | Self::RdtDisabled { task_id } => task_id,
             Self::Rdt(e) => &e.task_id,
         }
@@ -145,6 +163,7 @@ pub(crate) mod tests {
             cpu_quota: quota,
             cpu_shares: shares,
             cpu_set: set.map(String::from),
+            cpu_idle: None,
             rdt: None,
         }
     }
@@ -162,8 +181,9 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("task t: unknown field `mem`"), "{err}");
-        let ok = from_json("t", serde_json::json!({"cpu_set": "0"})).unwrap();
+        let ok = from_json("t", serde_json::json!({"cpu_set": "0", "cpu_idle": true})).unwrap();
         assert_eq!(ok.cpu_set.as_deref(), Some("0"));
+        assert_eq!(ok.cpu_idle, Some(true));
         let err = from_json("t", serde_json::json!({"cpu_quota": "half"}));
         assert!(err.is_err());
     }

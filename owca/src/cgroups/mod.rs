@@ -21,7 +21,7 @@ use thiserror::Error;
 pub use self::{
     mounts::{Mount, Mounts},
     proc::{ProcCgroups, parse_proc_cgroup, proc_cgroup},
-    read::{Cgroup, OpenFiles},
+    read::Cgroup,
     tree::has_processes,
     write::{CpuLimits, shares_to_weight, weight_to_shares},
 };

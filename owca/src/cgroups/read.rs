@@ -12,96 +12,28 @@ const V1_UNLIMITED: u64 = i64::MAX as u64 & !0xFFFF;
 
 /// One cgroup, by its path below the hierarchy roots (e.g. `/mesos/abc`), in whichever
 /// hierarchy holds each controller's accounting ([`Mounts::preferred`]).
+///
+/// Each read opens the file, reads it and closes it: no file stays open between reads, so
+/// that the agent's open files do not grow with its tasks.
 #[derive(Debug, Clone)]
 pub struct Cgroup<'a> {
     mounts: &'a Mounts,
     path: String,
-    files: Option<&'a OpenFiles>,
 }
 
-/// cgroupfs files kept open between iterations: re-reading an open file costs a fraction
-/// of opening it by path again, which counts at thousands of tasks. Files not read during
-/// an iteration are closed at its end, so those of gone cgroups do not pile up. A file
-/// found absent (a controller without this cgroup) is looked for again only every
-/// [`ABSENT_RETRY`] iterations.
-#[derive(Debug, Default)]
-pub struct OpenFiles {
-    /// Path → the open file (or `None`: absent, with iterations left before looking
-    /// again) and whether it was asked for this iteration.
-    files: std::sync::Mutex<rustc_hash::FxHashMap<PathBuf, (Kept, bool)>>,
-}
-
-/// How many iterations an absent file is taken as absent before it is looked for again.
-pub const ABSENT_RETRY: u32 = 30;
-
-#[derive(Debug)]
-enum Kept {
-    Open(std::fs::File),
-    Absent(u32),
-}
-
-impl OpenFiles {
-    /// The file's text, through a kept file when there is one; `None` when it does not
-    /// exist. A kept file that fails (its cgroup removed) is dropped and opened afresh.
-    fn read(&self, path: &Path) -> std::io::Result<Option<String>> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((kept, used)) = files.get_mut(path) {
-            *used = true;
-            match kept {
-                Kept::Open(file) => {
-                    if let Ok(text) = read_from_start(file) {
-                        return Ok(Some(text));
-                    }
-                }
-                Kept::Absent(left @ 1..) => {
-                    *left -= 1;
-                    return Ok(None);
-                }
-                Kept::Absent(0) => {}
-            }
-            files.remove(path);
-        }
-        let mut file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                files.insert(path.to_path_buf(), (Kept::Absent(ABSENT_RETRY), true));
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        let text = read_from_start(&mut file)?;
-        files.insert(path.to_path_buf(), (Kept::Open(file), true));
-        Ok(Some(text))
-    }
-
-    /// Forgets the files not asked for since the last call.
-    pub fn end_iteration(&self) {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        files.retain(|_, (_, used)| std::mem::take(used));
-    }
-
-    /// Number of files kept open.
-    pub fn len(&self) -> usize {
-        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        files
-            .values()
-            .filter(|(k, _)| matches!(k, Kept::Open(_)))
-            .count()
-    }
-
-    /// Whether no file is kept open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Reads a whole file from offset 0 (the kernel regenerates cgroupfs text for each read).
+/// A file's text, `None` when it does not exist, in as few syscalls as a cgroupfs file
+/// allows: open, one read, close.
 ///
 /// A cgroupfs (seq_file) read returns as many whole lines as fit, so a read shorter than
-/// the buffer is the end: one syscall per file instead of a second one to see 0, which
-/// halves the syscalls at thousands of tasks.
-fn read_from_start(file: &mut std::fs::File) -> std::io::Result<String> {
+/// the buffer is the end: no second read to see 0 bytes, and no `fstat` for a size hint
+/// (cgroupfs files report 0 or 4096), which halves the syscalls at thousands of tasks.
+fn read_once(path: &Path) -> std::io::Result<Option<String>> {
     use std::os::unix::fs::FileExt as _;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let mut buf = [0u8; 4096];
     let mut out = Vec::new();
     loop {
@@ -111,7 +43,9 @@ fn read_from_start(file: &mut std::fs::File) -> std::io::Result<String> {
             break;
         }
     }
-    String::from_utf8(out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    String::from_utf8(out)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 impl<'a> Cgroup<'a> {
@@ -120,29 +54,12 @@ impl<'a> Cgroup<'a> {
         Self {
             mounts,
             path: path.to_owned(),
-            files: None,
-        }
-    }
-
-    /// The same, reading through files kept open in `files`.
-    pub fn with_open_files(mounts: &'a Mounts, path: &str, files: &'a OpenFiles) -> Self {
-        Self {
-            files: Some(files),
-            ..Self::new(mounts, path)
         }
     }
 
     /// A file's text; `None` when it does not exist.
     fn read_text(&self, path: &Path) -> Result<Option<String>, CgroupError> {
-        let read = match self.files {
-            Some(files) => files.read(path),
-            None => match std::fs::read_to_string(path) {
-                Ok(t) => Ok(Some(t)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            },
-        };
-        read.map_err(|source| CgroupError::Read {
+        read_once(path).map_err(|source| CgroupError::Read {
             path: path.to_path_buf(),
             source,
         })
@@ -271,30 +188,25 @@ pub(super) mod tests {
     use super::*;
 
     #[test]
-    fn open_files_reread_current_content_and_close_unused_ones() {
+    fn every_read_sees_the_current_content() {
         let d = tree(&[("cpuacct/a/cpuacct.usage", "1\n")]);
         let m = Mounts::parse(&format!(
             "1 1 0:1 / {}/cpuacct rw - cgroup cgroup rw,cpuacct\n",
             d.path().display()
         ));
-        let files = OpenFiles::default();
-        let cg = Cgroup::with_open_files(&m, "/a", &files);
+        let cg = Cgroup::new(&m, "/a");
         assert_eq!(cg.cpu_usage_ns().unwrap(), Some(1));
-        assert_eq!(files.len(), 1);
-        // Rewritten in place, as the kernel's view changes: the kept file reads it anew.
+        // Rewritten in place, as the kernel's view changes.
         std::fs::write(d.path().join("cpuacct/a/cpuacct.usage"), "22\n").unwrap();
         assert_eq!(cg.cpu_usage_ns().unwrap(), Some(22));
-        files.end_iteration();
-        assert_eq!(files.len(), 1, "read during the iteration: kept");
-        files.end_iteration();
-        assert!(files.is_empty(), "not read for a whole iteration: closed");
+        // Longer than one read's buffer: read to the end.
+        let long = format!("{}\nthrottled_time 5\n", "x ".repeat(3000));
+        std::fs::write(d.path().join("cpuacct/a/cpuacct.usage"), &long).unwrap();
         assert_eq!(
-            Cgroup::with_open_files(&m, "/gone", &files)
-                .cpu_usage_ns()
-                .unwrap(),
-            None
+            read_once(&d.path().join("cpuacct/a/cpuacct.usage")).unwrap(),
+            Some(long)
         );
-        assert!(files.is_empty(), "absent files are not kept");
+        assert_eq!(Cgroup::new(&m, "/gone").cpu_usage_ns().unwrap(), None);
     }
 
     /// A temp dir holding `files` (path, content).

@@ -1,6 +1,6 @@
 //! What the cpu and cpuset controllers enforce on a cgroup: read back and changed, on v1
-//! (`cpu.cfs_quota_us`, `cpu.cfs_period_us`, `cpu.shares`, `cpuset.cpus`) and on v2
-//! (`cpu.max`, `cpu.weight`, `cpuset.cpus`). Values are the kernel's units; normalizing
+//! (`cpu.cfs_quota_us`, `cpu.cfs_period_us`, `cpu.shares`, `cpu.idle`, `cpuset.cpus`) and
+//! on v2 (`cpu.max`, `cpu.weight`, `cpu.idle`, `cpuset.cpus`). Values are the kernel's units; normalizing
 //! them is the allocators' business.
 
 use std::{
@@ -113,6 +113,30 @@ impl Cgroup<'_> {
             ),
             (Hierarchy::V1 { .. }, dir) => write(&dir.join("cpu.shares"), &shares.to_string()),
         }
+    }
+
+    /// Whether the cgroup is `SCHED_IDLE` towards its siblings (`cpu.idle`, Linux 5.15+,
+    /// v1 and v2); `None` when the file is absent (older kernel, or no cpu directory).
+    pub fn cpu_idle(&self) -> Result<Option<bool>, CgroupError> {
+        let Some((_, dir)) = self.dir("cpu") else {
+            return Ok(None);
+        };
+        let path = dir.join("cpu.idle");
+        let Some(text) = read(&path)? else {
+            return Ok(None);
+        };
+        match text.trim() {
+            "0" => Ok(Some(false)),
+            "1" => Ok(Some(true)),
+            _ => Err(parse_error(&path, &text)),
+        }
+    }
+
+    /// Sets `cpu.idle`. The kernel gives an idle group the least weight and refuses
+    /// `cpu.shares` writes while it is idle; clearing it sets the shares back to 1024.
+    pub fn set_cpu_idle(&self, idle: bool) -> Result<(), CgroupError> {
+        let (_, dir) = self.cpu_dir()?;
+        write(&dir.join("cpu.idle"), if idle { "1" } else { "0" })
     }
 
     /// The CPUs the cgroup may run on; `None` without a cpuset directory. An empty v2
@@ -232,6 +256,14 @@ mod tests {
         cg.set_cpu_quota(None, 1000).unwrap();
         let quota = std::fs::read_to_string(d.path().join("cpu/mesos/a/cpu.cfs_quota_us"));
         assert_eq!(quota.unwrap(), "-1");
+
+        assert_eq!(cg.cpu_idle().unwrap(), None, "no cpu.idle: an older kernel");
+        std::fs::write(d.path().join("cpu/mesos/a/cpu.idle"), "0\n").unwrap();
+        assert_eq!(cg.cpu_idle().unwrap(), Some(false));
+        cg.set_cpu_idle(true).unwrap();
+        assert_eq!(cg.cpu_idle().unwrap(), Some(true));
+        std::fs::write(d.path().join("cpu/mesos/a/cpu.idle"), "2\n").unwrap();
+        assert!(cg.cpu_idle().unwrap_err().to_string().contains("cpu.idle"));
 
         assert_eq!(cg.cpuset_cpus().unwrap(), Some(BTreeSet::from([0, 1])));
         let mems = d.path().join("cpuset/mesos/a/cpuset.mems");

@@ -8,33 +8,36 @@
 pub mod btf;
 mod offsets;
 pub mod perf;
+mod shared_array;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     os::{
         fd::{AsFd, AsRawFd, OwnedFd},
         unix::fs::MetadataExt,
     },
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData},
     programs::{
         BtfTracePoint, PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
 use owca_common::{
-    CgroupCounters, DEFAULT_MAX_CGROUPS, GLOBAL_NUM_PERF_EVENTS, GLOBAL_OFFSETS, MAP_COUNTERS,
-    MAP_PERF_COUNTERS, MAP_WATCH_CONFIG, MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH,
-    SCHED_SWITCH_TRACEPOINT, V1_ID_TAG, WATCH_CONFIG_INDEX, WatchConfig,
+    CgroupCounters, ContenderTable, DEFAULT_MAX_CGROUPS, GLOBAL_NUM_PERF_EVENTS, GLOBAL_OFFSETS,
+    KernelOffsets, MAP_CONTENDERS, MAP_COUNTERS, MAP_PERF_COUNTERS, MAP_SLOTS, MAP_WATCH_CONFIG,
+    MAX_PERF_EVENTS, PROG_FLUSH, PROG_SCHED_SWITCH, SCHED_SWITCH_TRACEPOINT, V1_ID_TAG,
+    WATCH_CONFIG_INDEX, WatchConfig,
 };
 use thiserror::Error;
 use tracing::{info, warn};
 
-use self::{btf::Btf, perf::EventSpec};
+use self::{btf::Btf, perf::EventSpec, shared_array::SharedArray};
 use crate::cgroups::Hierarchy;
 
 /// How often each busy CPU charges the running task's time and hands in pending counts, so
@@ -47,6 +50,34 @@ const FLUSH_PERIOD_NS: u64 = 10_000_000;
 /// programs and globals against the names in `owca_common` without loading it. Empty in a
 /// build without the `ebpf` feature (the fuzz targets'), where [`Collector::start`] fails.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/owca"));
+
+/// A loader made by [`prepare_loader`], waiting for [`Collector::start`].
+static PREPARED_LOADER: Mutex<Option<EbpfLoader<'static>>> = Mutex::new(None);
+
+/// Makes the eBPF loader now. aya 0.14 parses the kernel's whole BTF when a loader is
+/// created (later releases parse it only when needed, and OWCA needs none of it): about
+/// 15 MB for a moment. Made first thing, before the agent's other memory exists, that
+/// moment is not the agent's peak.
+pub fn prepare_loader() {
+    let mut loader = EbpfLoader::new();
+    // No CO-RE relocations in our object (offsets come from our own BTF reader), so the
+    // loader needs no kernel BTF of its own.
+    loader.btf(None);
+    trim_heap();
+    if let Ok(mut prepared) = PREPARED_LOADER.lock() {
+        *prepared = Some(loader);
+    }
+}
+
+/// Gives free heap pages back to the system: after a parse of the kernel's BTF they are
+/// most of the agent's memory, and would otherwise stay its own for its lifetime.
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// Where BTF of the running kernel lives.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -153,11 +184,48 @@ struct Watched {
     /// Whether the cgroup is in the v1 hierarchy (else v2).
     v1: bool,
     level: u32,
+    /// Its index in the shared arrays.
+    slot: u32,
+}
+
+/// Hands out slots of the shared arrays: never-used ones first, then the longest freed,
+/// so that a slot is reused as late as possible (a CPU may still be adding the last
+/// counts of its previous cgroup, looked up just before it was unwatched).
+#[derive(Default)]
+struct Slots {
+    next_unused: u32,
+    freed: VecDeque<u32>,
+}
+
+impl Slots {
+    fn take(&mut self, capacity: u32) -> Option<u32> {
+        if self.next_unused < capacity {
+            self.next_unused += 1;
+            return Some(self.next_unused - 1);
+        }
+        self.freed.pop_front()
+    }
+}
+
+/// Bytes the agent copies from the kernel per watched cgroup and snapshot.
+pub const SNAPSHOT_BYTES_PER_CGROUP: usize =
+    size_of::<CgroupCounters>() + size_of::<ContenderTable>();
+
+/// One watched cgroup's counts, read from the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupSnapshot {
+    /// Its counters, summed over CPUs.
+    pub counters: CgroupCounters,
+    /// Who ran while its tasks waited.
+    pub contenders: ContenderTable,
 }
 
 /// The loaded and attached kernel collector.
 pub struct Collector {
-    counters: PerCpuHashMap<MapData, u64, CgroupCounters>,
+    slots: BpfHashMap<MapData, u64, u32>,
+    counters: SharedArray<CgroupCounters>,
+    contenders: SharedArray<ContenderTable>,
+    free_slots: Slots,
     watch_config: Array<MapData, WatchConfig>,
     watched: HashMap<u64, Watched>,
     generation: u64,
@@ -165,7 +233,6 @@ pub struct Collector {
     max_cgroups: u32,
     /// The controller whose v1 hierarchy v1 cgroups are identified in.
     v1_controller: String,
-    nr_cpus: usize,
     runq_available: bool,
     // Dropped after the maps above: the programs and links, then the perf fds.
     _ebpf: Ebpf,
@@ -182,23 +249,36 @@ impl Collector {
         if !Path::new(KERNEL_BTF).exists() {
             return Err(CollectorError::NoBtf);
         }
-        // Parsed BTF takes tens of megabytes: one copy at a time, each dropped once used,
-        // so that the agent's peak memory is not three of them.
-        let offsets =
-            offsets::compute(&Btf::from_file(Path::new(KERNEL_BTF))?, &cfg.v1_controller)?;
-        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| load_err("CPU count")(e.into()))?;
+        // The kernel's BTF (megabytes) is read once, by our small reader, and dropped as
+        // soon as the offsets and the tracepoint's type id are known.
+        let trace_typedef = format!("btf_trace_{SCHED_SWITCH_TRACEPOINT}");
+        let (offsets, trace_id) = {
+            let kernel_btf = Btf::from_file(Path::new(KERNEL_BTF))?;
+            (
+                offsets::compute(&kernel_btf, &cfg.v1_controller)?,
+                kernel_btf.typedef_id(&trace_typedef)?,
+            )
+        };
         let online =
             aya::util::online_cpus().map_err(|(_, e)| load_err("online CPUs")(e.into()))?;
 
         let (events, perf_fds) = open_events(&cfg.events, &online)?;
-        let num_events = events.len() as u32;
-        let mut ebpf = EbpfLoader::new()
-            // No CO-RE relocations in our object (offsets come from our own BTF reader), so
-            // the loader needs no kernel BTF of its own.
-            .btf(None)
-            .override_global(GLOBAL_OFFSETS, &offsets, true)
-            .override_global(GLOBAL_NUM_PERF_EVENTS, &num_events, true)
+        let prepared = PREPARED_LOADER.lock().ok().and_then(|mut l| l.take());
+        let mut loader = prepared.unwrap_or_else(|| {
+            let mut loader = EbpfLoader::new();
+            loader.btf(None);
+            loader
+        });
+        // The loader keeps references to the globals' values for its lifetime ('static for a
+        // prepared one): two small values, once per collector.
+        let offsets: &'static KernelOffsets = Box::leak(Box::new(offsets));
+        let num_events: &'static u32 = Box::leak(Box::new(events.len() as u32));
+        let mut ebpf = loader
+            .override_global(GLOBAL_OFFSETS, offsets, true)
+            .override_global(GLOBAL_NUM_PERF_EVENTS, num_events, true)
+            .map_max_entries(MAP_SLOTS, cfg.max_cgroups)
             .map_max_entries(MAP_COUNTERS, cfg.max_cgroups)
+            .map_max_entries(MAP_CONTENDERS, cfg.max_cgroups)
             .load(EBPF_OBJECT)
             .map_err(|e| load_err("object")(e.into()))?;
 
@@ -213,12 +293,14 @@ impl Collector {
                 .map_err(|e| load_err("perf event array entry")(e.into()))?;
         }
 
-        let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
-        let counters = PerCpuHashMap::try_from(counters).map_err(|source| CollectorError::Map {
+        let slots = take_map(&mut ebpf, MAP_SLOTS)?;
+        let slots = BpfHashMap::try_from(slots).map_err(|source| CollectorError::Map {
             what: "opening",
-            map: MAP_COUNTERS,
+            map: MAP_SLOTS,
             source,
         })?;
+        let counters = shared(&mut ebpf, MAP_COUNTERS, cfg.max_cgroups)?;
+        let contenders = shared(&mut ebpf, MAP_CONTENDERS, cfg.max_cgroups)?;
         let watch_config = take_map(&mut ebpf, MAP_WATCH_CONFIG)?;
         let watch_config = Array::try_from(watch_config).map_err(|source| CollectorError::Map {
             what: "opening",
@@ -226,23 +308,22 @@ impl Collector {
             source,
         })?;
 
-        // Only the attachment needs aya's parse of the kernel BTF.
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| load_err("kernel BTF")(e.into()))?;
+        // aya needs only the attach type's id from the kernel's BTF: a stand-in BTF with that
+        // type at that id saves parsing all of it again.
+        let attach_btf = aya::Btf::parse(
+            &btf::with_typedef_at(&trace_typedef, trace_id),
+            aya::Endianness::default(),
+        )
+        .map_err(|e| load_err("attach BTF")(e.into()))?;
         let switch: &mut BtfTracePoint = program(&mut ebpf, PROG_SCHED_SWITCH)?;
         switch
-            .load(SCHED_SWITCH_TRACEPOINT, &kernel_btf)
+            .load(SCHED_SWITCH_TRACEPOINT, &attach_btf)
             .map_err(|e| load_err("sched_switch program")(e.into()))?;
         switch
             .attach()
             .map_err(|e| load_err("sched_switch attachment")(e.into()))?;
-        drop(kernel_btf);
-        // The BTF parses were most of the agent's memory: give their pages back now rather
-        // than keep them as free heap for the agent's lifetime.
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only releases free heap memory.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        drop(attach_btf);
+        trim_heap();
 
         let flush: &mut PerfEvent = program(&mut ebpf, PROG_FLUSH)?;
         flush
@@ -260,14 +341,16 @@ impl Collector {
         }
 
         let mut collector = Self {
+            slots,
             counters,
+            contenders,
+            free_slots: Slots::default(),
             watch_config,
             watched: HashMap::new(),
             generation: 0,
             events: events.into_iter().map(|e| e.name).collect(),
             max_cgroups: cfg.max_cgroups,
             v1_controller: cfg.v1_controller.clone(),
-            nr_cpus,
             runq_available: offsets.task_run_delay != 0,
             _ebpf: ebpf,
             _perf_fds: perf_fds.into_iter().map(|(_, _, fd)| fd).collect(),
@@ -332,25 +415,29 @@ impl Collector {
                 ),
             });
         }
-        let zeros = PerCpuValues::try_from(vec![CgroupCounters::default(); self.nr_cpus]).map_err(
-            |source| CollectorError::Map {
-                what: "sizing",
-                map: MAP_COUNTERS,
-                source: aya::maps::MapError::IoError(source),
-            },
-        )?;
-        self.counters
-            .insert(key, zeros, 0)
-            .map_err(|source| CollectorError::Map {
+        let Some(slot) = self.free_slots.take(self.max_cgroups) else {
+            return Err(CollectorError::Unwatchable {
+                path: dir.path.clone(),
+                reason: "no free slot in the counters map".into(),
+            });
+        };
+        // Zeroed before the programs can find the key, so it starts from nothing.
+        self.counters.zero(slot);
+        self.contenders.zero(slot);
+        if let Err(source) = self.slots.insert(key, slot, 0) {
+            self.free_slots.freed.push_back(slot);
+            return Err(CollectorError::Map {
                 what: "adding a cgroup",
-                map: MAP_COUNTERS,
+                map: MAP_SLOTS,
                 source,
-            })?;
+            });
+        }
         self.watched.insert(
             key,
             Watched {
                 v1: matches!(dir.hierarchy, Hierarchy::V1 { .. }),
                 level: dir.level,
+                slot,
             },
         );
         self.push_config()?;
@@ -359,48 +446,43 @@ impl Collector {
 
     /// Stops counting a cgroup and frees its map entry.
     pub fn unwatch(&mut self, key: u64) -> Result<(), CollectorError> {
-        if self.watched.remove(&key).is_none() {
+        let Some(w) = self.watched.remove(&key) else {
             return Ok(());
-        }
-        let removed = self.counters.remove(&key);
+        };
+        let removed = self.slots.remove(&key);
+        self.free_slots.freed.push_back(w.slot);
         self.push_config()?;
         removed.map_err(|source| CollectorError::Map {
             what: "removing a cgroup",
-            map: MAP_COUNTERS,
+            map: MAP_SLOTS,
             source,
         })
     }
 
-    /// Current counters of every watched cgroup, summed over CPUs.
-    pub fn snapshot(&self) -> Result<BTreeMap<u64, CgroupCounters>, CollectorError> {
-        let mut out = BTreeMap::new();
-        for &key in self.watched.keys() {
-            let values = self
-                .counters
-                .get(&key, 0)
-                .map_err(|source| CollectorError::Map {
-                    what: "reading a cgroup",
-                    map: MAP_COUNTERS,
-                    source,
-                })?;
-            let mut sum = CgroupCounters::default();
-            for v in values.iter() {
-                sum.add(v);
-            }
-            out.insert(key, sum);
-        }
-        Ok(out)
+    /// Current counts of every watched cgroup, read from the shared arrays: no system
+    /// call, [`SNAPSHOT_BYTES_PER_CGROUP`] bytes per cgroup whatever the number of CPUs.
+    pub fn snapshot(&self) -> BTreeMap<u64, CgroupSnapshot> {
+        self.watched
+            .iter()
+            .map(|(&key, w)| {
+                let snap = CgroupSnapshot {
+                    counters: self.counters.get(w.slot).unwrap_or_default(),
+                    contenders: self.contenders.get(w.slot).unwrap_or_default(),
+                };
+                (key, snap)
+            })
+            .collect()
     }
 
     /// Keys present in the kernel map, to check that unwatching frees entries.
     #[cfg(feature = "test-util")]
     pub fn map_keys(&self) -> Result<Vec<u64>, CollectorError> {
-        self.counters
+        self.slots
             .keys()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| CollectorError::Map {
                 what: "listing",
-                map: MAP_COUNTERS,
+                map: MAP_SLOTS,
                 source,
             })
     }
@@ -431,6 +513,19 @@ impl Collector {
                 source,
             })
     }
+}
+
+/// Memory-maps array `name` of `entries` values.
+fn shared<T: aya::Pod + Default>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: u32,
+) -> Result<SharedArray<T>, CollectorError> {
+    let Map::Array(data) = take_map(ebpf, name)? else {
+        return Err(load_err("map")(format!("{name} is not an array").into()));
+    };
+    SharedArray::new(data, entries)
+        .map_err(|e| load_err("memory mapping of a map")(format!("{name}: {e}").into()))
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, CollectorError> {

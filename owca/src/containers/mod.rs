@@ -86,6 +86,11 @@ pub struct Containers {
     /// Task id → its labels renamed for clashing with reserved names, as last reported:
     /// reported (logged and counted) once per task, again only if they change.
     renamed: BTreeMap<String, Vec<(String, String)>>,
+    /// The node's last list: the same list again (the same `Arc`) changes nothing, unless
+    /// a task could not be watched and is to be tried again.
+    listed: Option<Arc<Vec<Task>>>,
+    /// Whether a task of the last list could not be watched.
+    unwatched: bool,
     monitoring: Option<RdtMonitoring>,
 }
 
@@ -105,6 +110,8 @@ impl Containers {
             watched: BTreeMap::new(),
             users: HashMap::new(),
             renamed: BTreeMap::new(),
+            listed: None,
+            unwatched: false,
             monitoring,
         }
     }
@@ -120,7 +127,7 @@ impl Containers {
     /// containers to measure. `control_groups` is where allocations put tasks' threads.
     pub fn update(
         &mut self,
-        tasks: Option<Vec<Task>>,
+        tasks: Option<Arc<Vec<Task>>>,
         control_groups: &ControlGroups,
         collector: &mut Collector,
         mounts: &Mounts,
@@ -128,7 +135,11 @@ impl Containers {
     ) -> Vec<Container> {
         let t = Instant::now();
         if let Some(tasks) = tasks {
-            self.reconcile(tasks, collector, stats);
+            let same = self.listed.as_ref().is_some_and(|l| Arc::ptr_eq(l, &tasks));
+            if !same || self.unwatched {
+                self.reconcile(&tasks, collector, stats);
+                self.listed = Some(tasks);
+            }
         }
         stats.timed("node", t);
         if let Some(monitoring) = &mut self.monitoring {
@@ -144,22 +155,22 @@ impl Containers {
         self.watched.values().cloned().collect()
     }
 
-    /// Watches new tasks' cgroups and unwatches those no task is in any more.
-    fn reconcile(&mut self, tasks: Vec<Task>, collector: &mut Collector, stats: &mut SelfMetrics) {
-        let mut current = BTreeMap::new();
-        for mut task in tasks {
-            let renamed = rename_reserved(&mut task.labels, &self.common_labels);
-            self.report_renamed(&task.task_id, renamed, stats);
-            current.insert(task.task_id.clone(), task);
-        }
-        self.renamed.retain(|id, _| current.contains_key(id));
+    /// Watches new tasks' cgroups and unwatches those no task is in any more. Only new and
+    /// changed tasks cost more than a comparison: their labels are renamed where reserved
+    /// and their sample labels built.
+    fn reconcile(&mut self, tasks: &[Task], collector: &mut Collector, stats: &mut SelfMetrics) {
+        // By id; a task listed twice counts as its last entry.
+        let current: BTreeMap<&str, &Task> =
+            tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
+        self.renamed
+            .retain(|id, _| current.contains_key(id.as_str()));
         // Gone, or moved to another cgroup (e.g. a restarted executor): unwatch the old one.
         let gone: Vec<String> = self
             .watched
             .iter()
             .filter(|(id, c)| {
                 current
-                    .get(*id)
+                    .get(id.as_str())
                     .is_none_or(|t| t.cgroup_path != c.task.cgroup_path)
             })
             .map(|(id, _)| id.clone())
@@ -170,12 +181,19 @@ impl Containers {
                 self.release(c.key, &id, collector, stats);
             }
         }
-        for (id, task) in current {
-            if let Some(c) = self.watched.get_mut(&id) {
-                if *c.task != task {
-                    c.labels = sample_labels(&task, &self.common_labels);
-                    c.task = Arc::new(task);
-                }
+        self.unwatched = false;
+        for (id, listed) in current {
+            if let Some(c) = self.watched.get(id)
+                && is_unchanged(&c.task, listed, &self.common_labels)
+            {
+                continue;
+            }
+            let mut task = listed.clone();
+            let renamed = rename_reserved(&mut task.labels, &self.common_labels);
+            self.report_renamed(id, renamed, stats);
+            if let Some(c) = self.watched.get_mut(id) {
+                c.labels = sample_labels(&task, &self.common_labels);
+                c.task = Arc::new(task);
                 continue;
             }
             let dir = CgroupDir::new(
@@ -193,9 +211,12 @@ impl Containers {
                         key,
                         mon_data: None,
                     };
-                    self.watched.insert(id, container);
+                    self.watched.insert(id.to_owned(), container);
                 }
-                Err(e) => stats.record("collector", &id, &e),
+                Err(e) => {
+                    self.unwatched = true;
+                    stats.record("collector", id, &e);
+                }
             }
         }
     }
@@ -263,6 +284,18 @@ pub fn rename_reserved(labels: &mut Labels, common: &Labels) -> Vec<(String, Str
         renamed.push((name, new));
     }
     renamed
+}
+
+/// Whether `listed` (as the node listed it) is the task already kept as `kept` (its labels
+/// renamed where reserved): without renaming, when none of its labels is reserved.
+fn is_unchanged(kept: &Task, listed: &Task, common: &Labels) -> bool {
+    let reserved = |name: &str| RESERVED_LABELS.contains(&name) || common.contains_key(name);
+    if !listed.labels.keys().any(|k| reserved(k)) {
+        return kept == listed;
+    }
+    let mut renamed = listed.clone();
+    rename_reserved(&mut renamed.labels, common);
+    *kept == renamed
 }
 
 /// A task's sample labels: its own (renamed where reserved, see [`rename_reserved`]),
@@ -361,5 +394,28 @@ mod tests {
         // Not even an extra_labels key replaces the task's id.
         let common = labels(&[("task_id", "extra")]);
         assert_eq!(sample_labels(&task, &common)["task_id"], "t1");
+    }
+
+    #[test]
+    fn unchanged_tasks_are_recognised_with_or_without_reserved_labels() {
+        let common = labels(&[("host", "node1")]);
+        let listed = Task {
+            task_id: "t1".into(),
+            name: "t1".into(),
+            cgroup_path: "/mesos/c".into(),
+            labels: labels(&[("tier", "prod")]),
+            resources: BTreeMap::new(),
+        };
+        assert!(is_unchanged(&listed, &listed, &common));
+        let mut other = listed.clone();
+        other.labels.insert("tier".into(), "dev".into());
+        assert!(!is_unchanged(&listed, &other, &common));
+        // Kept renamed: the same listing is still the same task.
+        let mut clashing = listed.clone();
+        clashing.labels.insert("host".into(), "forged".into());
+        let mut kept = clashing.clone();
+        rename_reserved(&mut kept.labels, &common);
+        assert!(is_unchanged(&kept, &clashing, &common));
+        assert!(!is_unchanged(&kept, &listed, &common));
     }
 }

@@ -1,52 +1,70 @@
-//! `!ContentionDetector`: flags a task slowed down by others on the CPUs.
+//! `!ContentionDetector`: flags a latency-critical task slowed down by the other tasks.
 //!
+//! Judged are the tasks that look latency-critical: those matching `latency_critical`
+//! labels when given, otherwise those that blocked often (`min_voluntary_switches` per
+//! second on CPU: a request/response or periodic task does, a batch spinner does not) in
+//! one of the last [`REMEMBERED_INTERVALS`] intervals: a contended periodic task falls
+//! behind and stops blocking, just when it matters.
 //! Two signals, each judged over the last interval from the task's counters:
-//! - **run-queue wait**: seconds its threads waited to run per second they ran
-//!   (`task_runqueue_latency_seconds_sum` / `task_oncpu_seconds_total`, from the eBPF
-//!   collector). Two busy loops sharing one CPU each wait about a second per second run.
-//!   Resource `cpus`.
+//! - **run-queue wait**: seconds its threads waited while other watched tasks ran, per
+//!   second they ran (`TaskData::contenders`, counted in the kernel at each switch). Waits
+//!   behind unwatched processes and the task's own CFS quota (`own_quota`) blame nobody.
+//!   The contending tasks are the ones that ran instead, largest wait first. Resource
+//!   `cpus`.
 //! - **CPI** (cycles per instruction, where the PMU counts both): an outlier against the
 //!   task's own recent history, CPI²-style (mean + `cpi_stddevs` standard deviations).
-//!   A rise in CPI is the mark of caches and memory shared with noisy neighbours.
-//!   Resource `cache`.
-//!
-//! The contending tasks are the other tasks that used the most CPU in the interval. The
-//! detector sees no per-CPU placement, so on a node with cpusets it may name a task that
-//! runs on other CPUs; only tasks using at least `min_contender_cpus` are named, and a
-//! task waiting with no such task around (contention from outside the node's tasks) is
-//! not reported.
+//!   A rise in CPI is the mark of caches and memory shared with noisy neighbours, which
+//!   run on other CPUs at the same time: the contending tasks are the ones that took its
+//!   CPUs in the interval if any, else the busiest other tasks. Resource `cache`.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use regex::Regex;
 use serde::Deserialize;
 
-use super::Detection;
+use super::{
+    Detection,
+    waits::{WaitInterval, WaitTracker},
+};
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
     measurements::Observation,
     metrics::{
         Metric,
         names::{
-            self, CPI, CPI_HELP, CPI_THRESHOLD, CPI_THRESHOLD_HELP, WAIT_RATIO, WAIT_RATIO_HELP,
+            CPI, CPI_HELP, CPI_THRESHOLD, CPI_THRESHOLD_HELP, WAIT_RATIO, WAIT_RATIO_HELP,
             WAIT_THRESHOLD, WAIT_THRESHOLD_HELP,
         },
     },
 };
 
+/// How long a task that blocked often keeps looking latency-critical, in intervals.
+pub const REMEMBERED_INTERVALS: u64 = 60;
+
 /// `!ContentionDetector` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContentionDetectorConfig {
-    /// Seconds waited on a run queue per second on a CPU at or above which a task is
-    /// contended (default 0.5: it waited a third of the time it wanted to run).
+    /// Seconds waited on a run queue while other watched tasks ran, per second on a CPU,
+    /// at or above which a task is contended (default 0.5: it waited a third of the time
+    /// it wanted to run).
     pub runqueue_wait_threshold: f64,
-    /// Run-queue wait, in seconds per second, below which a task is not judged: a task
-    /// that barely runs has noisy ratios (default 0.05).
+    /// That wait in seconds per second below which a task is not judged: a task that
+    /// barely runs has noisy ratios (default 0.05).
     pub min_runqueue_wait: f64,
-    /// CPUs a task must have used in the interval to be named as contending, or to have
-    /// its CPI judged (default 0.1).
+    /// Share of a task's wait that another task must have caused to be named (default 0.1).
+    pub min_contender_share: f64,
+    /// Label name → regex of its value (matched from its start): the tasks judged, any
+    /// label matching. Unset: the tasks that block at least `min_voluntary_switches`.
+    pub latency_critical: Option<BTreeMap<String, String>>,
+    /// Voluntary context switches per second on CPU that make a task look
+    /// latency-critical when `latency_critical` is unset, in one of the last 60 intervals
+    /// (default 20; 0 judges every task).
+    pub min_voluntary_switches: f64,
+    /// CPUs a task must have used in the interval to be named as a busiest task, or to
+    /// have its CPI judged (default 0.1).
     pub min_contender_cpus: f64,
-    /// Most contending tasks named per anomaly, busiest first (default 3).
+    /// Most contending tasks named per anomaly (default 3).
     pub max_contenders: usize,
     /// CPI samples kept per task (default 30).
     pub cpi_history: usize,
@@ -61,6 +79,9 @@ impl Default for ContentionDetectorConfig {
         Self {
             runqueue_wait_threshold: 0.5,
             min_runqueue_wait: 0.05,
+            min_contender_share: 0.1,
+            latency_critical: None,
+            min_voluntary_switches: 20.0,
             min_contender_cpus: 0.1,
             max_contenders: 3,
             cpi_history: 30,
@@ -70,159 +91,171 @@ impl Default for ContentionDetectorConfig {
     }
 }
 
-/// A task's counters at one observation.
-#[derive(Debug, Clone, Copy)]
-struct Counters {
-    at: f64,
-    oncpu: f64,
-    runq: Option<f64>,
-    cycles: Option<f64>,
-    instructions: Option<f64>,
-}
-
-impl Counters {
-    fn read(m: &BTreeMap<String, f64>, at: f64) -> Option<Self> {
-        Some(Self {
-            at,
-            oncpu: *m.get(names::TASK_ONCPU)?,
-            runq: m.get(names::TASK_RUNQ_SUM).copied(),
-            cycles: m.get(names::CYCLES).copied(),
-            instructions: m.get(names::INSTRUCTIONS).copied(),
-        })
-    }
-}
-
-/// One task's interval.
-#[derive(Debug)]
-struct Interval {
-    /// CPUs used (seconds on CPU per second).
-    cpus: f64,
-    /// Run-queue wait per second, and per second on CPU.
-    wait: Option<(f64, f64)>,
-    cpi: Option<f64>,
-}
-
-fn delta(now: Option<f64>, before: Option<f64>) -> Option<f64> {
-    let d = now? - before?;
-    (d >= 0.0).then_some(d)
-}
-
-impl Interval {
-    fn between(before: &Counters, now: &Counters) -> Option<Self> {
-        let dt = now.at - before.at;
-        let oncpu = delta(Some(now.oncpu), Some(before.oncpu))?;
-        if dt <= 0.0 {
-            return None;
-        }
-        let wait = delta(now.runq, before.runq).map(|w| {
-            (
-                w / dt,
-                if oncpu > 0.0 {
-                    w / oncpu
-                } else {
-                    f64::INFINITY
-                },
-            )
-        });
-        let cpi = match (
-            delta(now.cycles, before.cycles),
-            delta(now.instructions, before.instructions),
-        ) {
-            (Some(c), Some(i)) if i > 0.0 => Some(c / i),
-            _ => None,
-        };
-        Some(Self {
-            cpus: oncpu / dt,
-            wait,
-            cpi,
-        })
-    }
+/// Why the settings cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("ContentionDetector: latency_critical.{label}: {error}")]
+pub struct ContentionDetectorError {
+    /// The label whose pattern is wrong.
+    label: String,
+    /// What the regex parser said.
+    error: String,
 }
 
 /// The detector and each task's previous counters and CPI history.
 #[derive(Debug)]
 pub struct ContentionDetector {
     cfg: ContentionDetectorConfig,
-    previous: BTreeMap<String, Counters>,
+    latency_critical: Option<Vec<(String, Regex)>>,
+    waits: WaitTracker,
+    /// Intervals judged so far, and the last one in which each task blocked often.
+    intervals: u64,
+    blocked_often: BTreeMap<String, u64>,
+    previous_pmu: BTreeMap<String, (f64, f64)>,
     cpi_history: BTreeMap<String, VecDeque<f64>>,
 }
 
 impl ContentionDetector {
-    pub fn new(cfg: ContentionDetectorConfig) -> Self {
-        Self {
+    /// Compiles the `latency_critical` patterns.
+    pub fn new(cfg: ContentionDetectorConfig) -> Result<Self, ContentionDetectorError> {
+        let latency_critical = cfg
+            .latency_critical
+            .as_ref()
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(label, pattern)| {
+                        Regex::new(&format!("^(?:{pattern})"))
+                            .map(|re| (label.clone(), re))
+                            .map_err(|e| ContentionDetectorError {
+                                label: label.clone(),
+                                error: e.to_string(),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(Self {
             cfg,
-            previous: BTreeMap::new(),
+            latency_critical,
+            waits: WaitTracker::default(),
+            intervals: 0,
+            blocked_often: BTreeMap::new(),
+            previous_pmu: BTreeMap::new(),
             cpi_history: BTreeMap::new(),
+        })
+    }
+
+    /// Whether `id` is judged: labelled latency-critical, or blocking often lately.
+    fn judged(&mut self, obs: &Observation, id: &str, i: &WaitInterval) -> bool {
+        match &self.latency_critical {
+            Some(patterns) => obs.tasks.get(id).is_some_and(|t| {
+                patterns
+                    .iter()
+                    .any(|(name, re)| t.labels.get(name).is_some_and(|v| re.is_match(v)))
+            }),
+            None => {
+                let now = i
+                    .voluntary
+                    .is_none_or(|v| i.per_cpu_second(v) >= self.cfg.min_voluntary_switches);
+                if now {
+                    self.blocked_often.insert(id.to_owned(), self.intervals);
+                }
+                self.blocked_often
+                    .get(id)
+                    .is_some_and(|at| self.intervals - at < REMEMBERED_INTERVALS)
+            }
         }
+    }
+
+    /// Each task's CPI over the interval, where the PMU counts cycles and instructions.
+    fn cpis(&mut self, obs: &Observation) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let mut current = BTreeMap::new();
+        for (id, t) in &obs.tasks {
+            let m = &t.measurements;
+            let (Some(c), Some(i)) = (
+                m.get(crate::metrics::names::CYCLES),
+                m.get(crate::metrics::names::INSTRUCTIONS),
+            ) else {
+                continue;
+            };
+            if let Some((c0, i0)) = self.previous_pmu.get(id)
+                && c >= c0
+                && i > i0
+            {
+                out.insert(id.clone(), (c - c0) / (i - i0));
+            }
+            current.insert(id.clone(), (*c, *i));
+        }
+        self.previous_pmu = current;
+        out
     }
 
     /// Judges the interval since the previous observation; the first finds nothing.
     pub fn detect(&mut self, obs: &Observation) -> Detection {
-        let at = obs.platform.timestamp;
-        let mut intervals = BTreeMap::new();
-        let mut current = BTreeMap::new();
-        for (id, task) in &obs.tasks {
-            let Some(now) = Counters::read(&task.measurements, at) else {
-                continue;
-            };
-            if let Some(i) = self
-                .previous
-                .get(id)
-                .and_then(|before| Interval::between(before, &now))
-            {
-                intervals.insert(id.as_str(), i);
-            }
-            current.insert(id.clone(), now);
-        }
-        self.previous = current;
+        let intervals = self.waits.intervals(obs);
+        let cpis = self.cpis(obs);
         self.cpi_history.retain(|id, _| obs.tasks.contains_key(id));
+        self.blocked_often
+            .retain(|id, _| obs.tasks.contains_key(id));
+        self.intervals += 1;
 
         let mut busiest: Vec<(&str, f64)> = intervals
             .iter()
-            .filter(|(_, i)| i.cpus >= self.cfg.min_contender_cpus)
-            .map(|(id, i)| (*id, i.cpus))
+            .filter(|(_, i)| i.cpus() >= self.cfg.min_contender_cpus)
+            .map(|(id, i)| (id.as_str(), i.cpus()))
             .collect();
         busiest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-        let contenders = |id: &str| -> Vec<String> {
-            busiest
-                .iter()
-                .filter(|(other, _)| *other != id)
-                .take(self.cfg.max_contenders)
-                .map(|(other, _)| (*other).to_owned())
-                .collect()
-        };
 
         let mut anomalies = Vec::new();
         for (id, i) in &intervals {
-            if let Some((per_second, per_cpu_second)) = i.wait
-                && per_second >= self.cfg.min_runqueue_wait
-                && per_cpu_second >= self.cfg.runqueue_wait_threshold
-            {
-                let contending = contenders(id);
-                if !contending.is_empty() {
-                    anomalies.push(anomaly(
-                        ContendedResource::Cpus,
-                        id,
-                        contending,
-                        [
-                            (WAIT_RATIO, WAIT_RATIO_HELP, per_cpu_second),
-                            (
-                                WAIT_THRESHOLD,
-                                WAIT_THRESHOLD_HELP,
-                                self.cfg.runqueue_wait_threshold,
-                            ),
-                        ],
-                    ));
-                }
+            if !self.judged(obs, id, i) {
+                continue;
             }
-            if let Some(cpi) = i.cpi
-                && i.cpus >= self.cfg.min_contender_cpus
+            let by: Vec<(&str, f64)> = i.contenders(id);
+            let waited: f64 = by.iter().map(|(_, d)| d).sum();
+            let named: Vec<String> = by
+                .iter()
+                .filter(|(_, d)| *d >= self.cfg.min_contender_share * waited)
+                .take(self.cfg.max_contenders)
+                .map(|(who, _)| (*who).to_owned())
+                .collect();
+            let per_cpu_second = i.per_cpu_second(waited);
+            if waited / i.seconds >= self.cfg.min_runqueue_wait
+                && per_cpu_second >= self.cfg.runqueue_wait_threshold
+                && !named.is_empty()
             {
-                let history = self.cpi_history.entry((*id).to_owned()).or_default();
+                anomalies.push(anomaly(
+                    ContendedResource::Cpus,
+                    id,
+                    named.clone(),
+                    [
+                        (WAIT_RATIO, WAIT_RATIO_HELP, per_cpu_second),
+                        (
+                            WAIT_THRESHOLD,
+                            WAIT_THRESHOLD_HELP,
+                            self.cfg.runqueue_wait_threshold,
+                        ),
+                    ],
+                ));
+            }
+            if let Some(&cpi) = cpis.get(id)
+                && i.cpus() >= self.cfg.min_contender_cpus
+            {
+                let history = self.cpi_history.entry(id.clone()).or_default();
                 if let Some(threshold) = outlier_threshold(history, &self.cfg)
                     && cpi > threshold
                 {
-                    let contending = contenders(id);
+                    let contending = if named.is_empty() {
+                        busiest
+                            .iter()
+                            .filter(|(other, _)| other != id)
+                            .take(self.cfg.max_contenders)
+                            .map(|(other, _)| (*other).to_owned())
+                            .collect()
+                    } else {
+                        named
+                    };
                     if !contending.is_empty() {
                         anomalies.push(anomaly(
                             ContendedResource::Cache,

@@ -6,6 +6,7 @@
 mod config;
 mod contention;
 mod example;
+pub(crate) mod waits;
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use thiserror::Error;
 
 pub use self::{
     config::DetectorConfig,
-    contention::{ContentionDetector, ContentionDetectorConfig},
+    contention::{ContentionDetector, ContentionDetectorConfig, ContentionDetectorError},
     example::{ExampleDetector, ExampleDetectorConfig},
 };
 use crate::{
@@ -44,20 +45,22 @@ pub enum DetectorError {
 pub enum Detector {
     Nop,
     Example(ExampleDetector),
-    Contention(ContentionDetector),
+    // Boxed, like the plug-in: one detector per agent, and its state is large.
+    Contention(Box<ContentionDetector>),
     // Boxed: the process state is large and there is one detector per agent.
     External(Box<Plugin>),
 }
 
 impl DetectorConfig {
-    /// The detector; `host` seeds the example detector's skew.
-    pub fn build(self, host: &str) -> Detector {
-        match self {
+    /// The detector; `host` seeds the example detector's skew. An error for settings
+    /// that can never work (a bad label pattern).
+    pub fn build(self, host: &str) -> Result<Detector, ContentionDetectorError> {
+        Ok(match self {
             Self::Nop => Detector::Nop,
             Self::Example(c) => Detector::Example(ExampleDetector::new(&c, host)),
-            Self::Contention(c) => Detector::Contention(ContentionDetector::new(c)),
+            Self::Contention(c) => Detector::Contention(Box::new(ContentionDetector::new(c)?)),
             Self::External(c) => Detector::External(Box::new(Plugin::new(c))),
-        }
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! detectors, allocators and plug-ins.
 
 mod cgroup_metrics;
+mod contention;
 pub mod derived;
 mod measured;
 mod observation;
@@ -15,14 +16,17 @@ use std::{
     time::Instant,
 };
 
-use self::derived::DerivedMetrics;
 pub use self::{
-    cgroup_metrics::cgroup_metrics,
+    cgroup_metrics::{CgroupReadings, PERIOD as CGROUPFS_PERIOD},
     measured::{Measured, MeasuredTask},
     observation::{Observation, PlatformData, TaskData, TasksData},
 };
+use self::{
+    contention::{TaskOfKey, contention_metrics},
+    derived::DerivedMetrics,
+};
 use crate::{
-    cgroups::{Cgroup, Mounts, OpenFiles},
+    cgroups::Mounts,
     collector::Collector,
     containers::Container,
     metrics::{Labels, Metric, SelfMetrics, names},
@@ -36,8 +40,8 @@ pub struct Measurements {
     platform: Platform,
     /// The node's labels and `extra_labels`, carried by the platform's samples.
     common_labels: Arc<Labels>,
-    /// Tasks' cgroupfs files, kept open between iterations.
-    open_files: OpenFiles,
+    /// Tasks' cgroupfs values, kept between iterations.
+    cgroupfs: CgroupReadings,
     derived: Option<DerivedMetrics>,
 }
 
@@ -51,7 +55,7 @@ impl Measurements {
         Self {
             platform,
             common_labels,
-            open_files: OpenFiles::default(),
+            cgroupfs: CgroupReadings::default(),
             derived: enable_derived_metrics.then(DerivedMetrics::default),
         }
     }
@@ -65,14 +69,12 @@ impl Measurements {
         stats: &mut SelfMetrics,
     ) -> Measured {
         let t = Instant::now();
-        let counters = match collector.snapshot() {
-            Ok(c) => c,
-            Err(e) => {
-                stats.record("collector", "snapshot", &e);
-                Default::default()
-            }
-        };
+        let snapshots = collector.snapshot();
         stats.timed("collector", t);
+        let task_of: TaskOfKey = containers
+            .iter()
+            .map(|c| (c.key, c.task.task_id.as_str()))
+            .collect();
 
         let t = Instant::now();
         if let Some(derived) = &mut self.derived {
@@ -81,10 +83,12 @@ impl Measurements {
         }
         let mut metrics = Vec::new();
         let mut tasks = BTreeMap::new();
+        self.cgroupfs.start_iteration();
         for c in containers {
             let first = metrics.len();
             let id = &c.task.task_id;
-            if let Some(counts) = counters.get(&c.key) {
+            let snapshot = snapshots.get(&c.key);
+            if let Some(counts) = snapshot.map(|s| &s.counters) {
                 let events = collector.events();
                 metrics.extend(task_metrics::from_counters(
                     counts,
@@ -100,8 +104,21 @@ impl Measurements {
                     metrics.extend(derived.update(id, t, &values));
                 }
             }
-            let cgroup = Cgroup::with_open_files(mounts, &c.task.cgroup_path, &self.open_files);
-            metrics.extend(cgroup_metrics(&cgroup, id, stats));
+            let cgroup_first = metrics.len();
+            metrics.extend(self.cgroupfs.metrics(
+                mounts,
+                id,
+                &c.task.cgroup_path,
+                snapshot.map(|s| s.counters.oncpu_ns),
+                stats,
+            ));
+            if let Some(s) = snapshot {
+                let throttled = metrics[cgroup_first..]
+                    .iter()
+                    .find(|m| m.name == names::TASK_THROTTLED)
+                    .map(|m| m.value);
+                metrics.extend(contention_metrics(&s.contenders, &task_of, throttled));
+            }
             if let Some(mon_data) = &c.mon_data {
                 match resctrl::measure_mon_data(mon_data) {
                     Ok(m) => metrics.extend(rdt_metrics(&m)),
@@ -133,11 +150,6 @@ impl Measurements {
             metrics,
             platform: PlatformData::now(&self.platform),
         }
-    }
-
-    /// Ends the iteration: closes files of gone tasks.
-    pub fn end_iteration(&mut self) {
-        self.open_files.end_iteration();
     }
 }
 

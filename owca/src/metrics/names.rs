@@ -24,6 +24,10 @@ pub const BY_TASK_ID_LABEL: &str = "by_task_id";
 pub const BY_UNWATCHED: &str = "unwatched";
 /// Contender of a wait: the task's own CFS quota (throttling), no neighbour's fault.
 pub const BY_OWN_QUOTA: &str = "own_quota";
+/// Contender of a wait: the contenders beyond the kernel's table of a task.
+pub const BY_OTHER: &str = "other";
+pub const TASK_PREEMPTED_BY: &str = "task_preemptions_by_total";
+pub const TASK_PREEMPTED_BY_HELP: &str = "Times the task's threads were preempted, by the task that took the CPU (by_task_id, as for task_runqueue_wait_by_seconds_total).";
 pub const MEMORY_USAGE_PER_TASK: &str = "memory_usage_per_task_bytes";
 pub const MEMORY_USAGE_PER_TASK_HELP: &str =
     "Memory used by the task's cgroup in bytes (memory.usage_in_bytes or memory.current).";
@@ -50,6 +54,8 @@ pub const ALLOCATION_CPU_SHARES_HELP: &str =
 pub const ALLOCATION_CPUSET_CPUS: &str = "allocation_cpuset_cpus";
 pub const ALLOCATION_CPUSET_CPUS_HELP: &str =
     "Number of CPUs the task may run on (cpuset.cpus), after the last allocation.";
+pub const ALLOCATION_CPU_IDLE: &str = "allocation_cpu_idle";
+pub const ALLOCATION_CPU_IDLE_HELP: &str = "1 when the task's cgroup is SCHED_IDLE towards its siblings (cpu.idle), after the last allocation.";
 pub const ALLOCATION_RDT_L3_CACHE_WAYS: &str = "allocation_rdt_l3_cache_ways";
 pub const ALLOCATION_RDT_L3_CACHE_WAYS_HELP: &str =
     "L3 cache ways of the task's resctrl group in one cache domain (bits set in its mask).";
@@ -77,6 +83,10 @@ pub const OWCA_MEMORY: &str = "owca_memory_usage_bytes";
 pub const OWCA_MEMORY_HELP: &str = "Resident memory of the agent in bytes.";
 pub const OWCA_DURATION: &str = "owca_duration_seconds";
 pub const OWCA_DURATION_HELP: &str = "Time the last iteration spent in each stage.";
+pub const OWCA_CPU: &str = "owca_cpu_seconds_total";
+pub const OWCA_CPU_HELP: &str = "CPU time the agent used since it started (user and system).";
+pub const OWCA_ITERATION_TIME: &str = "owca_iteration_timestamp_seconds";
+pub const OWCA_ITERATION_TIME_HELP: &str = "Unix time at which the iteration began measuring: rates between two iterations divide by its difference (owca top does).";
 pub const OWCA_ERRORS: &str = "owca_errors_total";
 pub const OWCA_ERRORS_HELP: &str = "Errors since the agent started, by component.";
 
@@ -125,6 +135,13 @@ pub const CPI_HELP: &str = "Cycles per instruction of the contended task in the 
 pub const CPI_THRESHOLD: &str = "cpi_threshold";
 pub const CPI_THRESHOLD_HELP: &str =
     "Mean plus cpi_stddevs standard deviations of the task's recent CPI.";
+pub const COLLOCATION_WAIT: &str = "runqueue_wait_by_best_effort_per_cpu_second";
+pub const COLLOCATION_WAIT_HELP: &str = "Seconds the latency-critical task waited on a run queue while best-effort tasks ran, per second it ran, in the last interval (CollocationAllocator).";
+pub const COLLOCATION_THRESHOLD: &str = "collocation_wait_threshold";
+pub const COLLOCATION_THRESHOLD_HELP: &str = "The CollocationAllocator's wait_threshold.";
+pub const COLLOCATION_CALM: &str = "collocation_calm_iterations";
+pub const COLLOCATION_CALM_HELP: &str =
+    "Iterations since the CollocationAllocator last saw contention or gave a step back.";
 pub const EXAMPLE_SECOND_OF_CYCLE: &str = "second_of_cycle";
 pub const EXAMPLE_SECOND_OF_CYCLE_HELP: &str = "Second of the example detector's cycle.";
 /// Followed by the metric's index: `cpu_threshold_0`, `cpu_threshold_1`...

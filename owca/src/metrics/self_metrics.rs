@@ -6,7 +6,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tracing::warn;
@@ -22,6 +22,8 @@ pub struct SelfMetrics {
     active: HashSet<String>,
     seen_this_iteration: HashSet<String>,
     started: Instant,
+    /// Unix time of `started`, for `owca_iteration_timestamp_seconds`.
+    started_unix: f64,
     durations: Vec<(&'static str, Duration)>,
 }
 
@@ -34,6 +36,7 @@ impl SelfMetrics {
             active: HashSet::new(),
             seen_this_iteration: HashSet::new(),
             started: Instant::now(),
+            started_unix: unix_now(),
             durations: Vec::new(),
         }
     }
@@ -41,6 +44,7 @@ impl SelfMetrics {
     /// Starts an iteration's clock.
     pub fn start_iteration(&mut self) {
         self.started = Instant::now();
+        self.started_unix = unix_now();
         self.durations.clear();
     }
 
@@ -102,9 +106,10 @@ impl SelfMetrics {
         self.totals.get(component).copied().unwrap_or(0)
     }
 
-    /// `owca_up`, `owca_tasks`, `owca_memory_usage_bytes`, `owca_duration_seconds` per
-    /// stage and for the whole iteration so far, and `owca_errors_total` per component;
-    /// `common` labels shared by each.
+    /// `owca_up`, `owca_tasks`, `owca_memory_usage_bytes`, `owca_cpu_seconds_total`,
+    /// `owca_iteration_timestamp_seconds`, `owca_duration_seconds` per stage and for the
+    /// whole iteration so far, and `owca_errors_total` per component; `common` labels
+    /// shared by each.
     pub fn metrics(&self, tasks: usize, common: &Arc<Labels>) -> Vec<Metric> {
         let mut out = vec![
             Metric::gauge(names::OWCA_UP, names::OWCA_UP_HELP, 1.0),
@@ -117,6 +122,14 @@ impl SelfMetrics {
                 rss as f64,
             ));
         }
+        if let Some(cpu) = own_cpu_seconds() {
+            out.push(Metric::counter(names::OWCA_CPU, names::OWCA_CPU_HELP, cpu));
+        }
+        out.push(Metric::gauge(
+            names::OWCA_ITERATION_TIME,
+            names::OWCA_ITERATION_TIME_HELP,
+            self.started_unix,
+        ));
         let iteration = ("iteration", self.started.elapsed());
         for (function, d) in self.durations.iter().chain(&[iteration]) {
             out.push(
@@ -148,6 +161,21 @@ impl SelfMetrics {
             .with_label("component", *c)
         })
     }
+}
+
+/// Seconds since the Unix epoch (0 for a clock set before it).
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The agent's CPU time (user and system, all threads), from getrusage.
+fn own_cpu_seconds() -> Option<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
+    Some(secs(usage.user_time()) + secs(usage.system_time()))
 }
 
 /// The agent's resident memory, from /proc/self/statm.
@@ -186,6 +214,8 @@ mod tests {
                 names::OWCA_UP,
                 names::OWCA_TASKS,
                 names::OWCA_MEMORY,
+                names::OWCA_CPU,
+                names::OWCA_ITERATION_TIME,
                 names::OWCA_DURATION,
                 names::OWCA_ERRORS,
                 names::OWCA_ERRORS

@@ -4,7 +4,7 @@ mod cgroup_node;
 pub mod mesos;
 mod static_node;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -102,12 +102,13 @@ impl NodeConfig {
         }
     }
 
-    /// The tasks running now.
-    pub async fn tasks(&self, mounts: &Mounts) -> Result<Vec<Task>, NodeError> {
+    /// The tasks running now. A node whose list did not change may return the same list
+    /// (the same `Arc`) again, which tells the containers stage that nothing changed.
+    pub async fn tasks(&self, mounts: &Mounts) -> Result<Arc<Vec<Task>>, NodeError> {
         match self {
-            Self::StaticNode(n) => Ok(n.tasks()),
-            Self::CgroupNode(n) => n.tasks(mounts),
-            Self::MesosNode(n) => Ok(n.tasks().await?),
+            Self::StaticNode(n) => Ok(Arc::new(n.tasks())),
+            Self::CgroupNode(n) => Ok(Arc::new(n.tasks(mounts)?)),
+            Self::MesosNode(n) => Ok(n.task_list().await?),
         }
     }
 }

@@ -61,7 +61,10 @@ impl DetectionRunner {
         let stages = MeasuringStages::start(shared.measuring, &DETECTION_COMPONENTS, after_load)?;
         let metrics_storage = build_storage(shared.metrics_storage, "metrics_storage")?;
         let anomalies_storage = build_storage(own.anomalies_storage, "anomalies_storage")?;
-        let detector = own.detector.build(stages.host());
+        let detector = own
+            .detector
+            .build(stages.host())
+            .map_err(RunnerError::Detector)?;
         Ok(Self {
             stages,
             detector,

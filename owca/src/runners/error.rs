@@ -4,8 +4,8 @@ use thiserror::Error;
 
 use crate::{
     allocation::ApplierError, allocators::AllocatorError, cgroups::CgroupError,
-    collector::CollectorError, nodes::NodeError, platform::PlatformError,
-    privileges::PrivilegeError, storage::StorageError,
+    collector::CollectorError, detectors::ContentionDetectorError, nodes::NodeError,
+    platform::PlatformError, privileges::PrivilegeError, storage::StorageError,
 };
 
 /// Why a runner could not start; each names the setting or the part of the machine.
@@ -51,6 +51,9 @@ pub enum RunnerError {
     /// The allocator's settings can never work (e.g. invalid inline rules).
     #[error("allocator: {0}")]
     Allocator(#[source] AllocatorError),
+    /// The detector's settings can never work (e.g. a bad label pattern).
+    #[error("detector: {0}")]
+    Detector(#[source] ContentionDetectorError),
     /// `allocation_configuration` or RDT allocation cannot work.
     #[error(transparent)]
     Allocation(#[from] ApplierError),

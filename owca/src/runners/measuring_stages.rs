@@ -132,7 +132,7 @@ impl MeasuringStages {
     /// What the containers get when the node failed: `None` (the last list stays) until
     /// the node has failed more iterations in a row than its `task_list_ttl_iterations`,
     /// then no tasks; the expiry is counted once.
-    fn expire_task_list(&mut self) -> Option<Vec<crate::nodes::Task>> {
+    fn expire_task_list(&mut self) -> Option<Arc<Vec<crate::nodes::Task>>> {
         let ttl = self.node.task_list_ttl_iterations()?;
         if self.failed_listings <= ttl {
             return None;
@@ -144,7 +144,7 @@ impl MeasuringStages {
             };
             self.stats.record("node", "task list", &expired);
         }
-        Some(Vec::new())
+        Some(Arc::default())
     }
 
     /// The agent's own metrics for this iteration (`owca_*`), with common labels.
@@ -153,10 +153,9 @@ impl MeasuringStages {
             .metrics(measured.tasks.len(), self.common_labels())
     }
 
-    /// Ends the iteration: clears errors not seen in it, closes files of gone tasks.
+    /// Ends the iteration: clears errors not seen in it.
     pub fn end_iteration(&mut self) {
         self.stats.end_iteration();
-        self.measurements.end_iteration();
     }
 }
 

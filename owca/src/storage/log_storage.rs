@@ -45,6 +45,7 @@ pub struct LogStorageConfig {
 #[derive(Debug)]
 pub struct LogStorage {
     target: Target,
+    encoder: prometheus::Encoder,
     /// Samples dropped by the encoder since start, for a self-metric.
     dropped_total: u64,
     /// Drops in the previous store, to warn only when the situation changes instead of
@@ -83,6 +84,7 @@ impl LogStorage {
         };
         Ok(Self {
             target,
+            encoder: prometheus::Encoder::default(),
             dropped_total: 0,
             last_dropped: 0,
         })
@@ -96,7 +98,7 @@ impl LogStorage {
 
 impl Storage for LogStorage {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        let encoded = prometheus::encode(metrics);
+        let encoded = self.encoder.encode(metrics);
         let dropped = encoded.dropped();
         self.dropped_total += dropped as u64;
         if dropped != self.last_dropped && dropped > 0 {

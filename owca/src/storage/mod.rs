@@ -6,7 +6,10 @@
 //! - [`PrometheusExporter`] (`prometheus_exporter.rs`) serves it over HTTP at `/metrics`.
 //! - [`KafkaStorage`] (`kafka.rs`) sends each package's text as one Kafka message; built
 //!   with the `kafka` feature (default), else `kafka_missing.rs` refuses to create it.
+//! - [`console`]: `ConsoleStorage`, the task table on a terminal (or as plain text), which
+//!   `owca top` also shows, reading a running agent's text with [`prometheus_reader`].
 
+pub mod console;
 #[cfg(feature = "kafka")]
 mod kafka;
 #[cfg(not(feature = "kafka"))]
@@ -16,6 +19,7 @@ mod kafka_config;
 mod log_storage;
 pub mod prometheus;
 mod prometheus_exporter;
+pub mod prometheus_reader;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +27,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::{
+    console::{ConsoleStorage, ConsoleStorageConfig},
     kafka::KafkaStorage,
     kafka_config::KafkaStorageConfig,
     log_storage::{LogStorage, LogStorageConfig},
@@ -143,6 +148,12 @@ pub enum StorageError {
         /// Why.
         source: Box<StorageError>,
     },
+    /// The console could not set up the terminal, draw on it, or write its table.
+    #[error("console: {source}")]
+    Console {
+        /// The underlying error.
+        source: io::Error,
+    },
     /// Writing to stderr failed (e.g. it was closed).
     #[error("cannot write to stderr: {source}")]
     Stderr {
@@ -160,6 +171,8 @@ pub enum StorageConfig {
     PrometheusExporter(PrometheusExporterConfig),
     /// Prometheus text of each package in one Kafka message.
     KafkaStorage(KafkaStorageConfig),
+    /// The task table on the terminal (plain text without one).
+    ConsoleStorage(ConsoleStorageConfig),
 }
 
 impl StorageError {
@@ -186,6 +199,7 @@ impl StorageConfig {
             Self::LogStorage(c) => Ok(Box::new(LogStorage::new(c)?)),
             Self::PrometheusExporter(c) => Ok(Box::new(PrometheusExporter::start(&c)?)),
             Self::KafkaStorage(c) => Ok(Box::new(KafkaStorage::new(c)?)),
+            Self::ConsoleStorage(c) => Ok(Box::new(ConsoleStorage::new(&c)?)),
         }
     }
 }

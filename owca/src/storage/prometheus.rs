@@ -130,65 +130,95 @@ fn label_hash(name: &str, value: &str) -> u64 {
 /// samples in input order. No timestamps are written: the scraper (or the textfile
 /// collector) stamps them, as OWCA's Prometheus output did by default.
 pub fn encode(metrics: &[Metric]) -> Encoded {
-    let mut out = Encoded::default();
-    let mut families: Vec<Family<'_>> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::default();
-    let mut shared = SharedLabels::default();
+    Encoder::default().encode(metrics)
+}
 
-    for metric in metrics {
-        let rendered = shared.render(metric.shared.as_ref());
-        let family = match index.get(metric.name.as_ref()) {
-            Some(&i) => &mut families[i],
-            None => {
-                index.insert(metric.name.as_ref(), families.len());
-                families.push(Family {
-                    name: &metric.name,
-                    valid_name: is_valid_metric_name(&metric.name),
-                    kind: metric.kind,
-                    help: metric.help,
-                    samples: Vec::new(),
-                    seen: HashSet::default(),
-                });
-                let last = families.len() - 1;
-                &mut families[last]
+/// [`encode`] iteration after iteration, keeping what does not change between them: each
+/// shared label set (a task's labels, the node's) is rendered once, when it first appears,
+/// and kept while samples carry it; the text is written into one buffer of the last
+/// text's size.
+#[derive(Default)]
+pub struct Encoder {
+    shared: SharedLabels,
+    /// Length of the last text, to reserve the next one's buffer at once.
+    last_len: usize,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("label_sets", &self.shared.by_ptr.len())
+            .field("last_len", &self.last_len)
+            .finish()
+    }
+}
+
+impl Encoder {
+    /// Encodes `metrics` as [`encode`] does.
+    pub fn encode(&mut self, metrics: &[Metric]) -> Encoded {
+        let mut out = Encoded::default();
+        let mut families: Vec<Family<'_>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::default();
+        let shared = &mut self.shared;
+        shared.generation += 1;
+
+        for metric in metrics {
+            let rendered = shared.render(metric.shared.as_ref());
+            let family = match index.get(metric.name.as_ref()) {
+                Some(&i) => &mut families[i],
+                None => {
+                    index.insert(metric.name.as_ref(), families.len());
+                    families.push(Family {
+                        name: &metric.name,
+                        valid_name: is_valid_metric_name(&metric.name),
+                        kind: metric.kind,
+                        help: metric.help,
+                        samples: Vec::new(),
+                        seen: HashSet::default(),
+                    });
+                    let last = families.len() - 1;
+                    &mut families[last]
+                }
+            };
+            let Some(rendered) = rendered.filter(|_| family.valid_name && is_valid_sample(metric))
+            else {
+                out.invalid += 1;
+                continue;
+            };
+            if family.kind != metric.kind {
+                out.type_conflicts += 1;
+            } else if !family
+                .seen
+                .insert(Series::new(metric, shared.hash(rendered)))
+            {
+                out.duplicates += 1;
+            } else {
+                family.samples.push((metric, rendered));
             }
-        };
-        let Some(rendered) = rendered.filter(|_| family.valid_name && is_valid_sample(metric))
-        else {
-            out.invalid += 1;
-            continue;
-        };
-        if family.kind != metric.kind {
-            out.type_conflicts += 1;
-        } else if !family
-            .seen
-            .insert(Series::new(metric, shared.hash(rendered)))
-        {
-            out.duplicates += 1;
-        } else {
-            family.samples.push((metric, rendered));
         }
-    }
 
-    drop_histogram_name_clashes(&mut families, &index, &mut out);
+        drop_histogram_name_clashes(&mut families, &index, &mut out);
 
-    // One allocation for the whole text rather than a dozen doublings of megabytes.
-    let estimate: usize = families
-        .iter()
-        .map(|f| {
-            f.samples.len() * (f.name.len() + 32)
-                + f.samples
-                    .iter()
-                    .map(|&(_, r)| shared.text(r).len())
-                    .sum::<usize>()
-        })
-        .sum();
-    out.text.reserve(estimate);
-    // Families whose every sample was dropped get no HELP/TYPE either.
-    for family in families.iter().filter(|f| !f.samples.is_empty()) {
-        write_family(&mut out.text, family, &shared);
+        // One allocation for the whole text rather than a dozen doublings of megabytes.
+        let estimate: usize = families
+            .iter()
+            .map(|f| {
+                f.samples.len() * (f.name.len() + 32)
+                    + f.samples
+                        .iter()
+                        .map(|&(_, r)| shared.text(r).len())
+                        .sum::<usize>()
+            })
+            .sum();
+        out.text.reserve(estimate.max(self.last_len));
+        // Families whose every sample was dropped get no HELP/TYPE either.
+        for family in families.iter().filter(|f| !f.samples.is_empty()) {
+            write_family(&mut out.text, family, shared);
+        }
+        shared.forget_unused();
+        self.last_len = out.text.len();
+        out
     }
-    out
 }
 
 /// The Go parser reads `a_bucket`, `a_sum` and `a_count` as samples of histogram `a` when
@@ -219,55 +249,111 @@ fn drop_histogram_name_clashes(
     }
 }
 
-/// Shared label sets rendered once each (`a="x",b="y"`), identified by content so that
-/// equal sets behind different `Arc`s still count as the same series.
+/// Shared label sets rendered once each (`a="x",b="y"`), kept across encodings while
+/// samples carry them. A set is known by its `Arc`, which is kept so that its address is
+/// not reused by another set while known. Equal sets behind different `Arc`s are rendered
+/// twice but still compared as one series: [`Series`] compares content.
 #[derive(Default)]
 struct SharedLabels {
-    by_ptr: HashMap<*const Labels, Option<usize>>,
-    by_text: HashMap<String, usize>,
-    texts: Vec<String>,
-    /// Per rendered set, the sum of its labels' [`label_hash`]es (see [`Series`]).
-    hashes: Vec<u64>,
+    /// Set (its address) → its slot.
+    by_ptr: HashMap<usize, usize>,
+    /// Rendered sets; slot 0 is "no shared labels".
+    slots: Vec<Slot>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    /// The current encoding, to tell the sets it used.
+    generation: u64,
+}
+
+struct Slot {
+    /// The set, kept so that its address stays its own.
+    _pin: Option<Arc<Labels>>,
+    /// Its text, `None` when a label name is invalid.
+    text: Option<String>,
+    /// The sum of its labels' [`label_hash`]es (see [`Series`]).
+    hash: u64,
+    /// The last encoding that used it.
+    used: u64,
 }
 
 impl SharedLabels {
-    /// Index of the rendered set (0 = none); `None` when a label name is invalid.
+    /// Slot of the rendered set (0 = none); `None` when a label name is invalid.
     fn render(&mut self, labels: Option<&Arc<Labels>>) -> Option<usize> {
+        if self.slots.is_empty() {
+            self.slots.push(Slot {
+                _pin: None,
+                text: Some(String::new()),
+                hash: 0,
+                used: u64::MAX,
+            });
+        }
         let Some(labels) = labels else {
             return Some(0);
         };
-        if let Some(&known) = self.by_ptr.get(&Arc::as_ptr(labels)) {
-            return known;
-        }
-        if self.texts.is_empty() {
-            self.texts.push(String::new());
-            self.hashes.push(0);
-        }
-        let rendered = labels.keys().all(|k| is_valid_label_name(k)).then(|| {
-            let mut text = String::new();
-            write_labels(&mut text, labels.iter());
-            let next = self.texts.len();
-            let i = *self.by_text.entry(text.clone()).or_insert(next);
-            if i == next {
-                self.texts.push(text);
-                self.hashes.push(
-                    labels
+        let i = match self.by_ptr.get(&(Arc::as_ptr(labels) as usize)) {
+            Some(&i) => i,
+            None => {
+                let text = labels.keys().all(|k| is_valid_label_name(k)).then(|| {
+                    let mut text = String::new();
+                    write_labels(&mut text, labels.iter());
+                    text
+                });
+                let slot = Slot {
+                    _pin: Some(Arc::clone(labels)),
+                    text,
+                    hash: labels
                         .iter()
                         .fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
-                );
+                    used: 0,
+                };
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slots[i] = slot;
+                        i
+                    }
+                    None => {
+                        self.slots.push(slot);
+                        self.slots.len() - 1
+                    }
+                };
+                self.by_ptr.insert(Arc::as_ptr(labels) as usize, i);
+                i
             }
-            i
-        });
-        self.by_ptr.insert(Arc::as_ptr(labels), rendered);
-        rendered
+        };
+        let slot = &mut self.slots[i];
+        slot.used = self.generation;
+        slot.text.is_some().then_some(i)
     }
 
     fn text(&self, i: usize) -> &str {
-        self.texts.get(i).map_or("", String::as_str)
+        self.slots
+            .get(i)
+            .and_then(|s| s.text.as_deref())
+            .unwrap_or("")
     }
 
     fn hash(&self, i: usize) -> u64 {
-        self.hashes.get(i).copied().unwrap_or(0)
+        self.slots.get(i).map_or(0, |s| s.hash)
+    }
+
+    /// Drops the sets the last encoding did not use (gone tasks).
+    fn forget_unused(&mut self) {
+        let generation = self.generation;
+        let (slots, free) = (&mut self.slots, &mut self.free);
+        self.by_ptr.retain(|_, &mut i| {
+            let slot = &mut slots[i];
+            if slot.used == generation {
+                return true;
+            }
+            *slot = Slot {
+                _pin: None,
+                text: None,
+                hash: 0,
+                used: 0,
+            };
+            free.push(i);
+            false
+        });
     }
 }
 

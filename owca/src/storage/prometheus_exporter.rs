@@ -86,6 +86,7 @@ impl Default for PrometheusExporterConfig {
 /// Keeps the last encoded iteration and serves it to scrapers.
 pub struct PrometheusExporter {
     latest: Arc<RwLock<Bytes>>,
+    encoder: prometheus::Encoder,
     dropped_reported: usize,
     addr: SocketAddr,
 }
@@ -106,6 +107,7 @@ impl PrometheusExporter {
         info!(%addr, "serving metrics at /metrics");
         Ok(Self {
             latest,
+            encoder: prometheus::Encoder::default(),
             dropped_reported: 0,
             addr,
         })
@@ -119,7 +121,7 @@ impl PrometheusExporter {
 
 impl Storage for PrometheusExporter {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        let encoded = prometheus::encode(metrics);
+        let encoded = self.encoder.encode(metrics);
         if encoded.dropped() != self.dropped_reported {
             warn!(
                 dropped = encoded.dropped(),

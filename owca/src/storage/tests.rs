@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use super::prometheus::{encode, format_value};
+use super::prometheus::{Encoder, encode, format_value};
 use super::{LogStorage, LogStorageConfig, Storage, StorageError};
 use crate::metrics::{Metric, MetricType};
 
@@ -75,6 +75,43 @@ fn encodes_gauge_counter_histogram_grouped_by_family() {
     let encoded = encode(&representative());
     assert_eq!(encoded.text, REPRESENTATIVE_TEXT);
     assert_eq!(encoded.dropped(), 0);
+}
+
+/// An encoder kept across iterations writes what a fresh one writes, as shared label sets
+/// come, change and go; equal sets behind different `Arc`s are still one series.
+#[test]
+fn a_kept_encoder_writes_what_a_fresh_one_writes() {
+    use std::sync::Arc;
+    let set = |pairs: &[(&str, &str)]| {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<crate::metrics::Labels>(),
+        )
+    };
+    let (a, b) = (set(&[("task_id", "a")]), set(&[("task_id", "b")]));
+    let bad = set(&[("0bad", "x")]);
+    let iterations = [
+        vec![(&a, 1.0), (&b, 2.0)],
+        vec![(&a, 3.0), (&b, 4.0), (&bad, 0.0)],
+        vec![(&b, 5.0)],
+        vec![(&b, 6.0), (&a, 7.0)],
+    ];
+    let mut kept = Encoder::default();
+    for samples in iterations {
+        let mut metrics: Vec<Metric> = samples
+            .iter()
+            .map(|(labels, v)| Metric::gauge("up", "Up.", *v).with_shared(labels))
+            .collect();
+        // The same set behind another Arc, and split between own and shared labels.
+        metrics.push(Metric::gauge("up", "Up.", 9.0).with_shared(&set(&[("task_id", "b")])));
+        metrics.push(Metric::gauge("up", "Up.", 9.0).with_label("task_id", "b"));
+        let fresh = encode(&metrics);
+        let again = kept.encode(&metrics);
+        assert_eq!(again, fresh);
+        assert_eq!(again.duplicates, 2, "{}", again.text);
+    }
 }
 
 #[test]

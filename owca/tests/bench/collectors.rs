@@ -1,7 +1,7 @@
 //! The collectors compared: none, the `owca` agent (eBPF) on the Mesos stand-in, and
 //! `owca-classic` (one perf event per cgroup × CPU × event; the bench-only `owca-bench`
 //! crate). Each runs as its own process writing Prometheus text to a file it replaces
-//! every second.
+//! every second; the agent also as a Prometheus endpoint the bench scrapes.
 
 use std::{
     fs::File,
@@ -25,6 +25,8 @@ pub enum Kind {
     None,
     Ebpf,
     Classic,
+    /// The agent with `!PrometheusExporter` instead of `!LogStorage`.
+    EbpfExporter,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::None => "none",
             Kind::Ebpf => "ebpf",
             Kind::Classic => "classic",
+            Kind::EbpfExporter => "ebpf-exporter",
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Running {
     pub kind: Kind,
     /// Its Prometheus text output.
     pub out: PathBuf,
+    /// Where it serves its metrics instead, when an exporter.
+    pub scrape: Option<std::net::SocketAddr>,
     stderr: PathBuf,
 }
 
@@ -78,18 +83,28 @@ pub fn start(
 ) -> Result<Option<Running>> {
     let out = dir.join(format!("{}.prom", kind.name()));
     let _ = std::fs::remove_file(&out);
+    let mut scrape = None;
     let mut cmd = match kind {
         Kind::None => return Ok(None),
-        Kind::Ebpf => {
+        Kind::Ebpf | Kind::EbpfExporter => {
+            let storage = if kind == Kind::Ebpf {
+                format!(
+                    "!LogStorage {{output_filename: '{}', overwrite: true}}",
+                    out.display()
+                )
+            } else {
+                // A free port: bound, then let go for the agent.
+                let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                scrape = Some(addr);
+                format!("!PrometheusExporter {{listen: '{addr}'}}")
+            };
             let config = dir.join("owca.yaml");
             std::fs::write(
                 &config,
                 format!(
                     "runner: !MeasurementRunner\n  node: !MesosNode\n    mesos_agent_endpoint: '{}'\n    timeout: 5\n  \
-                     action_delay: 1.\n  event_names: []\n  \
-                     metrics_storage: !LogStorage {{output_filename: '{}', overwrite: true}}\n",
+                     action_delay: 1.\n  event_names: []\n  metrics_storage: {storage}\n",
                     wl.endpoint(),
-                    out.display()
                 ),
             )?;
             let mut c = Command::new(env!("CARGO_BIN_EXE_owca"));
@@ -109,7 +124,7 @@ pub fn start(
     let parent = std::process::id() as i32;
     let cpus = cpus.copied();
     // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
-    // pthread_sigmask, sched_setaffinity).
+    // pthread_sigmask, sched_setaffinity, setrlimit).
     unsafe {
         cmd.pre_exec(move || {
             guard::die_with_parent(parent);
@@ -118,6 +133,12 @@ pub fn start(
             if let Some(cpus) = &cpus {
                 let _ = sched_setaffinity(Pid::from_raw(0), cpus);
             }
+            // The classic collector holds tasks × CPUs × 2 perf fds: 20 000 at N = 5000.
+            let files = libc::rlimit {
+                rlim_cur: 1 << 20,
+                rlim_max: 1 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &files);
             Ok(())
         });
     }
@@ -131,6 +152,7 @@ pub fn start(
         child,
         kind,
         out,
+        scrape,
         stderr,
     };
     running.wait_ready(wl.tasks.len())?;
@@ -142,9 +164,12 @@ impl Running {
         self.child.id()
     }
 
-    /// Its output now, if written yet.
+    /// Its output now, if written yet: the file, or a scrape of the endpoint.
     pub fn output(&self) -> Option<String> {
-        std::fs::read_to_string(&self.out).ok()
+        match self.scrape {
+            Some(addr) => scrape(addr).ok(),
+            None => std::fs::read_to_string(&self.out).ok(),
+        }
     }
 
     /// Fails naming the collector and quoting its stderr once it has exited.
@@ -173,7 +198,9 @@ impl Running {
             if let Some(text) = self.output() {
                 let tasks = text.lines().filter(|l| l.starts_with(metric)).count();
                 let watched = match self.kind {
-                    Kind::Ebpf => sample(&text, "owca_tasks", &[]).map_or(0, |v| v as usize),
+                    Kind::Ebpf | Kind::EbpfExporter => {
+                        sample(&text, "owca_tasks", &[]).map_or(0, |v| v as usize)
+                    }
                     _ => tasks,
                 };
                 if tasks == n && watched == n {
@@ -211,4 +238,22 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET /metrics` as a scraper makes it; the body of a 200 answer.
+pub fn scrape(addr: std::net::SocketAddr) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: owca\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let answer = String::from_utf8(answer)?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("an HTTP answer without headers")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("scrape of {addr}: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_owned())
 }

@@ -122,6 +122,9 @@ pub fn sweep_stale(mounts: &Mounts) {
     let hierarchies = [
         Hierarchy::v1("cpu"),
         Hierarchy::v1("cpuacct"),
+        Hierarchy::v1("memory"),
+        Hierarchy::v1("cpuset"),
+        Hierarchy::v1("pids"),
         Hierarchy::V2,
     ];
     for h in hierarchies {

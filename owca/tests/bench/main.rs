@@ -2,11 +2,15 @@
 //! side by side in one run, for N Mesos tasks each:
 //! - pipe ping-pong µs per round trip within one and between two watched cgroups, with no
 //!   collector, the `owca` agent, and `owca-classic` (rounds alternated, medians);
-//! - each collector's own CPU, peak RSS, fds and iteration latency at a 1 s interval;
+//! - each collector's own CPU, steady and peak RSS, fds, bytes read and iteration latency
+//!   at a 1 s interval (the agent writing a file, and serving a scrape every 15 s), its
+//!   stages per task, and its total cost: own CPU plus the time it adds to the workload's
+//!   context switches;
 //! - the agent's eBPF on-CPU time against `cpuacct.usage` for the busy tasks;
 //! - the agent's programs' run time per call (`kernel.bpf_stats_enabled=1`, own phase).
 //!
-//! Prints a Markdown report and writes it with a JSON twin to `target/bench/`.
+//! Prints a Markdown report and writes it with a JSON twin and an SVG plot of CPU and total
+//! cost against N to `target/bench/`.
 //! `--smoke` is the short run `cargo xtask test` makes to keep this working.
 
 #![allow(
@@ -22,6 +26,7 @@ mod collectors;
 mod cost;
 mod guard;
 mod pingpong;
+mod plot;
 mod profile;
 mod report;
 mod workload;
@@ -30,7 +35,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use nix::sched::CpuSet;
-use owca::{cgroups::Mounts, platform::Platform};
+use owca::{cgroups::Mounts, collector::SNAPSHOT_BYTES_PER_CGROUP, platform::Platform};
 use report::{Machine, Report, Run};
 use serde_json::json;
 
@@ -44,12 +49,12 @@ struct Args {
     smoke: bool,
 }
 
-const USAGE: &str = "bench [--smoke] [--n 10,100,1000] [--duration SECS] [--warmup SECS] [--fast-sleepers K] \
+const USAGE: &str = "bench [--smoke] [--n 100,1000,5000] [--duration SECS] [--warmup SECS] [--fast-sleepers K] \
                      [--rounds R] [--reps K] [--round-trips T]";
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        ns: vec![10, 100, 1000],
+        ns: vec![100, 1000, 5000],
         duration: 30.0,
         warmup: 3.0,
         fast: 200,
@@ -149,7 +154,11 @@ fn run() -> Result<()> {
         let bpf_programs = profile::measure(&wl, dir.path(), cpu, &others, args.pp)?;
         let mut cost = Vec::new();
         let mut accuracy = None;
-        for kind in [collectors::Kind::Ebpf, collectors::Kind::Classic] {
+        for kind in [
+            collectors::Kind::Ebpf,
+            collectors::Kind::EbpfExporter,
+            collectors::Kind::Classic,
+        ] {
             say(format_args!(
                 "N = {n}: {} collector cost over {} s",
                 kind.name(),
@@ -165,8 +174,10 @@ fn run() -> Result<()> {
             cost.push(c);
             accuracy = accuracy.or(a);
         }
+        total_costs(&mut cost, &pingpong);
         runs.push(Run {
             n,
+            ebpf_map_bytes_per_iteration: n * SNAPSHOT_BYTES_PER_CGROUP,
             pingpong,
             cost,
             accuracy,
@@ -189,18 +200,35 @@ fn run() -> Result<()> {
     let md = report::markdown(&report);
     print!("{md}");
     std::fs::write(out_dir.join("report.md"), &md)?;
+    std::fs::write(out_dir.join("report.svg"), plot::svg(&report))?;
     std::fs::write(
         out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
     say(format_args!(
-        "wrote {}/report.{{md,json}}",
+        "wrote {}/report.{{md,json,svg}}",
         out_dir.display()
     ));
     if args.smoke {
         smoke_checks(&report)?;
     }
     Ok(())
+}
+
+/// Each collector's total cost: its own CPU plus the time it adds to each context switch
+/// between cgroups (ping-pong) times the workload's switch rate (as the agent counted it).
+fn total_costs(cost: &mut [cost::Cost], pingpong: &[pingpong::Case]) {
+    let Some(between) = pingpong.iter().find(|c| c.case.starts_with("between")) else {
+        return;
+    };
+    let rate = cost.iter().find_map(|c| c.task_switches_per_s);
+    for c in cost.iter_mut() {
+        let added_ns = match c.collector {
+            "classic" => between.classic_ns_per_switch,
+            _ => between.ebpf_ns_per_switch,
+        };
+        c.total_cost_percent = rate.map(|r| c.cpu_percent + added_ns.max(0.0) * r / 1e9 * 100.0);
+    }
 }
 
 /// What the smoke run asserts: every figure was measured, and the collectors saw what
@@ -278,6 +306,7 @@ fn machine() -> Result<Machine> {
         cores: p.cores,
         sockets: p.sockets,
         memory_gib: kb / 1024.0 / 1024.0,
+        possible_cpus: aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")?
             .trim()
             .to_owned(),

@@ -1,6 +1,8 @@
-//! N Mesos-shaped tasks: cgroups `mesos/<id>` in the cpu and cpuacct v1 hierarchies (and
-//! in cgroup v2, which holds the perf_event controller on this kind of hybrid host, for
-//! the classic collector), each with a real process, served by the Mesos stand-in.
+//! N Mesos-shaped tasks: cgroups `mesos/<id>` in each of the five v1 hierarchies Mesos
+//! puts a task in with its cpu and memory isolators (cpu, cpuacct, memory, cpuset, pids;
+//! those mounted as v1), with a 1 GiB memory limit, and in cgroup v2, which holds the
+//! perf_event controller on this kind of hybrid host, for the classic collector; each with
+//! a real process, served by the Mesos stand-in.
 
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ use crate::{
         mesos_agent::{Agent, Answer, RunningTask, get_state_of},
     },
 };
+
+/// The v1 controllers a Mesos task's cgroup is made in (those mounted).
+const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "cpuset", "pids"];
 
 /// Busy tasks (a spinning process each); every other task's process is a sleeper.
 pub const BUSY: usize = 2;
@@ -84,6 +89,10 @@ impl Workload {
         let perf = mounts
             .preferred("perf_event")
             .context("no perf_event hierarchy (v1) and no cgroup v2")?;
+        let controllers: Vec<&str> = V1_CONTROLLERS
+            .into_iter()
+            .filter(|c| mounts.v1(c).is_some())
+            .collect();
         let mut tasks = Vec::with_capacity(n);
         let mut children = Children::default();
         let busy: Vec<usize> = (2..n.min(2 + BUSY)).collect();
@@ -92,7 +101,11 @@ impl Workload {
             guard::check()?;
             let id = format!("{}{}-{i}", guard::PREFIX, std::process::id());
             let path = format!("/mesos/{id}");
-            let v1 = TestCgroup::create(mounts, &["cpu", "cpuacct"], &path)?;
+            let v1 = TestCgroup::create(mounts, &controllers, &path)?;
+            if controllers.contains(&"memory") {
+                std::fs::write(v1.dir("memory").join("memory.limit_in_bytes"), "1073741824")
+                    .context("setting a task's memory limit")?;
+            }
             let perf = match &perf {
                 Hierarchy::V2 => TestCgroup::create_v2(mounts, &path)?,
                 Hierarchy::V1 { controller } => TestCgroup::create(mounts, &[controller], &path)?,

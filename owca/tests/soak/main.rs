@@ -136,7 +136,7 @@ fn run() -> Result<Report> {
     let baseline_fds = probe::fds(pid).context("reading the agent's fds")?;
     let baseline_fd_kinds = probe::fd_kinds(pid);
     let baseline_entries = probe::map_entries(pid).context(
-        "finding the agent's counters map through /proc/<pid>/fdinfo and bpftool (is bpftool installed?)",
+        "finding the agent's watched-cgroups map (SLOTS) through /proc/<pid>/fdinfo and bpftool (is bpftool installed?)",
     )?;
     file.reset_intervals();
 

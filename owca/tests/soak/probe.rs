@@ -1,5 +1,5 @@
 //! What the soak watches of the running agent: resident memory and open fds from /proc,
-//! entries of its eBPF counters map (bpftool), and its own metrics file.
+//! entries of its watched-cgroups map (`SLOTS`, bpftool), and its own metrics file.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +13,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use owca_common::MAP_COUNTERS;
+use owca_common::MAP_SLOTS;
 use serde_json::Value;
 
 /// The agent's resident memory in bytes (`VmRSS`).
@@ -54,8 +54,9 @@ pub fn fd_kinds(pid: u32) -> BTreeMap<String, usize> {
     out
 }
 
-/// Entries in the counters map of the agent `pid`: its map fds name their map ids in
-/// `/proc/<pid>/fdinfo`, and bpftool tells which of them is the counters map.
+/// Entries in the watched-cgroups map (`SLOTS`: one per watched cgroup) of the agent
+/// `pid`: its map fds name their map ids in `/proc/<pid>/fdinfo`, and bpftool tells which
+/// of them it is.
 pub fn map_entries(pid: u32) -> Option<usize> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
     let id = fds.flatten().find_map(|fd| {
@@ -67,7 +68,7 @@ pub fn map_entries(pid: u32) -> Option<usize> {
             .parse()
             .ok()?;
         let shown = bpftool(&["map", "show", "id", &id.to_string()])?;
-        (shown["name"] == MAP_COUNTERS).then_some(id)
+        (shown["name"] == MAP_SLOTS).then_some(id)
     })?;
     Some(
         bpftool(&["map", "dump", "id", &id.to_string()])?

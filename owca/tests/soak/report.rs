@@ -17,7 +17,7 @@ pub struct Sample {
     pub at_s: f64,
     pub rss_bytes: u64,
     pub fds: usize,
-    /// Entries of the agent's counters map (read every few samples).
+    /// Entries of the agent's watched-cgroups map `SLOTS` (read every few samples).
     pub map_entries: Option<usize>,
     /// Cgroups of listed tasks that exist (what the map should hold).
     pub live_cgroups: usize,
@@ -112,7 +112,7 @@ impl Report {
         }
         if self.end_entries != self.baseline_entries {
             out.push(format!(
-                "counters map holds {} entries at the end, {} before any task",
+                "watched-cgroups map holds {} entries at the end, {} before any task",
                 self.end_entries, self.baseline_entries
             ));
         }

@@ -3,10 +3,9 @@
 
 use std::{path::Path, time::Duration};
 
-use bytes::Bytes;
 use reqwest::{Certificate, Client, Identity, header};
-use serde_json::Value;
-use tracing::{debug, warn};
+
+use tracing::warn;
 
 use super::{MesosError, MesosNode, ServerVerify};
 
@@ -117,13 +116,15 @@ fn bad_pem(
 /// Most bytes of an HTTP error answer read, for its beginning.
 const ERROR_BODY_BYTES: usize = 4096;
 
-/// `POST <url>` with `{"type": "GET_STATE"}`; the answer's body, of at most `limit` bytes.
+/// `POST <url>` with `{"type": "GET_STATE"}`; the answer's body, of at most `limit` bytes,
+/// read into a buffer of `size` bytes (the last answer's) or of the announced length.
 pub(super) async fn get_state(
     client: &Client,
     url: &str,
     timeout: Duration,
     limit: u64,
-) -> Result<Bytes, MesosError> {
+    size: usize,
+) -> Result<Vec<u8>, MesosError> {
     let request_error = |error: reqwest::Error| {
         if error.is_timeout() {
             MesosError::Timeout {
@@ -171,32 +172,14 @@ pub(super) async fn get_state(
         return Err(too_large());
     }
     // Read chunk by chunk: a body without a length (chunked) must not grow without bound.
-    let mut body = Vec::new();
+    // One buffer of the expected size rather than a dozen doublings of megabytes.
+    let expected = response.content_length().map_or(size, |n| n as usize);
+    let mut body = Vec::with_capacity(expected.saturating_add(4096).min(limit as usize));
     while let Some(chunk) = response.chunk().await.map_err(request_error)? {
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(body))
-}
-
-/// The answer's JSON. Bytes that are not UTF-8 (Mesos passes a tenant's label bytes on as
-/// they are) are read as U+FFFD, so that they cost the strings they are in, not the
-/// answer.
-pub(super) fn parse(url: &str, body: &[u8]) -> Result<Value, MesosError> {
-    let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => {
-            debug!(
-                url,
-                "GET_STATE answer holds bytes that are not UTF-8: replaced"
-            );
-            serde_json::from_str(&String::from_utf8_lossy(body))
-        }
-    };
-    parsed.map_err(|error| MesosError::NotJson {
-        url: url.to_owned(),
-        error,
-    })
+    Ok(body)
 }

@@ -17,17 +17,21 @@ mod config_tests;
 mod error;
 mod parse;
 mod ssl;
+mod stream;
 #[cfg(test)]
 mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    hash::BuildHasher as _,
     path::PathBuf,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
-use bytes::Bytes;
 use reqwest::{Client, Url};
 use serde::Deserialize;
 use serde_json::Value;
@@ -84,6 +88,12 @@ pub struct MesosNode {
     state: Arc<State>,
 }
 
+/// Reads an answer, handing each launched task to its argument.
+type ReadTasks<'a> = dyn FnMut(&mut dyn FnMut(stream::Event<'_>)) -> Result<(), MesosError> + 'a;
+
+/// An answer's length and keyed hash: two answers with the same are taken as the same.
+type Fingerprint = (usize, u64);
+
 #[derive(Debug, Default)]
 struct State {
     /// Built on first use; a failed build is retried next time (the file may appear).
@@ -94,9 +104,15 @@ struct State {
     /// executor does not change cgroup, and reading `/proc/<pid>/cgroup` (which takes the
     /// kernel's css_set lock) for a thousand tasks every second was most of a node's cost.
     cgroups: Mutex<HashMap<(String, u32), String>>,
-    /// The last answer and its tasks, reused while the agent answers the same bytes and
-    /// nothing in them depended on `/proc`, which may have changed since.
-    last: Mutex<Option<(Bytes, Vec<Task>)>>,
+    /// The last answer's fingerprint and its tasks, reused while the agent answers the
+    /// same bytes and nothing in them depended on `/proc`, which may have changed since.
+    /// Nothing else of the answer is kept.
+    last: Mutex<Option<(Fingerprint, Arc<Vec<Task>>)>>,
+    /// Keys the fingerprints: per process and unpredictable, so that no tenant can choose
+    /// labels that make a changed answer read as the same.
+    hasher: foldhash::quality::RandomState,
+    /// The last answer's size, to read the next one into a buffer of that size at once.
+    last_size: AtomicUsize,
     /// Tasks whose labels the caps cut in the last answer, so each is reported once.
     cut: Mutex<BTreeMap<String, LabelsCut>>,
     /// Problems found and not yet taken by [`MesosNode::take_problems`].
@@ -236,28 +252,66 @@ impl MesosNode {
 
     /// Asks the agent for its state and returns the running tasks that can be measured.
     pub async fn tasks(&self) -> Result<Vec<Task>, MesosError> {
+        Ok(self.task_list().await?.as_ref().clone())
+    }
+
+    /// [`Self::tasks`] as a shared list: while the agent's answer stays the same, the
+    /// same list (the same `Arc`), which the containers stage then need not look through.
+    pub async fn task_list(&self) -> Result<Arc<Vec<Task>>, MesosError> {
         let client = self.client()?;
         let url = self.api_url();
-        let body = client::get_state(&client, &url, self.timeout, self.max_answer_bytes).await?;
+        let size = self.state.last_size.load(Ordering::Relaxed);
+        let body =
+            client::get_state(&client, &url, self.timeout, self.max_answer_bytes, size).await?;
+        self.state.last_size.store(body.len(), Ordering::Relaxed);
+        let fingerprint = (body.len(), self.state.hasher.hash_one(&body[..]));
         {
             let last = self
                 .state
                 .last
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, tasks)) = last.as_ref().filter(|(b, _)| *b == body) {
-                return Ok(tasks.clone());
+            if let Some((_, tasks)) = last.as_ref().filter(|(f, _)| *f == fingerprint) {
+                return Ok(Arc::clone(tasks));
             }
         }
-        let found = self.discover(&client::parse(&url, &body)?)?;
+        let found = self.discover_text(&url, &body)?;
+        drop(body);
         let reusable = found.skipped.values().all(|r| !r.depends_on_proc());
+        let tasks = Arc::new(found.tasks);
         *self
             .state
             .last
             .lock()
             .unwrap_or_else(PoisonError::into_inner) =
-            reusable.then(|| (body, found.tasks.clone()));
-        Ok(found.tasks)
+            reusable.then(|| (fingerprint, Arc::clone(&tasks)));
+        Ok(tasks)
+    }
+
+    /// [`Self::discover`] for an answer's bytes, read one task at a time.
+    fn discover_text(&self, url: &str, body: &[u8]) -> Result<Discovery, MesosError> {
+        let lossy;
+        let text = match std::str::from_utf8(body) {
+            Ok(text) => text,
+            Err(_) => {
+                debug!(
+                    url,
+                    "GET_STATE answer holds bytes that are not UTF-8: replaced"
+                );
+                lossy = String::from_utf8_lossy(body);
+                &lossy
+            }
+        };
+        self.discover_each(&mut |on| match stream::launched_tasks(text, on) {
+            Ok(shape) => shape.map_err(|problem| MesosError::BadAnswer {
+                url: url.to_owned(),
+                problem,
+            }),
+            Err(error) => Err(MesosError::NotJson {
+                url: url.to_owned(),
+                error,
+            }),
+        })
     }
 
     /// Turns a `GET_STATE` answer into tasks, warning once about each task skipped.
@@ -266,6 +320,16 @@ impl MesosNode {
             url: self.api_url(),
             problem,
         })?;
+        self.discover_each(&mut |on| {
+            for raw in launched {
+                on(stream::Event::Task(raw));
+            }
+            Ok(())
+        })
+    }
+
+    /// The core of [`Self::discover`]: `read` hands each launched task to its argument.
+    fn discover_each(&self, read: &mut ReadTasks<'_>) -> Result<Discovery, MesosError> {
         let mut out = Discovery::default();
         let mut ids = BTreeSet::new();
         let known = std::mem::take(
@@ -293,7 +357,16 @@ impl MesosNode {
             found.insert(key, path.clone());
             Ok(path)
         };
-        for (index, raw) in launched.iter().enumerate() {
+        let mut index = 0;
+        let mut found_all = |event: stream::Event<'_>| {
+            let raw = match event {
+                stream::Event::Task(raw) => raw,
+                stream::Event::Restart => {
+                    (out, index) = (Discovery::default(), 0);
+                    ids.clear();
+                    return;
+                }
+            };
             match parse::task(raw, &mut cgroup) {
                 Ok(parsed) if !ids.insert(parsed.task.task_id.clone()) => {
                     debug!(
@@ -311,6 +384,17 @@ impl MesosNode {
                     out.skipped.insert(parse::skip_key(raw, index), reason);
                 }
             }
+            index += 1;
+        };
+        let read = read(&mut found_all);
+        if let Err(e) = read {
+            // The cgroups found before stay known.
+            *self
+                .state
+                .cgroups
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = known;
+            return Err(e);
         }
         let mut previous = self
             .state

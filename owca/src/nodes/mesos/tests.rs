@@ -640,13 +640,76 @@ fn bytes_that_are_not_utf8_cost_only_their_strings() {
     let at = body.windows(3).position(|w| w == b"@@@").unwrap();
     body[at..at + 3].copy_from_slice(&[0xff, 0xfe, 0xc3]);
     assert!(serde_json::from_slice::<Value>(&body).is_err());
-    let answer = client::parse("http://agent/api/v1", &body).unwrap();
-    let found = FakeProc::mesos().node().discover(&answer).unwrap();
+    let found = FakeProc::mesos()
+        .node()
+        .discover_text("http://agent/api/v1", &body)
+        .unwrap();
     assert_eq!(
         found.tasks[0].labels["aurora_tier"],
         "pre\u{fffd}\u{fffd}\u{fffd}emptible"
     );
     // Outside a string it is still not JSON.
-    let err = client::parse("http://agent/api/v1", b"{\"get_state\": \xff}").unwrap_err();
+    let err = FakeProc::mesos()
+        .node()
+        .discover_text("http://agent/api/v1", b"{\"get_state\": \xff}")
+        .unwrap_err();
     assert!(matches!(err, MesosError::NotJson { .. }), "{err}");
+}
+
+/// The answer read one task at a time gives what the whole parsed answer gives, shape
+/// problems, nulls and keys given twice (the last one counts) included.
+#[test]
+fn streamed_answers_read_as_parsed_ones() {
+    let full = serde_json::to_string(&fixture("mesos_get_state.json")).unwrap();
+    let task = serde_json::to_string(
+        &fixture("mesos_get_state.json")["get_state"]["get_tasks"]["launched_tasks"][0],
+    )
+    .unwrap();
+    let texts = [
+        full.clone(),
+        "[]".to_owned(),
+        "5".to_owned(),
+        "{}".to_owned(),
+        r#"{"get_state": null}"#.to_owned(),
+        r#"{"get_state": 3}"#.to_owned(),
+        r#"{"get_state": {}}"#.to_owned(),
+        r#"{"get_state": {"get_tasks": [1]}}"#.to_owned(),
+        r#"{"get_state": {"get_tasks": {"launched_tasks": {}}}}"#.to_owned(),
+        r#"{"get_state": {"get_tasks": {"launched_tasks": null}}}"#.to_owned(),
+        format!(r#"{{"get_state": {{"get_tasks": {{"launched_tasks": [{task}, 7, {{}}]}}}}}}"#),
+        // Keys given twice: the last value counts.
+        format!(
+            r#"{{"get_state": {{"get_tasks": {{"launched_tasks": [{task}]}}}}, "get_state": {{"get_tasks": {{"launched_tasks": [1]}}}}}}"#
+        ),
+        format!(
+            r#"{{"get_state": {{"get_tasks": {{"launched_tasks": [2]}}}}, "get_state": {{"x": 1, "get_tasks": {{"launched_tasks": [{task}], "launched_tasks": [{task}, 3]}}}}}}"#
+        ),
+        format!(
+            r#"{{"get_state": {{"get_tasks": {{"launched_tasks": [{task}]}}}}, "get_state": 1}}"#
+        ),
+    ];
+    let fake = FakeProc::mesos();
+    for text in &texts {
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        let whole = fake.node().discover(&parsed);
+        let node = fake.node();
+        let streamed = node.discover_text(&node.api_url(), text.as_bytes());
+        match (whole, streamed) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+            (a, b) => panic!("{text}: {a:?} vs {b:?}"),
+        }
+    }
+    let node = fake.node();
+    assert!(matches!(
+        node.discover_text(
+            "http://127.0.0.1:5051/api/v1",
+            &full.as_bytes()[..full.len() - 1]
+        ),
+        Err(MesosError::NotJson { .. })
+    ));
+    assert!(matches!(
+        node.discover_text("http://127.0.0.1:5051/api/v1", b"{} {}"),
+        Err(MesosError::NotJson { .. })
+    ));
 }

@@ -1,0 +1,196 @@
+//! `!CollocationAllocator`'s settings, their defaults and checks.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A way of taking CPU from a best-effort task, in the order the allocator uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lever {
+    /// `cpu_idle: true`: the task runs only on CPUs its siblings leave idle and is
+    /// preempted as soon as one of them wakes up; it keeps every idle cycle. Used where
+    /// the kernel has `cpu.idle` (Linux 5.15+).
+    CpuIdle,
+    /// `cpu_quota`, multiplied by `quota_factor` per contended iteration, down to
+    /// `min_quota`: a hard cap, for contention that `cpu_idle` does not end.
+    CpuQuota,
+}
+
+/// `!CollocationAllocator` settings. Only `latency_critical` and `best_effort` are needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollocationAllocatorConfig {
+    /// Label name → regex of its value, matched from the value's start (as
+    /// `!StaticAllocator`'s): a task with any matching label is latency-critical (LC).
+    pub latency_critical: BTreeMap<String, String>,
+    /// The same for best-effort (BE) tasks; a task matching both is latency-critical.
+    /// Only best-effort tasks are ever allocated.
+    pub best_effort: BTreeMap<String, String>,
+    /// Seconds an LC task waited on a run queue while BE tasks ran, per second it ran,
+    /// at or above which it is contended (default 0.05).
+    #[serde(default = "default_wait_threshold")]
+    pub wait_threshold: f64,
+    /// The same wait per second of the interval below which an LC task is calm whatever
+    /// its ratio: a task that barely runs has noisy ratios (default 0.002).
+    #[serde(default = "default_min_wait")]
+    pub min_wait: f64,
+    /// Share of a contended LC task's wait by BE tasks that a BE task must have caused to
+    /// be taken from (default 0.1).
+    #[serde(default = "default_min_contender_share")]
+    pub min_contender_share: f64,
+    /// The levers, in the order they are pulled (default `[cpu_idle, cpu_quota]`); given
+    /// back in the reverse order.
+    #[serde(default = "default_levers")]
+    pub levers: Vec<Lever>,
+    /// What a BE quota is multiplied by per contended iteration; the first cut starts
+    /// from what the task used (default 0.5).
+    #[serde(default = "default_quota_factor")]
+    pub quota_factor: f64,
+    /// The lowest quota given a BE task, as a share of the machine (default 0.05).
+    #[serde(default = "default_min_quota")]
+    pub min_quota: f64,
+    /// Quota given back per step, as a share of the machine; from 1.0 up there is no
+    /// limit (default 0.1).
+    #[serde(default = "default_give_back_step")]
+    pub give_back_step: f64,
+    /// Iterations every LC task must have been calm before a quota step is given back
+    /// (default 10).
+    #[serde(default = "default_calm_iterations")]
+    pub calm_iterations: u32,
+    /// Calm iterations before `cpu_idle` is given back (default 60); doubled, up to an
+    /// hour's worth, each time contention came back within `calm_iterations` of giving
+    /// it back.
+    #[serde(default = "default_idle_calm_iterations")]
+    pub idle_calm_iterations: u32,
+}
+
+fn default_wait_threshold() -> f64 {
+    0.05
+}
+fn default_min_wait() -> f64 {
+    0.002
+}
+fn default_min_contender_share() -> f64 {
+    0.1
+}
+fn default_levers() -> Vec<Lever> {
+    vec![Lever::CpuIdle, Lever::CpuQuota]
+}
+fn default_quota_factor() -> f64 {
+    0.5
+}
+fn default_min_quota() -> f64 {
+    0.05
+}
+fn default_give_back_step() -> f64 {
+    0.1
+}
+fn default_calm_iterations() -> u32 {
+    10
+}
+fn default_idle_calm_iterations() -> u32 {
+    60
+}
+
+/// Why the settings cannot work; the agent does not start.
+#[derive(Debug, Error)]
+pub enum CollocationAllocatorError {
+    /// A label pattern is not a regex.
+    #[error("CollocationAllocator: {field}.{label}: {error}")]
+    Regex {
+        /// `latency_critical` or `best_effort`.
+        field: &'static str,
+        /// The label whose pattern is wrong.
+        label: String,
+        /// What the regex parser said.
+        error: String,
+    },
+    /// A number outside what it may be.
+    #[error("CollocationAllocator: {field} = {value} is out of range {range}")]
+    OutOfRange {
+        /// The setting.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+        /// The allowed range.
+        range: &'static str,
+    },
+    /// No label to tell the tasks apart.
+    #[error("CollocationAllocator: {0} needs at least one label")]
+    NoLabels(&'static str),
+}
+
+/// Label patterns compiled; a task matches when any of its labels does.
+#[derive(Debug, Clone)]
+pub struct LabelMatcher(Vec<(String, Regex)>);
+
+impl LabelMatcher {
+    fn compile(
+        field: &'static str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Self, CollocationAllocatorError> {
+        if labels.is_empty() {
+            return Err(CollocationAllocatorError::NoLabels(field));
+        }
+        labels
+            .iter()
+            .map(|(label, pattern)| {
+                Regex::new(&format!("^(?:{pattern})"))
+                    .map(|re| (label.clone(), re))
+                    .map_err(|e| CollocationAllocatorError::Regex {
+                        field,
+                        label: label.clone(),
+                        error: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether any of the task's labels matches.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0
+            .iter()
+            .any(|(name, re)| labels.get(name).is_some_and(|v| re.is_match(v)))
+    }
+}
+
+impl CollocationAllocatorConfig {
+    /// The LC and BE matchers, once every number is in range.
+    pub fn check(&self) -> Result<(LabelMatcher, LabelMatcher), CollocationAllocatorError> {
+        let range = |field, value: f64, ok: bool, range| {
+            if ok {
+                Ok(())
+            } else {
+                Err(CollocationAllocatorError::OutOfRange {
+                    field,
+                    value,
+                    range,
+                })
+            }
+        };
+        let w = self.wait_threshold;
+        range("wait_threshold", w, w > 0.0 && w.is_finite(), "(0, inf)")?;
+        let m = self.min_wait;
+        range("min_wait", m, (0.0..1.0).contains(&m), "[0, 1)")?;
+        let s = self.min_contender_share;
+        range("min_contender_share", s, (0.0..=1.0).contains(&s), "[0, 1]")?;
+        let f = self.quota_factor;
+        range("quota_factor", f, f > 0.0 && f < 1.0, "(0, 1)")?;
+        let q = self.min_quota;
+        range("min_quota", q, q > 0.0 && q <= 1.0, "(0, 1]")?;
+        let g = self.give_back_step;
+        range("give_back_step", g, g > 0.0 && g <= 1.0, "(0, 1]")?;
+        let c = f64::from(self.calm_iterations);
+        range("calm_iterations", c, c >= 1.0, "[1, ...]")?;
+        let c = f64::from(self.idle_calm_iterations);
+        range("idle_calm_iterations", c, c >= 1.0, "[1, ...]")?;
+        Ok((
+            LabelMatcher::compile("latency_critical", &self.latency_critical)?,
+            LabelMatcher::compile("best_effort", &self.best_effort)?,
+        ))
+    }
+}

@@ -1,0 +1,118 @@
+//! Turns a task's contenders table (who ran while its threads waited) into samples
+//! naming tasks.
+
+use std::collections::{BTreeMap, HashMap};
+
+use owca_common::{BY_UNWATCHED_KEY, ContenderTable};
+
+use crate::metrics::{Metric, names};
+
+const NS: f64 = 1e9;
+
+/// The task id of each watched cgroup key.
+pub type TaskOfKey<'a> = HashMap<u64, &'a str>;
+
+/// Wait and preemptions by contender: one sample of each per contender with any, plus
+/// `own_quota` (the task's own throttled time, `throttled_s`, when its cgroup has a quota).
+/// A contender whose cgroup is no longer a task's counts as `unwatched`. At most the
+/// kernel table's entries, `other`, `unwatched` and `own_quota`: bounded per task.
+pub fn contention_metrics(
+    table: &ContenderTable,
+    task_of: &TaskOfKey,
+    throttled_s: Option<f64>,
+) -> Vec<Metric> {
+    let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for e in table.entries.iter().filter(|e| e.by_key != 0) {
+        let name = match e.by_key {
+            BY_UNWATCHED_KEY => names::BY_UNWATCHED,
+            key => task_of.get(&key).copied().unwrap_or(names::BY_UNWATCHED),
+        };
+        let sum = by.entry(name).or_default();
+        sum.0 += e.wait_ns;
+        sum.1 += e.preemptions;
+    }
+    if table.overflow_wait_ns + table.overflow_preemptions != 0 {
+        by.insert(
+            names::BY_OTHER,
+            (table.overflow_wait_ns, table.overflow_preemptions),
+        );
+    }
+    let mut out = Vec::with_capacity(2 * by.len() + 1);
+    for (name, (wait_ns, preemptions)) in by {
+        out.push(
+            Metric::counter(
+                names::TASK_RUNQ_WAIT_BY,
+                names::TASK_RUNQ_WAIT_BY_HELP,
+                wait_ns as f64 / NS,
+            )
+            .with_label(names::BY_TASK_ID_LABEL, name),
+        );
+        out.push(
+            Metric::counter(
+                names::TASK_PREEMPTED_BY,
+                names::TASK_PREEMPTED_BY_HELP,
+                preemptions as f64,
+            )
+            .with_label(names::BY_TASK_ID_LABEL, name),
+        );
+    }
+    if let Some(s) = throttled_s {
+        out.push(
+            Metric::counter(names::TASK_RUNQ_WAIT_BY, names::TASK_RUNQ_WAIT_BY_HELP, s)
+                .with_label(names::BY_TASK_ID_LABEL, names::BY_OWN_QUOTA),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use owca_common::ContenderEntry;
+
+    use super::*;
+
+    #[test]
+    fn contenders_are_named_by_task_and_unknown_keys_are_unwatched() {
+        let mut t = ContenderTable::default();
+        t.entries[0] = ContenderEntry {
+            by_key: 7,
+            wait_ns: 2_000_000_000,
+            preemptions: 3,
+        };
+        t.entries[1] = ContenderEntry {
+            by_key: BY_UNWATCHED_KEY,
+            wait_ns: 1_000_000_000,
+            preemptions: 1,
+        };
+        t.entries[2] = ContenderEntry {
+            by_key: 99,
+            wait_ns: 500_000_000,
+            preemptions: 0,
+        };
+        t.overflow_wait_ns = 250_000_000;
+        let task_of = TaskOfKey::from([(7, "be")]);
+        let m = contention_metrics(&t, &task_of, Some(0.5));
+        let wait: BTreeMap<&str, f64> = m
+            .iter()
+            .filter(|m| m.name == names::TASK_RUNQ_WAIT_BY)
+            .map(|m| (m.labels[names::BY_TASK_ID_LABEL].as_str(), m.value))
+            .collect();
+        assert_eq!(
+            wait,
+            BTreeMap::from([
+                ("be", 2.0),
+                ("unwatched", 1.5),
+                ("other", 0.25),
+                ("own_quota", 0.5)
+            ])
+        );
+        let preempted: f64 = m
+            .iter()
+            .filter(|m| {
+                m.name == names::TASK_PREEMPTED_BY && m.labels[names::BY_TASK_ID_LABEL] == "be"
+            })
+            .map(|m| m.value)
+            .sum();
+        assert_eq!(preempted, 3.0);
+    }
+}
