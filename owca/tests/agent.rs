@@ -93,10 +93,13 @@ fn agent_measures_a_static_task_writes_valid_prometheus_text_and_stops_cleanly()
     agent.wait_for(&prom, "task_oncpu_seconds_total", |t| {
         t.contains("task_oncpu_seconds_total")
     });
-    sleep_s(2.0); // a few more iterations, so a repeated warning would show
-
-    let text = std::fs::read_to_string(&prom).unwrap();
     let task = format!("task_id=\"{rel}\"");
+    // Memory is read when a task appears and then every 10 iterations (5 s here): wait
+    // for the reading after the 64 MB were allocated. Meanwhile a repeated warning would
+    // show.
+    let text = agent.wait_for(&prom, "memory usage after the allocation", |t| {
+        sample(t, "memory_usage_per_task_bytes", &[&task]).is_some_and(|m| m >= 64e6)
+    });
     let usage = cgroup_value(&cg.dir("cpuacct").join("cpuacct.usage"), None) as f64;
     let reported =
         sample(&text, "cpu_usage_per_task", &[&task]).expect("cpu_usage_per_task of the task");

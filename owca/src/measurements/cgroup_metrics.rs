@@ -8,7 +8,8 @@
 //!   measures both against `cpuacct.usage`). It stays monotonic, as a counter must.
 //! - Memory usage, memory limit and throttled time are read every [`PERIOD`] iterations,
 //!   each task in its own iteration of the period so that the reads spread evenly, and at
-//!   once for a new task; in between, the last values are reported again.
+//!   once for a new task; in between, the last values are reported again. Throttled time
+//!   is read every iteration once the task has been throttled (it has a quota that bites).
 //!
 //! No file stays open between reads: the agent's open files do not grow with its tasks.
 
@@ -93,6 +94,14 @@ impl CgroupReadings {
             if t.cpu_offset.is_none() {
                 t.anchor_cpu(mounts, task_id, oncpu_ns, stats);
             }
+        } else if t.throttled.is_some_and(|s| s > 0.0) {
+            // A task its quota has throttled is read every iteration: detectors tell its
+            // own throttling from neighbours' contention by it.
+            t.throttled = keep(
+                Cgroup::new(mounts, cgroup_path).cpu_throttled_seconds(),
+                task_id,
+                stats,
+            );
         }
         t.to_metrics(oncpu_ns)
     }
@@ -150,18 +159,31 @@ impl TaskReadings {
     }
 }
 
-/// Reads the slow-moving values; a failed read is counted and leaves the value out.
+/// A read value; a failed read is counted and leaves the value out.
+fn keep(
+    r: Result<Option<f64>, CgroupError>,
+    task_id: &str,
+    stats: &mut SelfMetrics,
+) -> Option<f64> {
+    r.unwrap_or_else(|e| {
+        stats.record("cgroups", task_id, &e);
+        None
+    })
+}
+
+/// Reads the slow-moving values.
 fn read_slow(t: &mut TaskReadings, cg: &Cgroup<'_>, task_id: &str, stats: &mut SelfMetrics) {
-    let mut keep = |r: Result<Option<f64>, CgroupError>| match r {
-        Ok(v) => v,
-        Err(e) => {
-            stats.record("cgroups", task_id, &e);
-            None
-        }
-    };
-    t.memory_usage = keep(cg.memory_usage_bytes().map(|v| v.map(|v| v as f64)));
-    t.memory_limit = keep(cg.memory_limit_bytes().map(|v| v.map(|v| v as f64)));
-    t.throttled = keep(cg.cpu_throttled_seconds());
+    t.memory_usage = keep(
+        cg.memory_usage_bytes().map(|v| v.map(|v| v as f64)),
+        task_id,
+        stats,
+    );
+    t.memory_limit = keep(
+        cg.memory_limit_bytes().map(|v| v.map(|v| v as f64)),
+        task_id,
+        stats,
+    );
+    t.throttled = keep(cg.cpu_throttled_seconds(), task_id, stats);
 }
 
 #[cfg(test)]
@@ -211,10 +233,13 @@ mod tests {
         write("cpuacct/m/a/cpuacct.usage", "999999\n");
         write("memory/m/a/memory.usage_in_bytes", "1\n");
         write("memory/m/b/memory.usage_in_bytes", "2\n");
+        // A throttled task's throttled time is read every iteration.
+        write("cpu/m/a/cpu.stat", "throttled_time 3000000000\n");
         let mut memory = (Vec::new(), Vec::new());
         for _ in 0..PERIOD {
             r.start_iteration();
             let a = r.metrics(&m, "a", "/m/a", Some(3500), &mut stats);
+            assert_eq!(value(&a, names::TASK_THROTTLED), Some(3.0));
             let b = r.metrics(&m, "b", "/m/b", Some(10), &mut stats);
             assert_eq!(value(&a, names::CPU_USAGE_PER_TASK), Some(7500.0));
             assert_eq!(value(&b, names::CPU_USAGE_PER_TASK), Some(5010.0));
