@@ -2,10 +2,13 @@
 //! by the Mesos stand-in with Aurora tier labels, in real cgroup v1 directories: a
 //! latency-critical (LC) task of two processes that work and sleep every millisecond,
 //! two best-effort (BE) busy loops and an unlabelled busy loop on this 2-CPU machine.
-//! The BE tasks are made `cpu.idle` as soon as the LC task waits behind them, the decision
-//! is stored as an anomaly naming them, the LC task calms down, and the unlabelled and LC
-//! tasks are never touched; a restarted agent writes nothing; with the quota lever alone
-//! the BE quotas are cut and, once calm, given back up to no limit.
+//! As shipped (`idle_best_effort: with_lc`) the BE tasks are `cpu.idle` from the agent's
+//! first iteration, before any contention, and back to normal once the LC task is gone.
+//! Reacting only (`on_contention`), they are made `cpu.idle` as soon as the LC task waits
+//! behind them, the decision is stored as an anomaly naming them, the LC task calms down,
+//! and the unlabelled and LC tasks are never touched; a restarted agent writes nothing;
+//! with the quota lever alone the BE quotas are cut and, once calm, given back up to no
+//! limit.
 
 #![allow(
     clippy::unwrap_used,
@@ -128,11 +131,8 @@ async fn best_effort_tasks_that_make_the_latency_critical_one_wait_become_idle()
     require_root!();
     let node = Node::start("colloc-idle").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Allocating::start(
-        dir.path(),
-        &node,
-        &format!("!CollocationAllocator {{{LABELS}}}"),
-    );
+    let reacting = format!("!CollocationAllocator {{{LABELS}, idle_best_effort: on_contention}}");
+    let mut agent = Allocating::start(dir.path(), &node, &reacting);
 
     // The contention is seen, blamed on the BE tasks and acted upon.
     let anomalies = agent
@@ -188,11 +188,7 @@ async fn best_effort_tasks_that_make_the_latency_critical_one_wait_become_idle()
     );
 
     // A restarted agent starts from what the kernel holds: nothing to write while calm.
-    let mut agent = Allocating::start(
-        dir.path(),
-        &node,
-        &format!("!CollocationAllocator {{{LABELS}}}"),
-    );
+    let mut agent = Allocating::start(dir.path(), &node, &reacting);
     agent.agent.wait_for(
         &agent.allocations.clone(),
         "calm iterations after restart",
@@ -260,6 +256,71 @@ async fn the_quota_lever_cuts_best_effort_quotas_and_gives_them_back_when_calm()
     assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains("giving CPU back to a best-effort task"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn as_shipped_best_effort_tasks_are_idle_from_the_first_iteration_until_lc_leaves() {
+    require_root!();
+    let node = Node::start("colloc-place").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Allocating::start(
+        dir.path(),
+        &node,
+        &format!("!CollocationAllocator {{{LABELS}}}"),
+    );
+    agent
+        .agent
+        .wait_for(&agent.allocations.clone(), "both BE tasks idle", |t| {
+            ["be1", "be2"].iter().all(|id| {
+                sample(t, "allocation_cpu_idle", &[&format!("task=\"{id}\"")]) == Some(1.0)
+            })
+        });
+    for be in &node.be {
+        assert_eq!(Node::cpu_file(be, "cpu.idle"), "1");
+    }
+    for untouched in [&node.lc, &node.other] {
+        assert_eq!(Node::cpu_file(untouched, "cpu.idle"), "0");
+    }
+    // The LC task leaves the node: the BE tasks are not idle any more.
+    let running = |t: &PlacedTask, id: &str| RunningTask {
+        task_id: id.to_owned(),
+        executor_pid: t.proc.pid(),
+        container_id: t.rel.trim_start_matches("mesos/").to_owned(),
+    };
+    let mut state = mesos_agent::get_state_of(&[
+        running(&node.be[0], "be1"),
+        running(&node.be[1], "be2"),
+        running(&node.other, "other"),
+    ]);
+    let tier = [("org.apache.aurora.tier", "best-effort")];
+    mesos_agent::set_labels(&mut state, 0, &tier);
+    mesos_agent::set_labels(&mut state, 1, &tier);
+    node.mesos.set_answer(Answer::Json(state));
+    agent
+        .agent
+        .wait_for(&agent.allocations.clone(), "both BE tasks not idle", |t| {
+            ["be1", "be2"].iter().all(|id| {
+                sample(t, "allocation_cpu_idle", &[&format!("task=\"{id}\"")]) == Some(0.0)
+            })
+        });
+    for be in &node.be {
+        assert_eq!(Node::cpu_file(be, "cpu.idle"), "0");
+    }
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
+    // Placed in the first iteration: before any decision that needs an interval.
+    let placed = stderr
+        .find("making a best-effort task idle")
+        .expect("the placement is logged");
+    let first_take = stderr
+        .find("taking CPU from a best-effort task")
+        .unwrap_or(usize::MAX);
+    assert!(placed < first_take, "{stderr}");
+    assert_eq!(
+        stderr.matches("a best-effort task is no longer idle").count(),
+        2,
         "{stderr}"
     );
 }

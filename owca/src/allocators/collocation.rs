@@ -1,6 +1,12 @@
 //! `!CollocationAllocator`: a closed loop that protects latency-critical (LC) tasks from
 //! the best-effort (BE) tasks sharing their node, telling them apart by label.
 //!
+//! With `idle_best_effort: with_lc` (the default) every BE task gets `cpu_idle` as soon
+//! as it is listed next to an LC task, before any contention, and loses it only when no
+//! LC task is left: an idle task still gets every cycle the others leave, while a
+//! reactive loop lets the first iteration of contention through, which alone can cost an
+//! LC task its p99. The loop below then starts from the next lever.
+//!
 //! Every iteration it reads, for each LC task, the run-queue wait it suffered while BE
 //! tasks ran instead (counted in the kernel, see `TaskData::contenders`). An LC task that
 //! waited `wait_threshold` seconds or more per second it ran is contended: each BE task
@@ -26,7 +32,9 @@ use std::collections::BTreeMap;
 use tracing::info;
 
 use self::config::LabelMatcher;
-pub use self::config::{CollocationAllocatorConfig, CollocationAllocatorError, Lever};
+pub use self::config::{
+    CollocationAllocatorConfig, CollocationAllocatorError, IdleBestEffort, Lever,
+};
 use super::{TaskAllocations, TasksAllocations};
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
@@ -89,11 +97,6 @@ impl CollocationAllocator {
     /// counters) and decides the BE tasks' allocations.
     pub fn allocate(&mut self, obs: &Observation) -> CollocationDecision {
         self.iteration += 1;
-        let intervals = self.waits.intervals(obs);
-        if intervals.is_empty() {
-            // The first observation (or no task): nothing to judge, no calm to count.
-            return CollocationDecision::default();
-        }
         let mut lc = Vec::new();
         let mut be = BTreeMap::new();
         for (id, t) in &obs.tasks {
@@ -107,6 +110,17 @@ impl CollocationAllocator {
                     .unwrap_or_default();
                 be.insert(id.as_str(), have);
             }
+        }
+        // Placement comes before judging: it needs no interval, so it acts on the first
+        // observation of a task.
+        let placed = self.idle_next_to_lc(!lc.is_empty(), &mut be);
+        let intervals = self.waits.intervals(obs);
+        if intervals.is_empty() {
+            // The first observation (or no task): nothing to judge, no calm to count.
+            return CollocationDecision {
+                allocations: placed,
+                ..Default::default()
+            };
         }
         let mut out = CollocationDecision::default();
         // BE task → the LC wait it caused in contended LC tasks.
@@ -158,11 +172,49 @@ impl CollocationAllocator {
                 }
             }
         }
+        for (id, step) in placed {
+            out.allocations.entry(id).or_default().merge(&step);
+        }
         out.metrics.push(Metric::gauge(
             names::COLLOCATION_CALM,
             names::COLLOCATION_CALM_HELP,
             f64::from(self.calm),
         ));
+        out
+    }
+
+    /// With `idle_best_effort: with_lc`: `cpu_idle` for every BE task while an LC task is
+    /// listed, and back once none is; `be` is updated to what the kernel will hold.
+    fn idle_next_to_lc(
+        &self,
+        lc_present: bool,
+        be: &mut BTreeMap<&str, TaskAllocations>,
+    ) -> TasksAllocations {
+        let mut out = TasksAllocations::new();
+        if self.cfg.idle_best_effort != IdleBestEffort::WithLc
+            || !self.cfg.levers.contains(&Lever::CpuIdle)
+        {
+            return out;
+        }
+        for (id, have) in be.iter_mut() {
+            // `None`: the kernel has no cpu.idle for this task.
+            if have.cpu_idle.is_none() || have.cpu_idle == Some(lc_present) {
+                continue;
+            }
+            if lc_present {
+                info!(task_id = %id, "making a best-effort task idle: latency-critical tasks share the node");
+            } else {
+                info!(task_id = %id, "a best-effort task is no longer idle: no latency-critical task is left");
+            }
+            have.cpu_idle = Some(lc_present);
+            out.insert(
+                (*id).to_owned(),
+                TaskAllocations {
+                    cpu_idle: Some(lc_present),
+                    ..Default::default()
+                },
+            );
+        }
         out
     }
 
@@ -210,6 +262,8 @@ impl CollocationAllocator {
         for lever in self.cfg.levers.iter().rev() {
             let (needed, step): (u32, GiveBack) = match lever {
                 Lever::CpuQuota => (self.cfg.calm_iterations, quota_back),
+                // Placement gives it back, when the last LC task is gone.
+                Lever::CpuIdle if self.cfg.idle_best_effort == IdleBestEffort::WithLc => continue,
                 Lever::CpuIdle => (self.idle_calm, idle_back),
             };
             let steps: TasksAllocations = be

@@ -2,14 +2,16 @@
 //! latency-critical (LC) probe (`owca-lc-probe`: two workers, each 500 µs of CPU every
 //! 1 ms) and two best-effort (BE) busy loops run in Mesos-shaped cgroups, served by the
 //! Mesos stand-in with Aurora tier labels, next to a sleeping and an idle task, through
-//! five phases of N seconds (default 60):
+//! six phases of N seconds (default 60):
 //! 1. LC alone, with `!ContentionDetector` (false positives);
 //! 2. BE alone, with `!ContentionDetector` (false positives; BE throughput alone);
 //! 3. LC + BE unprotected, no agent;
 //! 4. LC + BE with `!ContentionDetector` only (detection delay in iterations);
-//! 5. LC + BE with `!CollocationAllocator`.
+//! 5. LC + BE with `!CollocationAllocator` reacting only (`idle_best_effort:
+//!    on_contention`);
+//! 6. LC + BE with `!CollocationAllocator` as shipped (BE idle next to LC from the start).
 //!
-//! In phases 4 and 5 the BE tasks start a few seconds after the LC probe, so that the
+//! In phases 4 to 6 the BE tasks start a few seconds after the LC probe, so that the
 //! agent has seen the node calm. Writes `target/scenario/report.{md,json}` and
 //! `timeline.svg` (`target/scenario/short/` for `--short`, the round `cargo xtask test`
 //! makes, which checks that every figure was measured, not the targets).
@@ -106,6 +108,9 @@ fn parse_args() -> Result<(f64, bool)> {
 enum Agenting {
     None,
     Detecting,
+    /// The shipped allocator, `idle_best_effort: on_contention`.
+    Reacting,
+    /// The shipped allocator.
     Allocating,
 }
 
@@ -117,7 +122,7 @@ struct Spec {
     agent: Agenting,
 }
 
-const PHASES: [Spec; 5] = [
+const PHASES: [Spec; 6] = [
     Spec {
         name: "lc_alone",
         title: "LC alone (detection on)",
@@ -145,6 +150,13 @@ const PHASES: [Spec; 5] = [
         lc: true,
         be: true,
         agent: Agenting::Detecting,
+    },
+    Spec {
+        name: "reactive",
+        title: "LC + BE, CollocationAllocator on contention only",
+        lc: true,
+        be: true,
+        agent: Agenting::Reacting,
     },
     Spec {
         name: "protected",
@@ -225,28 +237,37 @@ fn agent_yaml(node: &Node, agenting: Agenting, dir: &Path) -> String {
         dir.join("anomalies.prom").display(),
     );
     match agenting {
-        Agenting::Allocating => format!(
+        Agenting::Allocating | Agenting::Reacting => format!(
             "runner: !AllocationRunner\n{common}  \
              allocations_storage: !LogStorage {{output_filename: '{}', overwrite: false}}\n  \
              allocation_configuration: !AllocationConfiguration {{cpu_quota_period: 10000}}\n\
              {}\n",
             dir.join("allocations.prom").display(),
-            shipped_allocator(),
+            shipped_allocator(agenting == Agenting::Reacting),
         ),
         _ => format!("runner: !DetectionRunner\n{common}  detector: !ContentionDetector\n"),
     }
 }
 
 /// The `allocator:` block of `configs/mesos/mesos_collocation_allocator.yaml`: the
-/// scenario runs the allocator as shipped.
-fn shipped_allocator() -> String {
+/// scenario runs the allocator as shipped, or with `idle_best_effort: on_contention`.
+fn shipped_allocator(reacting: bool) -> String {
     let config = include_str!("../../../configs/mesos/mesos_collocation_allocator.yaml");
     let mut lines = config
         .lines()
         .skip_while(|l| !l.starts_with("  allocator:"));
     let mut out: Vec<&str> = lines.next().into_iter().collect();
     out.extend(lines.take_while(|l| l.starts_with("    ")));
-    out.join("\n")
+    let block = out.join("\n");
+    if reacting {
+        assert!(
+            block.contains("idle_best_effort: with_lc"),
+            "the shipped allocator sets idle_best_effort"
+        );
+        block.replace("idle_best_effort: with_lc", "idle_best_effort: on_contention")
+    } else {
+        block
+    }
 }
 
 #[expect(
@@ -374,6 +395,7 @@ fn phase(
         agent: match spec.agent {
             Agenting::None => "none",
             Agenting::Detecting => "ContentionDetector",
+            Agenting::Reacting => "CollocationAllocator (on contention)",
             Agenting::Allocating => "CollocationAllocator",
         },
         latency: spec.lc.then(|| probe::merge(&lines, from, to)),
@@ -387,7 +409,10 @@ fn phase(
             .flatten(),
         decisions: agent_log
             .matches("taking CPU from a best-effort task")
-            .count(),
+            .count()
+            + agent_log
+                .matches("making a best-effort task idle")
+                .count(),
         give_backs: agent_log
             .matches("giving CPU back to a best-effort task")
             .count(),

@@ -52,7 +52,8 @@ pub struct PhaseResult {
     /// Iterations from the BE start to the first anomaly on LC whose first contending task
     /// is a BE task.
     pub detection_delay: Option<usize>,
-    /// Allocator decisions taking CPU, and steps given back.
+    /// Allocator decisions taking CPU (making BE idle next to LC included), and steps
+    /// given back.
     pub decisions: usize,
     pub give_backs: usize,
 }

@@ -19,6 +19,20 @@ pub enum Lever {
     CpuQuota,
 }
 
+/// When best-effort tasks get `cpu_idle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleBestEffort {
+    /// As soon as they share the node with a latency-critical task, before any
+    /// contention, and back only when no latency-critical task is left: `cpu.idle` costs a
+    /// BE task nothing while the CPUs are otherwise idle, and a reactive loop always lets
+    /// the first interval of contention through.
+    WithLc,
+    /// Only once an LC task is contended (the first lever), given back after
+    /// `idle_calm_iterations` calm ones.
+    OnContention,
+}
+
 /// `!CollocationAllocator` settings. Only `latency_critical` and `best_effort` are needed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +55,10 @@ pub struct CollocationAllocatorConfig {
     /// be taken from (default 0.1).
     #[serde(default = "default_min_contender_share")]
     pub min_contender_share: f64,
+    /// When BE tasks get `cpu_idle` (if `levers` has it): `with_lc` (default) or
+    /// `on_contention`.
+    #[serde(default = "default_idle_best_effort")]
+    pub idle_best_effort: IdleBestEffort,
     /// The levers, in the order they are pulled (default `[cpu_idle, cpu_quota]`); given
     /// back in the reverse order.
     #[serde(default = "default_levers")]
@@ -75,6 +93,9 @@ fn default_min_wait() -> f64 {
 }
 fn default_min_contender_share() -> f64 {
     0.1
+}
+fn default_idle_best_effort() -> IdleBestEffort {
+    IdleBestEffort::WithLc
 }
 fn default_levers() -> Vec<Lever> {
     vec![Lever::CpuIdle, Lever::CpuQuota]

@@ -35,7 +35,13 @@ fn observation(at: f64, tasks: &[T<'_>]) -> Observation {
     }
 }
 
+/// The reactive allocator (`idle_best_effort: on_contention`) with `extra` settings.
 fn allocator(extra: &str) -> CollocationAllocator {
+    placing(&format!("idle_best_effort: on_contention\n{extra}"))
+}
+
+/// The allocator with `extra` settings over the defaults.
+fn placing(extra: &str) -> CollocationAllocator {
     let cfg: CollocationAllocatorConfig = crate::config::from_str(
         &format!(
             "latency_critical: {{aurora_tier: 'preferred'}}\nbest_effort: {{aurora_tier: 'best.*'}}\n{extra}"
@@ -229,7 +235,7 @@ fn calm_gives_back_quota_in_steps_then_cpu_idle_and_waits_longer_when_too_early(
         .collect();
     assert_eq!(given, [false, false, false, false, false, true]);
     // A restarted allocator changes nothing at first, whatever the kernel holds.
-    let mut fresh = allocator("");
+    let mut fresh = placing("");
     let held = idle_with(0.3);
     for t in 0..5 {
         let d = fresh.allocate(&node(f64::from(t), &[], [&held, &held], &[]));
@@ -263,4 +269,73 @@ fn kernels_without_cpu_idle_get_quota_cuts_and_bad_settings_are_refused() {
         err.contains("quota_factor = 1.5 is out of range (0, 1)"),
         "{err}"
     );
+}
+
+#[test]
+fn with_lc_best_effort_tasks_are_idle_from_the_first_observation_until_no_lc_is_left() {
+    let mut a = placing("calm_iterations: 1");
+    let u = unlimited();
+    let d = a.allocate(&node(0.0, &[], [&u, &u], &[]));
+    let idle = |on| TaskAllocations {
+        cpu_idle: Some(on),
+        ..Default::default()
+    };
+    assert_eq!(
+        d.allocations,
+        TasksAllocations::from([("be1".into(), idle(true)), ("be2".into(), idle(true))]),
+        "placed before any interval, never the LC or the unlabelled task"
+    );
+    assert!(d.anomalies.is_empty());
+    // Contended although idle: the next lever, quota, is pulled at once.
+    let i = idle_with(1.0);
+    let d = a.allocate(&node(1.0, &[("be1", 0.5)], [&i, &u], &[]));
+    assert_eq!(d.anomalies.len(), 1);
+    assert_eq!(d.allocations["be1"].cpu_quota, Some(0.225));
+    assert_eq!(d.allocations["be1"].cpu_idle, None);
+    // be2 (not idle in the kernel, e.g. reset by an operator) is placed again.
+    assert_eq!(d.allocations["be2"], idle(true));
+    // Calm: the quota comes back step by step, cpu_idle stays while LC is listed.
+    let mut be = idle_with(0.8);
+    for at in 2..6 {
+        let d = a.allocate(&node(f64::from(at), &[("be1", 0.5)], [&be, &i], &[]));
+        if let Some(s) = d.allocations.get("be1") {
+            assert_eq!(s.cpu_idle, None, "{s:?}");
+            be.merge(s);
+        }
+    }
+    assert_eq!((be.cpu_quota, be.cpu_idle), (Some(1.0), Some(true)));
+    // The LC task is gone: cpu_idle back at once, for both.
+    let no_lc = |at: f64| {
+        observation(
+            at,
+            &[
+                T {
+                    id: "be1",
+                    tier: "best-effort",
+                    oncpu: at,
+                    by: &[],
+                    have: idle_with(1.0),
+                },
+                T {
+                    id: "be2",
+                    tier: "best-effort",
+                    oncpu: at,
+                    by: &[],
+                    have: TaskAllocations {
+                        cpu_idle: None,
+                        ..unlimited()
+                    },
+                },
+            ],
+        )
+    };
+    let d = a.allocate(&no_lc(6.0));
+    assert_eq!(
+        d.allocations,
+        TasksAllocations::from([("be1".into(), idle(false))]),
+        "be2's kernel has no cpu.idle"
+    );
+    // With cpu_idle not among the levers, nothing is placed.
+    let mut quota_only = placing("levers: [cpu_quota]");
+    assert!(quota_only.allocate(&node(0.0, &[], [&u, &u], &[])).allocations.is_empty());
 }
