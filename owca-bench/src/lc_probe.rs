@@ -6,8 +6,9 @@
 //! queue would.
 //!
 //! Every `report_ms` it appends one JSON line to `--output`: the time, the releases done,
-//! their p50/p99/max and the histogram of their latencies (see [`bucket`]), so that the
-//! scenario can merge any span of lines exactly to the bucket.
+//! their p50/p99/max and the histogram of their latencies as `[upper bound µs, count]`
+//! pairs (buckets: see [`bucket`]), so that the scenario can merge any span of lines
+//! exactly to the bucket without knowing how they are cut.
 
 use std::{
     fs::OpenOptions,
@@ -153,7 +154,7 @@ fn main() -> Result<()> {
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(b, c)| format!("[{b},{c}]"))
+            .map(|(b, c)| format!("[{},{c}]", upper_us(b)))
             .collect();
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)

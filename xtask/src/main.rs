@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod fuzz;
+mod harness;
 mod root;
 mod run;
 mod scenario;

@@ -1,10 +1,8 @@
 //! `cargo xtask soak`.
 
-use std::process::Command;
+use anyhow::Result;
 
-use anyhow::{Context as _, Result};
-
-use crate::{cmd, setup, workspace_root};
+use crate::{harness, setup};
 
 /// Runs the soak `owca/tests/soak/` for `minutes` in release mode; it prints the report,
 /// writes `target/soak/` and fails when a target is missed.
@@ -13,21 +11,10 @@ pub fn soak(minutes: f64) -> Result<()> {
     setup::toolchain()?;
     setup::debian_packages()?;
     setup::tansu()?;
-    run(&["--release"], &["--minutes", &minutes.to_string()]).context("running the soak")
+    harness::run("soak", true, false, &["--minutes", &minutes.to_string()])
 }
 
 /// The 2-minute round that `cargo xtask test` makes (debug build, targets checked).
 pub fn short() -> Result<()> {
-    run(&[], &["--short"]).context("running the soak's short round")
-}
-
-fn run(cargo_args: &[&str], soak_args: &[&str]) -> Result<()> {
-    cmd::run(
-        Command::new(crate::cargo())
-            .current_dir(workspace_root())
-            .args(["test", "--package", "owca", "--test", "soak"])
-            .args(cargo_args)
-            .arg("--")
-            .args(soak_args),
-    )
+    harness::run("soak", false, false, &["--short"])
 }

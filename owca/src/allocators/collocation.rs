@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 
 use tracing::info;
 
-use self::config::LabelMatcher;
 pub use self::config::{
     CollocationAllocatorConfig, CollocationAllocatorError, IdleBestEffort, Lever,
 };
@@ -41,6 +40,7 @@ use crate::{
     detectors::waits::{WaitInterval, WaitTracker},
     measurements::Observation,
     metrics::{Metric, names},
+    nodes::LabelMatcher,
 };
 
 /// Quota changes this small are no change to the allocation stage (its tolerance): a

@@ -7,13 +7,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
 use tracing::info;
 
 use super::{TaskAllocations, TasksAllocations};
-use crate::{config::ConfigError, measurements::Observation};
+use crate::{config::ConfigError, measurements::Observation, nodes::LabelMatcher};
 
 /// `!StaticAllocator`'s fields: `rules` or `config`, not both.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,7 +84,7 @@ pub enum StaticAllocatorError {
 #[derive(Debug, Clone)]
 struct Compiled {
     task_id: Option<String>,
-    labels: Option<Vec<(String, Regex)>>,
+    labels: Option<LabelMatcher>,
     allocations: TaskAllocations,
 }
 
@@ -148,9 +147,7 @@ impl StaticAllocator {
             for (task_id, task) in &obs.tasks {
                 let matches = match (&rule.task_id, &rule.labels) {
                     (Some(id), _) => id == task_id,
-                    (None, Some(labels)) => labels
-                        .iter()
-                        .any(|(name, re)| task.labels.get(name).is_some_and(|v| re.is_match(v))),
+                    (None, Some(labels)) => labels.matches(&task.labels),
                     (None, None) => true,
                 };
                 if matches {
@@ -174,23 +171,15 @@ fn compile(rules: &[Rule], source_name: &str) -> Result<Vec<Compiled>, StaticAll
             let labels = rule
                 .labels
                 .as_ref()
-                .map(|labels| {
-                    labels
-                        .iter()
-                        .map(|(label, pattern)| {
-                            Regex::new(&format!("^(?:{pattern})"))
-                                .map(|re| (label.clone(), re))
-                                .map_err(|e| StaticAllocatorError::Regex {
-                                    source_name: source_name.to_owned(),
-                                    index,
-                                    rule: rule.name.clone().unwrap_or_else(|| "unnamed".into()),
-                                    label: label.clone(),
-                                    error: e.to_string(),
-                                })
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()?;
+                .map(LabelMatcher::compile)
+                .transpose()
+                .map_err(|e| StaticAllocatorError::Regex {
+                    source_name: source_name.to_owned(),
+                    index,
+                    rule: rule.name.clone().unwrap_or_else(|| "unnamed".into()),
+                    label: e.label,
+                    error: e.error,
+                })?;
             Ok(Compiled {
                 task_id: rule.task_id.clone(),
                 labels,

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use regex::Regex;
 use serde::Deserialize;
 
 use super::{
@@ -29,6 +28,7 @@ use super::{
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
     measurements::Observation,
+    nodes::LabelMatcher,
     metrics::{
         Metric,
         names::{
@@ -105,7 +105,7 @@ pub struct ContentionDetectorError {
 #[derive(Debug)]
 pub struct ContentionDetector {
     cfg: ContentionDetectorConfig,
-    latency_critical: Option<Vec<(String, Regex)>>,
+    latency_critical: Option<LabelMatcher>,
     waits: WaitTracker,
     /// Intervals judged so far, and the last one in which each task blocked often.
     intervals: u64,
@@ -120,20 +120,12 @@ impl ContentionDetector {
         let latency_critical = cfg
             .latency_critical
             .as_ref()
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(label, pattern)| {
-                        Regex::new(&format!("^(?:{pattern})"))
-                            .map(|re| (label.clone(), re))
-                            .map_err(|e| ContentionDetectorError {
-                                label: label.clone(),
-                                error: e.to_string(),
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
+            .map(LabelMatcher::compile)
+            .transpose()
+            .map_err(|e| ContentionDetectorError {
+                label: e.label,
+                error: e.error,
+            })?;
         Ok(Self {
             cfg,
             latency_critical,
@@ -148,11 +140,7 @@ impl ContentionDetector {
     /// Whether `id` is judged: labelled latency-critical, or blocking often lately.
     fn judged(&mut self, obs: &Observation, id: &str, i: &WaitInterval) -> bool {
         match &self.latency_critical {
-            Some(patterns) => obs.tasks.get(id).is_some_and(|t| {
-                patterns
-                    .iter()
-                    .any(|(name, re)| t.labels.get(name).is_some_and(|v| re.is_match(v)))
-            }),
+            Some(patterns) => obs.tasks.get(id).is_some_and(|t| patterns.matches(&t.labels)),
             None => {
                 let now = i
                     .voluntary

@@ -1,6 +1,7 @@
 //! Nodes: where the tasks to measure come from. One closed enum, selected by the YAML tag.
 
 mod cgroup_node;
+mod label_matcher;
 pub mod mesos;
 mod static_node;
 
@@ -9,7 +10,12 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde::Deserialize;
 use thiserror::Error;
 
-pub use self::{cgroup_node::CgroupNode, mesos::MesosNode, static_node::StaticNode};
+pub use self::{
+    cgroup_node::CgroupNode,
+    label_matcher::{LabelMatcher, LabelPatternError},
+    mesos::MesosNode,
+    static_node::StaticNode,
+};
 use crate::{cgroups::Mounts, metrics::Labels};
 
 /// One task running on this node.

@@ -1,13 +1,10 @@
 //! The LC probe's report lines (see `owca-bench/src/lc_probe.rs`), merged over a span.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use serde_json::json;
-
-/// The probe's histogram buckets (its `BUCKETS`).
-const BUCKETS: usize = 371;
 
 /// One report line of the probe.
 #[derive(Debug, Deserialize)]
@@ -15,8 +12,8 @@ pub struct Line {
     /// Unix time of the line.
     pub at: f64,
     pub p99_us: u64,
-    /// (bucket, count) of the latencies since the previous line.
-    pub buckets: Vec<(usize, u64)>,
+    /// (bucket's upper bound in µs, count) of the latencies since the previous line.
+    pub buckets: Vec<(u64, u64)>,
 }
 
 /// Latency figures of a span of lines.
@@ -42,41 +39,27 @@ pub fn read(path: &Path) -> Result<Vec<Line>> {
         .collect()
 }
 
-/// The upper bound of a bucket in µs, as the probe defines them.
-fn upper_us(b: usize) -> u64 {
-    let b = b as u64;
-    match b {
-        0..100 => (b + 1) * 10,
-        100..190 => 1_000 + (b - 99) * 100,
-        190..280 => 10_000 + (b - 189) * 1_000,
-        280..370 => 100_000 + (b - 279) * 10_000,
-        _ => 1_000_000,
-    }
-}
-
 /// The lines written in (from, to], merged. A line covers the second before it, so the
 /// first line counted is the first written a second after `from`.
 pub fn merge(lines: &[Line], from: f64, to: f64) -> Latency {
-    let mut h = vec![0u64; BUCKETS];
+    // Upper bound → count, in order.
+    let mut h: BTreeMap<u64, u64> = BTreeMap::new();
     for line in lines
         .iter()
         .filter(|l| l.at > from + 0.999 && l.at <= to + 0.5)
     {
-        for (b, c) in &line.buckets {
-            if let Some(slot) = h.get_mut(*b) {
-                *slot += c;
-            }
+        for (upper, c) in &line.buckets {
+            *h.entry(*upper).or_default() += c;
         }
     }
-    let releases: u64 = h.iter().sum();
+    let releases: u64 = h.values().sum();
     let at = |q: f64| {
         let rank = ((releases as f64) * q).ceil().max(1.0) as u64;
         let mut seen = 0;
         h.iter()
-            .enumerate()
-            .find_map(|(b, c)| {
+            .find_map(|(upper, c)| {
                 seen += c;
-                (seen >= rank).then(|| upper_us(b))
+                (seen >= rank).then_some(*upper)
             })
             .unwrap_or(0)
     };
@@ -84,6 +67,6 @@ pub fn merge(lines: &[Line], from: f64, to: f64) -> Latency {
         releases,
         p50_us: at(0.5),
         p99_us: at(0.99),
-        max_us: h.iter().rposition(|c| *c > 0).map_or(0, upper_us),
+        max_us: h.keys().next_back().copied().unwrap_or(0),
     }
 }

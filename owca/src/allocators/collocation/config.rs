@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::nodes::LabelMatcher;
 
 /// A way of taking CPU from a best-effort task, in the order the allocator uses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -144,39 +145,19 @@ pub enum CollocationAllocatorError {
     NoLabels(&'static str),
 }
 
-/// Label patterns compiled; a task matches when any of its labels does.
-#[derive(Debug, Clone)]
-pub struct LabelMatcher(Vec<(String, Regex)>);
-
-impl LabelMatcher {
-    fn compile(
-        field: &'static str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Self, CollocationAllocatorError> {
-        if labels.is_empty() {
-            return Err(CollocationAllocatorError::NoLabels(field));
-        }
-        labels
-            .iter()
-            .map(|(label, pattern)| {
-                Regex::new(&format!("^(?:{pattern})"))
-                    .map(|re| (label.clone(), re))
-                    .map_err(|e| CollocationAllocatorError::Regex {
-                        field,
-                        label: label.clone(),
-                        error: e.to_string(),
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+/// `latency_critical` or `best_effort`, compiled; at least one label.
+fn compile(
+    field: &'static str,
+    labels: &BTreeMap<String, String>,
+) -> Result<LabelMatcher, CollocationAllocatorError> {
+    if labels.is_empty() {
+        return Err(CollocationAllocatorError::NoLabels(field));
     }
-
-    /// Whether any of the task's labels matches.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.0
-            .iter()
-            .any(|(name, re)| labels.get(name).is_some_and(|v| re.is_match(v)))
-    }
+    LabelMatcher::compile(labels).map_err(|e| CollocationAllocatorError::Regex {
+        field,
+        label: e.label,
+        error: e.error,
+    })
 }
 
 impl CollocationAllocatorConfig {
@@ -210,8 +191,8 @@ impl CollocationAllocatorConfig {
         let c = f64::from(self.idle_calm_iterations);
         range("idle_calm_iterations", c, c >= 1.0, "[1, ...]")?;
         Ok((
-            LabelMatcher::compile("latency_critical", &self.latency_critical)?,
-            LabelMatcher::compile("best_effort", &self.best_effort)?,
+            compile("latency_critical", &self.latency_critical)?,
+            compile("best_effort", &self.best_effort)?,
         ))
     }
 }
