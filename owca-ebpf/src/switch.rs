@@ -159,7 +159,9 @@ fn try_owca_flush() -> Result<(), Error> {
     // SAFETY: the helper returns the interrupted task (the one switched in last on this CPU)
     // as a BTF-typed `struct task_struct *`.
     let cur = unsafe { Task::from_btf(cur.cast::<u8>().cast_const()) };
-    if st.cur_slot != NO_SLOT {
+    // The running task is the one switched in, unless this CPU has not switched since the
+    // programs were loaded (its state is still zero: slot 0, pid 0, no runtime).
+    if st.cur_slot != NO_SLOT && cur.pid() == st.cur_pid {
         let slot = (st.cur_slot as usize) % CACHE_SLOTS;
         let exec = cur.sum_exec_ns();
         if exec > st.in_exec_ns {
@@ -256,10 +258,14 @@ fn log2(mut v: u64) -> u32 {
 /// key that is no longer watched has no slot: its counts are dropped with it.
 #[inline(always)]
 fn flush(e: &mut CacheEntry) {
-    if e.key == 0 || e.dirty == 0 {
+    if e.dirty == 0 {
         return;
     }
-    if let Some(slot) = SLOTS.get_ptr(e.key) {
+    // Counts gathered under no key (a CPU's state before its first switch) are dropped
+    // too: the entry may next be given to a watched cgroup, which must start from zero.
+    if e.key != 0
+        && let Some(slot) = SLOTS.get_ptr(e.key)
+    {
         // SAFETY: a value of the preallocated hash, valid for the program's run even if the
         // agent deletes the key meanwhile; a `u32` the agent writes only on insert.
         let slot = unsafe { *slot };

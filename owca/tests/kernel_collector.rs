@@ -95,6 +95,36 @@ fn busy_loop_oncpu_matches_cpuacct_and_idle_task_stays_near_zero() {
 }
 
 #[test]
+fn a_task_running_before_its_cgroup_is_watched_is_counted_from_the_watch_only() {
+    require_root!();
+    let m = Mounts::discover().unwrap();
+    let rel = format!("mesos/{}", unique("early"));
+    let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
+    let busy = busy();
+    cg.add_pid(busy.pid()).unwrap();
+    // A second on CPU before the programs load, and ticks on its CPU before the watch:
+    // time that cpuacct.usage holds already and the agent must not count again.
+    sleep_s(1.0);
+    let mut c = start(&[]);
+    sleep_s(0.2);
+    let usage = cg.dir("cpuacct").join("cpuacct.usage");
+    let u0 = cgroup_value(&usage, None);
+    let key = c.watch(&v1_dir(&m, &rel)).unwrap();
+    sleep_s(1.0);
+    let oncpu = counters(&c)[&key].oncpu_ns as f64;
+    let since_watch = (cgroup_value(&usage, None) - u0) as f64;
+    println!("eBPF {oncpu} ns since the watch, cpuacct {since_watch} ns");
+    assert!(
+        oncpu <= since_watch + 20e6,
+        "eBPF counted {oncpu} ns, more than the {since_watch} ns the task ran since the watch"
+    );
+    assert!(
+        oncpu >= 0.5 * since_watch,
+        "eBPF counted {oncpu} ns of {since_watch} ns"
+    );
+}
+
+#[test]
 fn sleeping_loop_switches_match_proc_status() {
     require_root!();
     let m = Mounts::discover().unwrap();
