@@ -100,14 +100,22 @@ fn a_task_running_before_its_cgroup_is_watched_is_counted_from_the_watch_only() 
     let m = Mounts::discover().unwrap();
     let rel = format!("mesos/{}", unique("early"));
     let cg = TestCgroup::create(&m, &["cpu", "cpuacct"], &rel).unwrap();
-    let busy = busy();
+    // Alone on the last CPU, so that it does not switch out: that CPU's first event after
+    // the load is a timer tick, with the CPU's state as the load left it.
+    let last = std::thread::available_parallelism().unwrap().get() as u32 - 1;
+    let busy = busy_on(last);
     cg.add_pid(busy.pid()).unwrap();
-    // A second on CPU before the programs load, and ticks on its CPU before the watch:
-    // time that cpuacct.usage holds already and the agent must not count again.
+    // A second on CPU before the programs load: time that cpuacct.usage holds already and
+    // the agent must not count again.
     sleep_s(1.0);
-    let mut c = start(&[]);
-    sleep_s(0.2);
     let usage = cg.dir("cpuacct").join("cpuacct.usage");
+    // This thread loads the programs from the other CPUs: it would switch the loop out.
+    let mut others = nix::sched::CpuSet::new();
+    for cpu in 0..last {
+        others.set(cpu as usize).unwrap();
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &others).unwrap();
+    let mut c = start(&[]);
     let u0 = cgroup_value(&usage, None);
     let key = c.watch(&v1_dir(&m, &rel)).unwrap();
     sleep_s(1.0);
