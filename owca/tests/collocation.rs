@@ -319,7 +319,9 @@ async fn as_shipped_best_effort_tasks_are_idle_from_the_first_iteration_until_lc
         .unwrap_or(usize::MAX);
     assert!(placed < first_take, "{stderr}");
     assert_eq!(
-        stderr.matches("a best-effort task is no longer idle").count(),
+        stderr
+            .matches("a best-effort task is no longer idle")
+            .count(),
         2,
         "{stderr}"
     );

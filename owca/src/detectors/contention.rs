@@ -28,7 +28,6 @@ use super::{
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
     measurements::Observation,
-    nodes::LabelMatcher,
     metrics::{
         Metric,
         names::{
@@ -36,6 +35,7 @@ use crate::{
             WAIT_THRESHOLD, WAIT_THRESHOLD_HELP,
         },
     },
+    nodes::LabelMatcher,
 };
 
 /// How long a task that blocked often keeps looking latency-critical, in intervals.
@@ -140,7 +140,10 @@ impl ContentionDetector {
     /// Whether `id` is judged: labelled latency-critical, or blocking often lately.
     fn judged(&mut self, obs: &Observation, id: &str, i: &WaitInterval) -> bool {
         match &self.latency_critical {
-            Some(patterns) => obs.tasks.get(id).is_some_and(|t| patterns.matches(&t.labels)),
+            Some(patterns) => obs
+                .tasks
+                .get(id)
+                .is_some_and(|t| patterns.matches(&t.labels)),
             None => {
                 let now = i
                     .voluntary

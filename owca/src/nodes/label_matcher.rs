@@ -61,7 +61,10 @@ mod tests {
         let m = LabelMatcher::compile(&labels(&[("tier", "best.*"), ("app", "cass")])).unwrap();
         assert!(m.matches(&labels(&[("tier", "best-effort")])));
         assert!(m.matches(&labels(&[("tier", "preferred"), ("app", "cassandra")])));
-        assert!(!m.matches(&labels(&[("tier", "not-best")])), "anchored at the start");
+        assert!(
+            !m.matches(&labels(&[("tier", "not-best")])),
+            "anchored at the start"
+        );
         assert!(!m.matches(&labels(&[("other", "best")])));
         let err = LabelMatcher::compile(&labels(&[("tier", "(")])).unwrap_err();
         assert_eq!(err.label, "tier");

@@ -264,7 +264,10 @@ fn shipped_allocator(reacting: bool) -> String {
             block.contains("idle_best_effort: with_lc"),
             "the shipped allocator sets idle_best_effort"
         );
-        block.replace("idle_best_effort: with_lc", "idle_best_effort: on_contention")
+        block.replace(
+            "idle_best_effort: with_lc",
+            "idle_best_effort: on_contention",
+        )
     } else {
         block
     }
@@ -410,9 +413,7 @@ fn phase(
         decisions: agent_log
             .matches("taking CPU from a best-effort task")
             .count()
-            + agent_log
-                .matches("making a best-effort task idle")
-                .count(),
+            + agent_log.matches("making a best-effort task idle").count(),
         give_backs: agent_log
             .matches("giving CPU back to a best-effort task")
             .count(),

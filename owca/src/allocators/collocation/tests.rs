@@ -337,5 +337,10 @@ fn with_lc_best_effort_tasks_are_idle_from_the_first_observation_until_no_lc_is_
     );
     // With cpu_idle not among the levers, nothing is placed.
     let mut quota_only = placing("levers: [cpu_quota]");
-    assert!(quota_only.allocate(&node(0.0, &[], [&u, &u], &[])).allocations.is_empty());
+    assert!(
+        quota_only
+            .allocate(&node(0.0, &[], [&u, &u], &[]))
+            .allocations
+            .is_empty()
+    );
 }
