@@ -50,23 +50,7 @@ impl Node {
             placed(&format!("{name}-be2"), controllers, busy()),
         ];
         let other = placed(&format!("{name}-other"), controllers, busy());
-        let running = |t: &PlacedTask, id: &str| RunningTask {
-            task_id: id.to_owned(),
-            executor_pid: t.proc.pid(),
-            container_id: t.rel.trim_start_matches("mesos/").to_owned(),
-        };
-        let mut state = mesos_agent::get_state_of(&[
-            running(&lc, "lc"),
-            running(&be[0], "be1"),
-            running(&be[1], "be2"),
-            running(&other, "other"),
-        ]);
-        let tier = |t| [("org.apache.aurora.tier", t)];
-        mesos_agent::set_labels(&mut state, 0, &tier("preferred"));
-        mesos_agent::set_labels(&mut state, 1, &tier("best-effort"));
-        mesos_agent::set_labels(&mut state, 2, &tier("best-effort"));
-        mesos_agent::set_labels(&mut state, 3, &[]);
-        let mesos = mesos_agent::Agent::start(Answer::Json(state), None).await;
+        let mesos = mesos_agent::Agent::start(answer(Some(&lc), &be, &other), None).await;
         Self {
             lc,
             _lc2: lc2,
@@ -76,12 +60,50 @@ impl Node {
         }
     }
 
+    /// Waits until the agent's allocations give both BE tasks `allocation_cpu_idle` =
+    /// `idle`; the allocations text then.
+    fn wait_be_idle(agent: &mut Allocating, idle: f64, what: &str) -> String {
+        agent.agent.wait_for(&agent.allocations.clone(), what, |t| {
+            ["be1", "be2"].iter().all(|id| {
+                sample(t, "allocation_cpu_idle", &[&format!("task=\"{id}\"")]) == Some(idle)
+            })
+        })
+    }
+
     fn cpu_file(t: &PlacedTask, file: &str) -> String {
         std::fs::read_to_string(t.cgroup.dir("cpu").join(file))
             .unwrap()
             .trim()
             .to_owned()
     }
+}
+
+/// The Mesos answer listing the tasks with their Aurora tiers (`other` unlabelled), the
+/// LC task only when given.
+fn answer(lc: Option<&PlacedTask>, be: &[PlacedTask; 2], other: &PlacedTask) -> Answer {
+    let running = |t: &PlacedTask, id: &str| RunningTask {
+        task_id: id.to_owned(),
+        executor_pid: t.proc.pid(),
+        container_id: t.rel.trim_start_matches("mesos/").to_owned(),
+    };
+    let best_effort: &[(&str, &str)] = &[("org.apache.aurora.tier", "best-effort")];
+    let mut tasks = Vec::new();
+    let mut labels: Vec<&[(&str, &str)]> = Vec::new();
+    if let Some(lc) = lc {
+        tasks.push(running(lc, "lc"));
+        labels.push(&[("org.apache.aurora.tier", "preferred")]);
+    }
+    tasks.extend([
+        running(&be[0], "be1"),
+        running(&be[1], "be2"),
+        running(other, "other"),
+    ]);
+    labels.extend([best_effort, best_effort, &[]]);
+    let mut state = mesos_agent::get_state_of(&tasks);
+    for (i, labels) in labels.iter().enumerate() {
+        mesos_agent::set_labels(&mut state, i, labels);
+    }
+    Answer::Json(state)
 }
 
 /// An allocation runner on the node, writing its three outputs to files.
@@ -154,13 +176,7 @@ async fn best_effort_tasks_that_make_the_latency_critical_one_wait_become_idle()
         blamed.iter().all(|b| *b == "be1" || *b == "be2"),
         "only BE tasks are blamed: {blamed:?}\n{anomalies}"
     );
-    let text = agent
-        .agent
-        .wait_for(&agent.allocations.clone(), "both BE tasks idle", |t| {
-            ["be1", "be2"].iter().all(|id| {
-                sample(t, "allocation_cpu_idle", &[&format!("task=\"{id}\"")]) == Some(1.0)
-            })
-        });
+    let text = Node::wait_be_idle(&mut agent, 1.0, "both BE tasks idle");
     for be in &node.be {
         assert_eq!(Node::cpu_file(be, "cpu.idle"), "1");
     }
@@ -270,13 +286,7 @@ async fn as_shipped_best_effort_tasks_are_idle_from_the_first_iteration_until_lc
         &node,
         &format!("!CollocationAllocator {{{LABELS}}}"),
     );
-    agent
-        .agent
-        .wait_for(&agent.allocations.clone(), "both BE tasks idle", |t| {
-            ["be1", "be2"].iter().all(|id| {
-                sample(t, "allocation_cpu_idle", &[&format!("task=\"{id}\"")]) == Some(1.0)
-            })
-        });
+    Node::wait_be_idle(&mut agent, 1.0, "both BE tasks idle");
     for be in &node.be {
         assert_eq!(Node::cpu_file(be, "cpu.idle"), "1");
     }
@@ -284,27 +294,8 @@ async fn as_shipped_best_effort_tasks_are_idle_from_the_first_iteration_until_lc
         assert_eq!(Node::cpu_file(untouched, "cpu.idle"), "0");
     }
     // The LC task leaves the node: the BE tasks are not idle any more.
-    let running = |t: &PlacedTask, id: &str| RunningTask {
-        task_id: id.to_owned(),
-        executor_pid: t.proc.pid(),
-        container_id: t.rel.trim_start_matches("mesos/").to_owned(),
-    };
-    let mut state = mesos_agent::get_state_of(&[
-        running(&node.be[0], "be1"),
-        running(&node.be[1], "be2"),
-        running(&node.other, "other"),
-    ]);
-    let tier = [("org.apache.aurora.tier", "best-effort")];
-    mesos_agent::set_labels(&mut state, 0, &tier);
-    mesos_agent::set_labels(&mut state, 1, &tier);
-    node.mesos.set_answer(Answer::Json(state));
-    agent
-        .agent
-        .wait_for(&agent.allocations.clone(), "both BE tasks not idle", |t| {
-            ["be1", "be2"].iter().all(|id| {
-                sample(t, "allocation_cpu_idle", &[&format!("task=\"{id}\"")]) == Some(0.0)
-            })
-        });
+    node.mesos.set_answer(answer(None, &node.be, &node.other));
+    Node::wait_be_idle(&mut agent, 0.0, "both BE tasks not idle");
     for be in &node.be {
         assert_eq!(Node::cpu_file(be, "cpu.idle"), "0");
     }
