@@ -42,10 +42,10 @@ struct Outcome {
 
 /// Builds the targets (installing cargo-fuzz if missing), checks the strict Prometheus
 /// reader the encoder's target relies on, then runs each of `targets` (all when empty)
-/// for `seconds` on its corpus `fuzz/corpus/<target>/`, printing the executions and time
-/// per target. Fails if any target crashed, leaked, timed out or ran out of memory; the
+/// for `seconds` (or `runs` executions, if that comes first) on its corpus
+/// `fuzz/corpus/<target>/`, printing the executions and time per target. Fails if any target crashed, leaked, timed out or ran out of memory; the
 /// input is kept in `fuzz/artifacts/<target>/`.
-pub fn fuzz(seconds: u64, targets: &[String]) -> Result<()> {
+pub fn fuzz(seconds: u64, runs: Option<u64>, targets: &[String]) -> Result<()> {
     let targets: Vec<&'static str> = if targets.is_empty() {
         TARGETS.to_vec()
     } else {
@@ -78,7 +78,7 @@ pub fn fuzz(seconds: u64, targets: &[String]) -> Result<()> {
     let mut outcomes = Vec::new();
     for target in targets {
         eprintln!("xtask: fuzzing {target} for {seconds} s");
-        outcomes.push(run_target(&fuzz_dir, target, seconds)?);
+        outcomes.push(run_target(&fuzz_dir, target, seconds, runs)?);
     }
 
     eprintln!("\nxtask: fuzz round, {seconds} s per target:");
@@ -109,7 +109,7 @@ pub fn fuzz(seconds: u64, targets: &[String]) -> Result<()> {
 
 /// The short round of `cargo xtask test`: every target for [`SHORT_ROUND_SECONDS`].
 pub fn short() -> Result<()> {
-    fuzz(SHORT_ROUND_SECONDS, &[]).context("the short fuzz round")
+    fuzz(SHORT_ROUND_SECONDS, None, &[]).context("the short fuzz round")
 }
 
 /// `cargo fuzz` on the nightly toolchain, from the workspace root.
@@ -123,7 +123,12 @@ fn nightly_fuzz() -> Command {
     cmd
 }
 
-fn run_target(fuzz_dir: &Path, target: &'static str, seconds: u64) -> Result<Outcome> {
+fn run_target(
+    fuzz_dir: &Path,
+    target: &'static str,
+    seconds: u64,
+    runs: Option<u64>,
+) -> Result<Outcome> {
     let corpus = fuzz_dir.join("corpus").join(target);
     std::fs::create_dir_all(&corpus)
         .with_context(|| format!("creating the corpus directory {}", corpus.display()))?;
@@ -135,6 +140,9 @@ fn run_target(fuzz_dir: &Path, target: &'static str, seconds: u64) -> Result<Out
         .arg(format!("-timeout={INPUT_TIMEOUT_SECONDS}"))
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
         .arg("-print_final_stats=1");
+    if let Some(runs) = runs {
+        cmd.arg(format!("-runs={runs}"));
+    }
     let started = Instant::now();
     let out = cmd
         .output()

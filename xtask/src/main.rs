@@ -69,6 +69,9 @@ enum Command {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Stop a target after this many executions instead, if that comes first.
+        #[arg(long)]
+        runs: Option<u64>,
         /// Targets to run (all when none is given).
         targets: Vec<String>,
     },
@@ -83,7 +86,11 @@ fn main() -> ExitCode {
         Command::Bench { args } => bench::bench(&args),
         Command::Soak { minutes } => soak::soak(minutes),
         Command::Scenario { seconds } => scenario::scenario(seconds),
-        Command::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
+        Command::Fuzz {
+            seconds,
+            runs,
+            targets,
+        } => fuzz::fuzz(seconds, runs, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
