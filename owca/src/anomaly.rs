@@ -127,23 +127,23 @@ pub fn anomaly_metrics<'a>(
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
             );
             let mut m = Metric::counter(names::ANOMALY, names::ANOMALY_HELP, 1.0);
-            m.labels = labels;
+            m.labels = Arc::new(labels);
             out.push(m.with_shared(common));
         }
         for m in &anomaly.metrics {
             let mut m = m.clone();
+            let own = Arc::make_mut(&mut m.labels);
             // As OWCA: a metric about the contended task gets that task's labels too.
-            if let Some(task_labels) = m
-                .labels
+            if let Some(task_labels) = own
                 .get("contended_task_id")
                 .and_then(|id| labels_of(id))
             {
                 for (k, v) in task_labels {
-                    m.labels.entry(k.clone()).or_insert_with(|| v.clone());
+                    own.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
-            m.labels.insert("uuid".to_owned(), uuid.clone());
-            m.labels.insert("type".to_owned(), "anomaly".to_owned());
+            own.insert("uuid".to_owned(), uuid.clone());
+            own.insert("type".to_owned(), "anomaly".to_owned());
             out.push(m.with_shared(common));
         }
     }
@@ -279,7 +279,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-            assert_eq!(sample.labels, expected);
+            assert_eq!(*sample.labels, expected);
             assert_eq!(sample.label("host"), Some("node1"));
         }
         assert_eq!(m[2].name, "cpi");

@@ -26,9 +26,9 @@ pub fn allocation_metrics(
         let first = out.len();
         task_samples(task_id, a, &mut out);
         for m in &mut out[first..] {
-            m.labels.insert("task".into(), task_id.clone());
-            m.labels
-                .insert("container_name".into(), task.task.name.clone());
+            let own = Arc::make_mut(&mut m.labels);
+            own.insert("task".into(), task_id.clone());
+            own.insert("container_name".into(), task.task.name.clone());
             m.shared = Some(Arc::clone(common));
         }
     }

@@ -1,16 +1,54 @@
 //! Turns a task's contenders table (who ran while its threads waited) into samples
 //! naming tasks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use owca_common::{BY_UNWATCHED_KEY, ContenderTable};
 
-use crate::metrics::{Metric, names};
+use crate::metrics::{Labels, Metric, label_set, names};
 
 const NS: f64 = 1e9;
 
 /// The task id of each watched cgroup key.
 pub type TaskOfKey<'a> = HashMap<u64, &'a str>;
+
+/// The `by_task_id` label set of each contender name, built once and shared by every
+/// task's samples naming it; a name no iteration used is forgotten.
+#[derive(Debug, Default)]
+pub struct ContenderLabels {
+    sets: HashMap<String, (Arc<Labels>, u64)>,
+    generation: u64,
+}
+
+impl ContenderLabels {
+    /// Starts an iteration: the names it uses are kept by [`Self::forget_unused`].
+    pub fn start_iteration(&mut self) {
+        self.generation += 1;
+    }
+
+    fn get(&mut self, name: &str) -> &Arc<Labels> {
+        let generation = self.generation;
+        if !self.sets.contains_key(name) {
+            let set = label_set(names::BY_TASK_ID_LABEL, name);
+            self.sets.insert(name.to_owned(), (set, generation));
+        }
+        let (set, used) = self
+            .sets
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        *used = generation;
+        set
+    }
+
+    /// Drops the sets of names this iteration did not use (gone tasks).
+    pub fn forget_unused(&mut self) {
+        let generation = self.generation;
+        self.sets.retain(|_, (_, used)| *used == generation);
+    }
+}
 
 /// Wait and preemptions by contender: one sample of each per contender with any, plus
 /// `own_quota` (the task's own throttled time, `throttled_s`, when its cgroup has a quota).
@@ -20,6 +58,7 @@ pub fn contention_metrics(
     table: &ContenderTable,
     task_of: &TaskOfKey,
     throttled_s: Option<f64>,
+    labels: &mut ContenderLabels,
 ) -> Vec<Metric> {
     let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for e in table.entries.iter().filter(|e| e.by_key != 0) {
@@ -39,13 +78,14 @@ pub fn contention_metrics(
     }
     let mut out = Vec::with_capacity(2 * by.len() + 1);
     for (name, (wait_ns, preemptions)) in by {
+        let by = labels.get(name);
         out.push(
             Metric::counter(
                 names::TASK_RUNQ_WAIT_BY,
                 names::TASK_RUNQ_WAIT_BY_HELP,
                 wait_ns as f64 / NS,
             )
-            .with_label(names::BY_TASK_ID_LABEL, name),
+            .with_labels(by),
         );
         out.push(
             Metric::counter(
@@ -53,13 +93,13 @@ pub fn contention_metrics(
                 names::TASK_PREEMPTED_BY_HELP,
                 preemptions as f64,
             )
-            .with_label(names::BY_TASK_ID_LABEL, name),
+            .with_labels(by),
         );
     }
     if let Some(s) = throttled_s {
         out.push(
             Metric::counter(names::TASK_RUNQ_WAIT_BY, names::TASK_RUNQ_WAIT_BY_HELP, s)
-                .with_label(names::BY_TASK_ID_LABEL, names::BY_OWN_QUOTA),
+                .with_labels(labels.get(names::BY_OWN_QUOTA)),
         );
     }
     out
@@ -91,7 +131,9 @@ mod tests {
         };
         t.overflow_wait_ns = 250_000_000;
         let task_of = TaskOfKey::from([(7, "be")]);
-        let m = contention_metrics(&t, &task_of, Some(0.5));
+        let mut labels = ContenderLabels::default();
+        labels.start_iteration();
+        let m = contention_metrics(&t, &task_of, Some(0.5), &mut labels);
         let wait: BTreeMap<&str, f64> = m
             .iter()
             .filter(|m| m.name == names::TASK_RUNQ_WAIT_BY)
@@ -114,5 +156,16 @@ mod tests {
             .map(|m| m.value)
             .sum();
         assert_eq!(preempted, 3.0);
+        // The sets are shared between samples and kept while used.
+        let be: Vec<_> = m
+            .iter()
+            .filter(|m| m.labels[names::BY_TASK_ID_LABEL] == "be")
+            .collect();
+        assert!(Arc::ptr_eq(&be[0].labels, &be[1].labels));
+        labels.forget_unused();
+        assert_eq!(labels.sets.len(), 4);
+        labels.start_iteration();
+        labels.forget_unused();
+        assert!(labels.sets.is_empty());
     }
 }

@@ -22,7 +22,7 @@ pub use self::{
     observation::{Observation, PlatformData, TaskData, TasksData},
 };
 use self::{
-    contention::{TaskOfKey, contention_metrics},
+    contention::{ContenderLabels, TaskOfKey, contention_metrics},
     derived::DerivedMetrics,
 };
 use crate::{
@@ -43,6 +43,8 @@ pub struct Measurements {
     /// Tasks' cgroupfs values, kept between iterations.
     cgroupfs: CgroupReadings,
     derived: Option<DerivedMetrics>,
+    /// The contenders' `by_task_id` label sets, kept between iterations.
+    contender_labels: ContenderLabels,
 }
 
 impl Measurements {
@@ -57,6 +59,7 @@ impl Measurements {
             common_labels,
             cgroupfs: CgroupReadings::default(),
             derived: enable_derived_metrics.then(DerivedMetrics::default),
+            contender_labels: ContenderLabels::default(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Measurements {
         let mut metrics = Vec::new();
         let mut tasks = BTreeMap::new();
         self.cgroupfs.start_iteration();
+        self.contender_labels.start_iteration();
         for c in containers {
             let first = metrics.len();
             let id = &c.task.task_id;
@@ -117,7 +121,12 @@ impl Measurements {
                     .iter()
                     .find(|m| m.name == names::TASK_THROTTLED)
                     .map(|m| m.value);
-                metrics.extend(contention_metrics(&s.contenders, &task_of, throttled));
+                metrics.extend(contention_metrics(
+                    &s.contenders,
+                    &task_of,
+                    throttled,
+                    &mut self.contender_labels,
+                ));
             }
             if let Some(mon_data) = &c.mon_data {
                 match resctrl::measure_mon_data(mon_data) {
@@ -136,6 +145,7 @@ impl Measurements {
             };
             tasks.insert(id.clone(), task);
         }
+        self.contender_labels.forget_unused();
         let node_start = metrics.len();
         match self.platform.refresh_usage() {
             Ok(()) => metrics.extend(self.platform.metrics()),

@@ -1,8 +1,10 @@
 //! Turns one task's kernel counters into metrics.
 
+use std::sync::{Arc, LazyLock};
+
 use owca_common::{CgroupCounters, HIST_BUCKETS, HIST_SHIFT_NS};
 
-use crate::metrics::{Metric, MetricType, names};
+use crate::metrics::{Labels, Metric, MetricType, label_set, names};
 
 const NS: f64 = 1e9;
 
@@ -20,13 +22,13 @@ pub fn from_counters(c: &CgroupCounters, events: &[String], runq: bool) -> Vec<M
             names::TASK_SWITCHES_HELP,
             c.switches_voluntary as f64,
         )
-        .with_label("kind", "voluntary"),
+        .with_labels(&SWITCH_KINDS[0]),
         Metric::counter(
             names::TASK_SWITCHES,
             names::TASK_SWITCHES_HELP,
             c.switches_involuntary as f64,
         )
-        .with_label("kind", "involuntary"),
+        .with_labels(&SWITCH_KINDS[1]),
     ];
     if runq {
         out.extend(runq_histogram(c));
@@ -53,12 +55,13 @@ fn runq_histogram(c: &CgroupCounters) -> Vec<Metric> {
     };
     let mut out = Vec::with_capacity(HIST_BUCKETS / 2 + 3);
     let mut cumulative = 0u64;
-    let mut bounds = bucket_bounds().iter();
+    let mut bounds = BUCKET_BOUNDS.iter();
     for (b, n) in c.runq_hist.iter().enumerate() {
         cumulative += n;
-        if b + 1 == HIST_BUCKETS || b % 2 == 0 {
-            let le = bounds.next().map_or("+Inf", String::as_str);
-            out.push(sample("_bucket", cumulative as f64).with_label("le", le));
+        if (b + 1 == HIST_BUCKETS || b % 2 == 0)
+            && let Some(le) = bounds.next()
+        {
+            out.push(sample("_bucket", cumulative as f64).with_labels(le));
         }
     }
     out.push(sample("_sum", c.runq_wait_ns as f64 / NS));
@@ -66,16 +69,23 @@ fn runq_histogram(c: &CgroupCounters) -> Vec<Metric> {
     out
 }
 
-/// The `le` values of the finite buckets, formatted once rather than per task and second.
-fn bucket_bounds() -> &'static [String] {
-    static BOUNDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        (0..HIST_BUCKETS - 1)
-            .step_by(2)
-            .map(|b| format!("{}", (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS))
-            .collect()
-    });
-    &BOUNDS
-}
+/// The `kind` label sets of the switch counters, built once for every task and second.
+static SWITCH_KINDS: LazyLock<[Arc<Labels>; 2]> = LazyLock::new(|| {
+    [
+        label_set("kind", "voluntary"),
+        label_set("kind", "involuntary"),
+    ]
+});
+
+/// The `le` label sets of the buckets, the finite ones then `+Inf`, built once.
+static BUCKET_BOUNDS: LazyLock<Vec<Arc<Labels>>> = LazyLock::new(|| {
+    (0..HIST_BUCKETS - 1)
+        .step_by(2)
+        .map(|b| format!("{}", (1u64 << (b as u32 + HIST_SHIFT_NS + 1)) as f64 / NS))
+        .chain(["+Inf".to_owned()])
+        .map(|le| label_set("le", &le))
+        .collect()
+});
 
 #[cfg(test)]
 mod tests {

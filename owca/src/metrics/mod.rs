@@ -6,12 +6,24 @@ pub mod labels;
 pub mod names;
 mod self_metrics;
 
-use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    sync::{Arc, LazyLock},
+};
 
 pub use self::self_metrics::SelfMetrics;
 
 /// Label names to values; ordered so that output is stable.
 pub type Labels = BTreeMap<String, String>;
+
+/// The empty label set every new sample starts from (cloning it allocates nothing).
+static NO_LABELS: LazyLock<Arc<Labels>> = LazyLock::new(Arc::default);
+
+/// A one-label set, to be shared by many samples through [`Metric::with_labels`].
+pub fn label_set(name: &str, value: &str) -> Arc<Labels> {
+    Arc::new(Labels::from([(name.to_owned(), value.to_owned())]))
+}
 
 /// The Prometheus type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +42,9 @@ pub struct Metric {
     /// Sample suffix within the family: `""`, or `_bucket`, `_sum`, `_count` for histograms.
     pub suffix: &'static str,
     /// Labels of this sample alone (e.g. `le`, `kind`); they win over `shared` ones.
-    pub labels: Labels,
+    /// Behind an `Arc` so that the sets thousands of samples have in common (a histogram
+    /// bucket's `le`, a contender's `by_task_id`) are built once, not per sample.
+    pub labels: Arc<Labels>,
     /// Labels many samples carry (a task's, the node's): shared rather than copied into
     /// each sample, so that thousands of tasks cost no more than they must.
     pub shared: Option<Arc<Labels>>,
@@ -59,7 +73,7 @@ impl Metric {
         Self {
             name: name.into(),
             suffix: "",
-            labels: Labels::new(),
+            labels: Arc::clone(&NO_LABELS),
             shared: None,
             value,
             kind,
@@ -69,7 +83,13 @@ impl Metric {
 
     /// Adds or replaces one label.
     pub fn with_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.insert(name.into(), value.into());
+        Arc::make_mut(&mut self.labels).insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the own labels to a set built once for many samples.
+    pub fn with_labels(mut self, labels: &Arc<Labels>) -> Self {
+        self.labels = Arc::clone(labels);
         self
     }
 

@@ -11,7 +11,7 @@ use std::{
     collections::{BTreeMap, HashSet},
     fmt,
     marker::PhantomData,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use serde::{
@@ -202,7 +202,7 @@ impl From<AnswerMetric> for Metric {
             AnswerMetricType::Gauge => Metric::gauge(m.name, help, m.value),
             AnswerMetricType::Counter => Metric::counter(m.name, help, m.value),
         };
-        metric.labels = m.labels;
+        metric.labels = Arc::new(m.labels);
         metric
     }
 }

@@ -116,14 +116,16 @@ impl Storage for LogStorage {
         }
         self.last_dropped = dropped;
 
-        match &self.target {
+        let written = match &self.target {
             Target::Stderr => io::stderr()
                 .lock()
                 .write_all(encoded.text.as_bytes())
                 .map_err(|source| StorageError::Stderr { source }),
             Target::Append(path) => append(path, &encoded.text),
             Target::Overwrite(path) => replace(path, &encoded.text),
-        }
+        };
+        self.encoder.recycle(encoded.text);
+        written
     }
 }
 

@@ -48,7 +48,8 @@ struct Family<'a> {
     valid_name: bool,
     kind: MetricType,
     help: &'a str,
-    samples: Vec<(&'a Metric, usize)>,
+    /// Each sample, its rendered shared set and whether an own label replaces a shared one.
+    samples: Vec<(&'a Metric, usize, bool)>,
     /// Series already taken, to drop later duplicates.
     seen: HashSet<Series<'a>>,
 }
@@ -66,10 +67,12 @@ struct Series<'a> {
 }
 
 impl<'a> Series<'a> {
-    fn new(metric: &'a Metric, shared_hash: u64) -> Self {
-        let shared = metric.shared.as_deref();
+    /// `overlap`: whether an own label replaces a shared one (else no shared set is
+    /// searched for the own labels).
+    fn new(metric: &'a Metric, shared_hash: u64, overlap: bool) -> Self {
+        let shared = metric.shared.as_deref().filter(|_| overlap);
         let mut hash = shared_hash;
-        for (k, v) in &metric.labels {
+        for (k, v) in metric.labels.iter() {
             hash = hash.wrapping_add(label_hash(k, v));
             if let Some(replaced) = shared.and_then(|s| s.get(k)) {
                 hash = hash.wrapping_sub(label_hash(k, replaced));
@@ -78,7 +81,7 @@ impl<'a> Series<'a> {
         Self {
             suffix: metric.suffix,
             own: &metric.labels,
-            shared,
+            shared: metric.shared.as_deref(),
             hash,
         }
     }
@@ -142,6 +145,9 @@ pub struct Encoder {
     shared: SharedLabels,
     /// Length of the last text, to reserve the next one's buffer at once.
     last_len: usize,
+    /// The last text's buffer, given back by [`Encoder::recycle`]: megabytes that would
+    /// otherwise be mapped and faulted in anew each iteration.
+    spare: String,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -154,20 +160,41 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
+    /// Gives a text's buffer back once written, for the next [`Encoder::encode`].
+    pub fn recycle(&mut self, mut text: String) {
+        text.clear();
+        self.spare = text;
+    }
+
     /// Encodes `metrics` as [`encode`] does.
     pub fn encode(&mut self, metrics: &[Metric]) -> Encoded {
-        let mut out = Encoded::default();
+        let mut out = Encoded {
+            text: std::mem::take(&mut self.spare),
+            ..Encoded::default()
+        };
         let mut families: Vec<Family<'_>> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::default();
+        // Most names are OWCA's constants: known by address, they need no string
+        // hashing or comparison. Every sample is alive for the whole call, so an address
+        // stands for one name throughout.
+        let mut by_address: HashMap<(usize, usize), usize> = HashMap::default();
         let shared = &mut self.shared;
         shared.generation += 1;
 
         for metric in metrics {
             let rendered = shared.render(metric.shared.as_ref());
-            let family = match index.get(metric.name.as_ref()) {
-                Some(&i) => &mut families[i],
+            let name: &str = metric.name.as_ref();
+            let address = (name.as_ptr() as usize, name.len());
+            let known = by_address.get(&address).copied().or_else(|| {
+                let i = index.get(name).copied()?;
+                by_address.insert(address, i);
+                Some(i)
+            });
+            let family = match known {
+                Some(i) => &mut families[i],
                 None => {
-                    index.insert(metric.name.as_ref(), families.len());
+                    by_address.insert(address, families.len());
+                    index.insert(name, families.len());
                     families.push(Family {
                         name: &metric.name,
                         valid_name: is_valid_metric_name(&metric.name),
@@ -185,15 +212,20 @@ impl Encoder {
                 out.invalid += 1;
                 continue;
             };
+            let overlap = !metric.labels.is_empty()
+                && metric
+                    .shared
+                    .as_ref()
+                    .is_some_and(|s| metric.labels.keys().any(|k| s.contains_key(k)));
             if family.kind != metric.kind {
                 out.type_conflicts += 1;
             } else if !family
                 .seen
-                .insert(Series::new(metric, shared.hash(rendered)))
+                .insert(Series::new(metric, shared.hash(rendered), overlap))
             {
                 out.duplicates += 1;
             } else {
-                family.samples.push((metric, rendered));
+                family.samples.push((metric, rendered, overlap));
             }
         }
 
@@ -206,7 +238,7 @@ impl Encoder {
                 f.samples.len() * (f.name.len() + 32)
                     + f.samples
                         .iter()
-                        .map(|&(_, r)| shared.text(r).len())
+                        .map(|&(_, r, _)| shared.text(r).len())
                         .sum::<usize>()
             })
             .sum();
@@ -383,14 +415,10 @@ fn write_family(text: &mut String, family: &Family<'_>, shared: &SharedLabels) {
         MetricType::Histogram => "histogram",
     };
     let _ = writeln!(text, "# TYPE {} {kind}", family.name);
-    for &(sample, rendered) in &family.samples {
+    for &(sample, rendered, overlap) in &family.samples {
         text.push_str(&sample.name);
         text.push_str(sample.suffix);
         let shared_text = shared.text(rendered);
-        let overlap = sample
-            .shared
-            .as_ref()
-            .is_some_and(|s| sample.labels.keys().any(|k| s.contains_key(k)));
         if !sample.labels.is_empty() || !shared_text.is_empty() {
             text.push('{');
             write_labels(text, sample.labels.iter());
@@ -427,15 +455,14 @@ fn is_valid_sample(metric: &Metric) -> bool {
     if !metric.labels.keys().all(|l| is_valid_label_name(l)) {
         return false;
     }
-    // Own or shared: a shared `le` is written too.
-    let le = metric.label("le");
     match metric.kind {
         // Any other suffix would make the parser start a new, untyped family.
         MetricType::Gauge | MetricType::Counter => metric.suffix.is_empty(),
-        MetricType::Histogram => match metric.suffix {
+        // Own or shared: a shared `le` is written too.
+        MetricType::Histogram => match (metric.suffix, metric.label("le")) {
             // The parser requires a float `le` on every bucket and nowhere else.
-            "_bucket" => le.is_some_and(is_go_float),
-            "_sum" | "_count" => le.is_none(),
+            ("_bucket", le) => le.is_some_and(is_go_float),
+            ("_sum" | "_count", le) => le.is_none(),
             _ => false,
         },
     }

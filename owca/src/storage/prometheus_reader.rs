@@ -7,7 +7,7 @@
 //! meaning: families of types it does not model (summary, untyped) are read as gauges,
 //! one family per sample name; HELP texts are not kept.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -82,7 +82,7 @@ fn sample(line: &str, types: &HashMap<String, MetricType>) -> Result<Metric, Str
     Ok(Metric {
         name: Cow::Owned(family.to_owned()),
         suffix,
-        labels,
+        labels: Arc::new(labels),
         shared: None,
         value,
         kind,
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn reads_back_what_the_encoder_writes() {
-        let shared = std::sync::Arc::new(Labels::from([("host".into(), "a \"b\"\\\nc".into())]));
+        let shared = Arc::new(Labels::from([("host".into(), "a \"b\"\\\nc".into())]));
         let metrics = vec![
             Metric::counter("task_oncpu_seconds_total", "On CPU.", 1.5)
                 .with_label("task_id", "t1")

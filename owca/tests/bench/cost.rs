@@ -37,6 +37,10 @@ pub struct Cost {
     pub stages_us_per_task: BTreeMap<String, f64>,
     /// Bytes of output per iteration (the last one seen).
     pub output_bytes: usize,
+    /// For the agent writing a file: CPU ms the bench itself spends writing that many
+    /// bytes as `!LogStorage` does (a new file renamed over the output), the floor of any
+    /// collector writing that much text each iteration.
+    pub write_floor_ms: Option<f64>,
     /// Bytes the process read with read(2) and the like per second (`rchar` of
     /// /proc/<pid>/io: cgroupfs and /proc files, and the Mesos answer from its socket).
     pub read_bytes_per_s: f64,
@@ -174,6 +178,7 @@ pub fn measure(
             .collect(),
         stages_ms,
         output_bytes,
+        write_floor_ms: None,
         read_bytes_per_s: (io1.0 - io0.0) as f64 / seconds,
         read_calls_per_s: (io1.1 - io0.1) as f64 / seconds,
         task_switches_per_s: match switches {
@@ -189,7 +194,40 @@ pub fn measure(
         _ => None,
     };
     drop(c);
+    let mut cost = cost;
+    if kind == Kind::Ebpf {
+        cost.write_floor_ms = Some(write_floor_ms(dir, cost.output_bytes)?);
+    }
     Ok((cost, accuracy))
+}
+
+/// CPU ms this thread spends writing `bytes` as `!LogStorage` does (a new file, written
+/// with one call, renamed over the last one), median of 10.
+fn write_floor_ms(dir: &Path, bytes: usize) -> Result<f64> {
+    use std::io::Write as _;
+    let text = vec![b'x'; bytes];
+    let out = dir.join("floor.prom");
+    let mut times = Vec::new();
+    for i in 0..10 {
+        let temp = dir.join(format!("floor.prom.{i}"));
+        let before = thread_cpu_seconds()?;
+        let mut file = std::fs::File::create_new(&temp)
+            .with_context(|| format!("creating {}", temp.display()))?;
+        file.write_all(&text)?;
+        drop(file);
+        std::fs::rename(&temp, &out)?;
+        times.push((thread_cpu_seconds()? - before) * 1e3);
+    }
+    std::fs::remove_file(&out)?;
+    Ok(median(&times))
+}
+
+/// User and system CPU time of the calling thread.
+fn thread_cpu_seconds() -> Result<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_THREAD)?;
+    let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(s(u.user_time()) + s(u.system_time()))
 }
 
 /// Sum of every sample of a family (e.g. all tasks' switches).

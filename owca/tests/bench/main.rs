@@ -253,6 +253,10 @@ fn smoke_checks(r: &Report) -> Result<()> {
         {
             bail!("a collector's cost was not measured");
         }
+        let floor = run.cost.iter().find_map(|c| c.write_floor_ms);
+        if !floor.is_some_and(|ms| ms > 0.0) {
+            bail!("the cost of writing the agent's output was not measured: {floor:?}");
+        }
         let Some(a) = &run.accuracy else {
             bail!("no accuracy figure for N = {}", run.n);
         };
