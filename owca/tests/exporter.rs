@@ -94,6 +94,27 @@ async fn a_scrape_gets_the_latest_metrics() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
 
+/// An iteration nobody scrapes is never encoded (with a scrape every 15 s, 14 of 15
+/// iterations would be encoded for nobody), and the scrapes of one iteration share one text.
+#[tokio::test(flavor = "current_thread")]
+async fn an_iteration_is_encoded_once_and_only_when_scraped() {
+    let mut exporter = exporter(10.0, 10.0, 64);
+    let addr = exporter.local_addr();
+    for v in 1..=5 {
+        exporter.store(&package(f64::from(v))).unwrap();
+    }
+    assert_eq!(exporter.encodings(), 0);
+    let (_, first) = scrape(addr, "/metrics").await;
+    let (_, second) = scrape(addr, "/metrics").await;
+    assert_eq!(first, prometheus::encode(&package(5.0)).text);
+    assert_eq!(first, second);
+    assert_eq!(exporter.encodings(), 1);
+    exporter.store(&package(6.0)).unwrap();
+    let (_, next) = scrape(addr, "/metrics").await;
+    assert_eq!(next, prometheus::encode(&package(6.0)).text);
+    assert_eq!(exporter.encodings(), 2);
+}
+
 /// A client that connects and sends nothing, or half a request, or stays after its
 /// scrape, is disconnected once the header timeout has passed (it used to be kept forever).
 #[tokio::test(flavor = "current_thread")]

@@ -97,8 +97,21 @@ impl LogStorage {
 }
 
 impl Storage for LogStorage {
+    /// Writes the text as it is encoded, a chunk at a time: at thousands of tasks it is
+    /// megabytes that need not sit whole in memory.
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        let encoded = self.encoder.encode(metrics);
+        let encoder = &mut self.encoder;
+        let encoded = match &self.target {
+            Target::Stderr => encoder
+                .encode_to(metrics, |t| io::stderr().lock().write_all(t.as_bytes()))
+                .map_err(|source| StorageError::Stderr { source })?,
+            Target::Append(path) => append(path, |file| {
+                encoder.encode_to(metrics, |t| file.write_all(t.as_bytes()))
+            })?,
+            Target::Overwrite(path) => replace(path, |file| {
+                encoder.encode_to(metrics, |t| file.write_all(t.as_bytes()))
+            })?,
+        };
         let dropped = encoded.dropped();
         self.dropped_total += dropped as u64;
         if dropped != self.last_dropped && dropped > 0 {
@@ -115,17 +128,7 @@ impl Storage for LogStorage {
             );
         }
         self.last_dropped = dropped;
-
-        let written = match &self.target {
-            Target::Stderr => io::stderr()
-                .lock()
-                .write_all(encoded.text.as_bytes())
-                .map_err(|source| StorageError::Stderr { source }),
-            Target::Append(path) => append(path, &encoded.text),
-            Target::Overwrite(path) => replace(path, &encoded.text),
-        };
-        self.encoder.recycle(encoded.text);
-        written
+        Ok(())
     }
 }
 
@@ -150,9 +153,12 @@ fn create_parent(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Appends `text` to `path`, opening it anew each time so that log rotation works. A
-/// symbolic link at `path` is refused, not followed.
-fn append(path: &Path, text: &str) -> Result<(), StorageError> {
+/// Appends what `write` writes to `path`, opening it anew each time so that log rotation
+/// works. A symbolic link at `path` is refused, not followed.
+fn append<T>(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<T>,
+) -> Result<T, StorageError> {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -171,34 +177,36 @@ fn append(path: &Path, text: &str) -> Result<(), StorageError> {
                 }
             }
         })?;
-    file.write_all(text.as_bytes())
-        .map_err(|source| StorageError::Write {
-            path: path.to_owned(),
-            source,
-        })
+    write(&mut file).map_err(|source| StorageError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
-/// Replaces `path` with `text` atomically: write a temporary file in the same directory
+/// Replaces `path` with what `write` writes, atomically: write a temporary file in the same directory
 /// (rename is atomic only within one filesystem), then rename it over `path`. Readers see
 /// the old or the new file, never a part; a symbolic link at `path` is replaced, not
 /// followed. No fsync: the file is rewritten every iteration, so after a power loss it is
 /// whole again one interval later, and syncing megabytes each second would cost the node
 /// disk I/O for nothing.
-fn replace(path: &Path, text: &str) -> Result<(), StorageError> {
+fn replace<T>(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<T>,
+) -> Result<T, StorageError> {
     let (mut file, temp) = create_temp(path, temp_names(path))?;
-    let written = file
-        .write_all(text.as_bytes())
-        .map_err(|source| StorageError::Write {
-            path: temp.clone(),
-            source,
-        });
+    let written = write(&mut file).map_err(|source| StorageError::Write {
+        path: temp.clone(),
+        source,
+    });
     drop(file);
-    let renamed = written.and_then(|()| {
-        fs::rename(&temp, path).map_err(|source| StorageError::Rename {
-            from: temp.clone(),
-            to: path.to_owned(),
-            source,
-        })
+    let renamed = written.and_then(|value| {
+        fs::rename(&temp, path)
+            .map(|()| value)
+            .map_err(|source| StorageError::Rename {
+                from: temp.clone(),
+                to: path.to_owned(),
+                source,
+            })
     });
     if renamed.is_err() {
         // Best effort: the original error matters more than a failed cleanup. The name is

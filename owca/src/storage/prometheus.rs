@@ -5,6 +5,7 @@
 //! rejects: samples with invalid names, duplicate series and family type conflicts are
 //! dropped and counted in [`Encoded`] so the caller can log once and export the count.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -136,17 +137,21 @@ pub fn encode(metrics: &[Metric]) -> Encoded {
     Encoder::default().encode(metrics)
 }
 
+/// Text gathered before [`Encoder::encode_to`] hands it on: large enough that writing it
+/// costs a few syscalls per megabyte, small next to a thousand tasks' megabytes.
+const CHUNK: usize = 256 * 1024;
+
 /// [`encode`] iteration after iteration, keeping what does not change between them: each
 /// shared label set (a task's labels, the node's) is rendered once, when it first appears,
 /// and kept while samples carry it; the text is written into one buffer of the last
-/// text's size.
+/// text's size, or handed on in chunks by [`Encoder::encode_to`].
 #[derive(Default)]
 pub struct Encoder {
     shared: SharedLabels,
     /// Length of the last text, to reserve the next one's buffer at once.
     last_len: usize,
-    /// The last text's buffer, given back by [`Encoder::recycle`]: megabytes that would
-    /// otherwise be mapped and faulted in anew each iteration.
+    /// [`Encoder::encode_to`]'s chunk buffer, kept rather than allocated and faulted in
+    /// anew each iteration.
     spare: String,
 }
 
@@ -160,18 +165,46 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    /// Gives a text's buffer back once written, for the next [`Encoder::encode`].
-    pub fn recycle(&mut self, mut text: String) {
-        text.clear();
-        self.spare = text;
-    }
-
     /// Encodes `metrics` as [`encode`] does.
     pub fn encode(&mut self, metrics: &[Metric]) -> Encoded {
-        let mut out = Encoded {
-            text: std::mem::take(&mut self.spare),
-            ..Encoded::default()
-        };
+        let mut text = String::new();
+        // A flush that keeps the text is never needed: the chunk is never full.
+        let Ok(mut out) =
+            self.encode_chunks(metrics, &mut text, usize::MAX, |_| Ok::<_, Infallible>(()));
+        out.text = text;
+        out
+    }
+
+    /// Encodes `metrics` as [`encode`] does, handing the text to `write` in chunks of
+    /// about [`CHUNK`] bytes, so that megabytes of output never sit whole in memory. The
+    /// returned [`Encoded`] has the counts and an empty text; stops at `write`'s first
+    /// error.
+    pub fn encode_to(
+        &mut self,
+        metrics: &[Metric],
+        mut write: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> std::io::Result<Encoded> {
+        let mut text = std::mem::take(&mut self.spare);
+        text.clear();
+        let out = self.encode_chunks(metrics, &mut text, CHUNK, |t: &mut String| {
+            let written = write(t);
+            t.clear();
+            written
+        });
+        self.spare = text;
+        out
+    }
+
+    /// The encoding: `flush` is called whenever `text` holds `chunk` bytes or more, and at
+    /// the end; it is expected to empty `text` (see [`Encoder::encode_to`]).
+    fn encode_chunks<E>(
+        &mut self,
+        metrics: &[Metric],
+        text: &mut String,
+        chunk: usize,
+        mut flush: impl FnMut(&mut String) -> Result<(), E>,
+    ) -> Result<Encoded, E> {
+        let mut out = Encoded::default();
         let mut families: Vec<Family<'_>> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::default();
         // Most names are OWCA's constants: known by address, they need no string
@@ -242,14 +275,23 @@ impl Encoder {
                         .sum::<usize>()
             })
             .sum();
-        out.text.reserve(estimate.max(self.last_len));
-        // Families whose every sample was dropped get no HELP/TYPE either.
-        for family in families.iter().filter(|f| !f.samples.is_empty()) {
-            write_family(&mut out.text, family, shared);
+        if chunk == usize::MAX {
+            text.reserve(estimate.max(self.last_len));
+        } else {
+            // A chunk may overrun by one sample line.
+            text.reserve(chunk + (chunk >> 2));
         }
+        // Families whose every sample was dropped get no HELP/TYPE either.
+        let written = families
+            .iter()
+            .filter(|f| !f.samples.is_empty())
+            .try_for_each(|family| write_family(text, family, shared, chunk, &mut flush))
+            .and_then(|()| if text.is_empty() { Ok(()) } else { flush(text) });
         shared.forget_unused();
-        self.last_len = out.text.len();
-        out
+        if chunk == usize::MAX {
+            self.last_len = text.len();
+        }
+        written.map(|()| out)
     }
 }
 
@@ -402,7 +444,14 @@ fn write_labels<'a>(text: &mut String, labels: impl Iterator<Item = (&'a String,
     }
 }
 
-fn write_family(text: &mut String, family: &Family<'_>, shared: &SharedLabels) {
+/// Writes one family, calling `flush` whenever `text` holds `chunk` bytes or more.
+fn write_family<E>(
+    text: &mut String,
+    family: &Family<'_>,
+    shared: &SharedLabels,
+    chunk: usize,
+    flush: &mut impl FnMut(&mut String) -> Result<(), E>,
+) -> Result<(), E> {
     // Writing into a String cannot fail, so the fmt::Results below carry no information.
     if family.help.is_empty() {
         let _ = writeln!(text, "# HELP {}", family.name);
@@ -446,7 +495,11 @@ fn write_family(text: &mut String, family: &Family<'_>, shared: &SharedLabels) {
         text.push(' ');
         push_value(text, sample.value);
         text.push('\n');
+        if text.len() >= chunk {
+            flush(text)?;
+        }
     }
+    Ok(())
 }
 
 /// Whether a sample (whose family name is valid) can be written without the parser

@@ -5,14 +5,19 @@
 //! response, which makes it the keep-alive idle timeout too), a response that cannot be
 //! written for `write_timeout` (a client that does not read) ends the connection, and at
 //! most `max_connections` are served at once; past that, new connections are closed at
-//! once. The text is one shared buffer: a response holds a reference to it, not a copy.
+//! once.
+//!
+//! The text is encoded at the first scrape after an iteration, not at every iteration:
+//! with a scrape every 15 s, fourteen of fifteen iterations would be encoded for nobody.
+//! It is one shared buffer: every response to that iteration holds a reference to it, not
+//! a copy.
 
 use std::{
     convert::Infallible,
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -83,12 +88,42 @@ impl Default for PrometheusExporterConfig {
     }
 }
 
-/// Keeps the last encoded iteration and serves it to scrapers.
+/// Keeps the last iteration's samples and serves their text to scrapers.
 pub struct PrometheusExporter {
-    latest: Arc<RwLock<Bytes>>,
+    latest: Arc<Mutex<Latest>>,
+    addr: SocketAddr,
+}
+
+/// The last iteration's samples and, once a scraper asked for them, their text.
+#[derive(Default)]
+struct Latest {
+    metrics: Vec<Metric>,
+    text: Option<Bytes>,
     encoder: prometheus::Encoder,
     dropped_reported: usize,
-    addr: SocketAddr,
+    /// Texts encoded since start.
+    encodings: u64,
+}
+
+impl Latest {
+    /// The last iteration's text, encoded by the first scrape that asks for it.
+    fn text(&mut self) -> Bytes {
+        if let Some(text) = &self.text {
+            return text.clone();
+        }
+        let encoded = self.encoder.encode(&self.metrics);
+        self.encodings += 1;
+        if encoded.dropped() != self.dropped_reported {
+            warn!(
+                dropped = encoded.dropped(),
+                "samples the Prometheus format cannot hold were dropped"
+            );
+            self.dropped_reported = encoded.dropped();
+        }
+        let text = Bytes::from(encoded.text);
+        self.text = Some(text.clone());
+        text
+    }
 }
 
 impl PrometheusExporter {
@@ -102,15 +137,19 @@ impl PrometheusExporter {
         std_listener.set_nonblocking(true).map_err(bind_err)?;
         let addr = std_listener.local_addr().map_err(bind_err)?;
         let listener = TcpListener::from_std(std_listener).map_err(bind_err)?;
-        let latest = Arc::new(RwLock::new(Bytes::new()));
+        let latest = Arc::new(Mutex::new(Latest::default()));
         tokio::spawn(serve(listener, Arc::clone(&latest), config.clone()));
         info!(%addr, "serving metrics at /metrics");
-        Ok(Self {
-            latest,
-            encoder: prometheus::Encoder::default(),
-            dropped_reported: 0,
-            addr,
-        })
+        Ok(Self { latest, addr })
+    }
+
+    /// Texts encoded since start: at most one per iteration, none for an iteration nobody
+    /// scraped.
+    pub fn encodings(&self) -> u64 {
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .encodings
     }
 
     /// The address it listens on (the port chosen by the system when `listen` has port 0).
@@ -121,18 +160,13 @@ impl PrometheusExporter {
 
 impl Storage for PrometheusExporter {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        let encoded = self.encoder.encode(metrics);
-        if encoded.dropped() != self.dropped_reported {
-            warn!(
-                dropped = encoded.dropped(),
-                "samples the Prometheus format cannot hold were dropped"
-            );
-            self.dropped_reported = encoded.dropped();
-        }
-        // Responses being written keep the previous text alive; it goes with the last.
-        let text = Bytes::from(encoded.text);
-        // A panicked scrape handler cannot have left a `Bytes` half-written.
-        *self.latest.write().unwrap_or_else(PoisonError::into_inner) = text;
+        // A panicked scrape handler cannot have left these half-written: each is replaced
+        // whole. Responses being written keep the previous text alive; it goes with the
+        // last of them.
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        latest.metrics.clear();
+        latest.metrics.extend_from_slice(metrics);
+        latest.text = None;
         Ok(())
     }
 }
@@ -140,7 +174,7 @@ impl Storage for PrometheusExporter {
 /// Accepts connections until the runtime stops, each served in its own task.
 async fn serve(
     listener: TcpListener,
-    latest: Arc<RwLock<Bytes>>,
+    latest: Arc<Mutex<Latest>>,
     config: PrometheusExporterConfig,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -200,7 +234,7 @@ async fn serve(
 
 /// `GET /metrics`: the latest text; anything else: 404 or 405.
 fn respond(
-    latest: &RwLock<Bytes>,
+    latest: &Mutex<Latest>,
     request: &Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
     let status = if request.uri().path() != "/metrics" {
@@ -208,10 +242,7 @@ fn respond(
     } else if !matches!(*request.method(), Method::GET | Method::HEAD) {
         StatusCode::METHOD_NOT_ALLOWED
     } else {
-        let text = latest
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let text = latest.lock().unwrap_or_else(PoisonError::into_inner).text();
         let mut response = Response::new(Full::new(text));
         response.headers_mut().insert(
             header::CONTENT_TYPE,

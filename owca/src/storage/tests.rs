@@ -114,6 +114,59 @@ fn a_kept_encoder_writes_what_a_fresh_one_writes() {
     }
 }
 
+/// Megabytes of output are handed on in chunks of about 256 KiB that add up to the text
+/// `encode` makes, with the same counts; a failed write stops the encoding.
+#[test]
+fn chunked_encoding_writes_the_same_text_in_bounded_pieces() {
+    use std::sync::Arc;
+    let tasks: Vec<Arc<crate::metrics::Labels>> = (0..2000)
+        .map(|i| {
+            Arc::new(crate::metrics::Labels::from([
+                ("task_id".to_owned(), format!("task-{i:04}-{}", "x".repeat(100))),
+                ("host".to_owned(), "node1".to_owned()),
+            ]))
+        })
+        .collect();
+    let mut metrics: Vec<Metric> = Vec::new();
+    for (i, t) in tasks.iter().enumerate() {
+        for le in ["0.001", "0.01", "+Inf"] {
+            metrics.push(histogram("wait", "_bucket", Some(le), i as f64).with_shared(t));
+        }
+        metrics.push(Metric::gauge("up", "Up.", 1.0).with_shared(t));
+    }
+    // A duplicate and an invalid sample, to compare the counts.
+    metrics.push(Metric::gauge("up", "Up.", 2.0).with_shared(&tasks[0]));
+    metrics.push(Metric::gauge("0up", "Up.", 2.0));
+    let whole = encode(&metrics);
+    assert!(whole.text.len() > 1 << 20, "{} bytes", whole.text.len());
+
+    let mut encoder = Encoder::default();
+    for _ in 0..2 {
+        let mut chunks: Vec<String> = Vec::new();
+        let counts = encoder
+            .encode_to(&metrics, |t| {
+                chunks.push(t.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() < 300 * 1024 && c.ends_with('\n')));
+        assert_eq!(chunks.concat(), whole.text);
+        assert_eq!(
+            (counts.duplicates, counts.invalid, counts.text.as_str()),
+            (1, 1, "")
+        );
+    }
+
+    let mut calls = 0;
+    let failed = encoder.encode_to(&metrics, |_| {
+        calls += 1;
+        Err(std::io::Error::other("disk full"))
+    });
+    assert_eq!(failed.unwrap_err().to_string(), "disk full");
+    assert_eq!(calls, 1);
+}
+
 #[test]
 fn encodes_nothing_as_empty_text() {
     assert_eq!(encode(&[]).text, "");
