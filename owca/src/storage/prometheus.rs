@@ -51,14 +51,14 @@ struct Family<'a> {
     help: &'a str,
     /// Each sample, its rendered shared set and whether an own label replaces a shared one.
     samples: Vec<(&'a Metric, usize, bool)>,
-    /// Series already taken, to drop later duplicates.
-    seen: HashSet<Series<'a>>,
 }
 
 /// A sample's series within its family: its suffix and its labels, own and shared
 /// together (an own label wins over a shared one of the same name), compared as a set
 /// however they are split between own and shared.
 struct Series<'a> {
+    /// Index of its family.
+    family: usize,
     suffix: &'static str,
     own: &'a Labels,
     shared: Option<&'a Labels>,
@@ -70,7 +70,7 @@ struct Series<'a> {
 impl<'a> Series<'a> {
     /// `overlap`: whether an own label replaces a shared one (else no shared set is
     /// searched for the own labels).
-    fn new(metric: &'a Metric, shared_hash: u64, overlap: bool) -> Self {
+    fn new(family: usize, metric: &'a Metric, shared_hash: u64, overlap: bool) -> Self {
         let shared = metric.shared.as_deref().filter(|_| overlap);
         let mut hash = shared_hash;
         for (k, v) in metric.labels.iter() {
@@ -80,6 +80,7 @@ impl<'a> Series<'a> {
             }
         }
         Self {
+            family,
             suffix: metric.suffix,
             own: &metric.labels,
             shared: metric.shared.as_deref(),
@@ -107,7 +108,11 @@ impl<'a> Series<'a> {
 
 impl PartialEq for Series<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.suffix == other.suffix && self.hash == other.hash && self.labels().eq(other.labels())
+        // Cheapest first: most calls are probes that differ in the hash.
+        self.hash == other.hash
+            && self.family == other.family
+            && self.suffix == other.suffix
+            && self.labels().eq(other.labels())
     }
 }
 
@@ -115,7 +120,8 @@ impl Eq for Series<'_> {}
 
 impl Hash for Series<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.suffix.hash(state);
+        // The suffix is left to `eq`: a family's few suffixes rarely share a label set.
+        self.family.hash(state);
         self.hash.hash(state);
     }
 }
@@ -211,6 +217,10 @@ impl Encoder {
         // hashing or comparison. Every sample is alive for the whole call, so an address
         // stands for one name throughout.
         let mut by_address: HashMap<(usize, usize), usize> = HashMap::default();
+        // Series already taken, to drop later duplicates; sized at once rather than
+        // rehashed a dozen times on the way to thousands.
+        let mut seen: HashSet<Series<'_>> =
+            HashSet::with_capacity_and_hasher(metrics.len(), Default::default());
         let shared = &mut self.shared;
         shared.generation += 1;
 
@@ -223,8 +233,8 @@ impl Encoder {
                 by_address.insert(address, i);
                 Some(i)
             });
-            let family = match known {
-                Some(i) => &mut families[i],
+            let (family_index, family) = match known {
+                Some(i) => (i, &mut families[i]),
                 None => {
                     by_address.insert(address, families.len());
                     index.insert(name, families.len());
@@ -234,10 +244,9 @@ impl Encoder {
                         kind: metric.kind,
                         help: metric.help,
                         samples: Vec::new(),
-                        seen: HashSet::default(),
                     });
                     let last = families.len() - 1;
-                    &mut families[last]
+                    (last, &mut families[last])
                 }
             };
             let Some(rendered) = rendered.filter(|_| family.valid_name && is_valid_sample(metric))
@@ -252,10 +261,12 @@ impl Encoder {
                     .is_some_and(|s| metric.labels.keys().any(|k| s.contains_key(k)));
             if family.kind != metric.kind {
                 out.type_conflicts += 1;
-            } else if !family
-                .seen
-                .insert(Series::new(metric, shared.hash(rendered), overlap))
-            {
+            } else if !seen.insert(Series::new(
+                family_index,
+                metric,
+                shared.hash(rendered),
+                overlap,
+            )) {
                 out.duplicates += 1;
             } else {
                 family.samples.push((metric, rendered, overlap));
