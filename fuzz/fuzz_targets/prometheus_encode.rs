@@ -2,7 +2,7 @@
 //! shared label keys and values (names drawn from a small pool so that families, series
 //! and label sets collide often, or made up) give text that the strict reader of
 //! `owca_fuzz::prom_text` accepts, and every sample is either in the text or counted as
-//! dropped.
+//! dropped; the chunked encoding `!LogStorage` writes gives the same text.
 #![no_main]
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -11,7 +11,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use owca::{
     metrics::{Labels, Metric, MetricType},
-    storage::prometheus::encode,
+    storage::prometheus::{Encoder, encode},
 };
 
 const NAMES: &[&str] = &[
@@ -117,7 +117,7 @@ fuzz_target!(|input: Input| {
             };
             m.kind = kind;
             m.suffix = SUFFIXES[usize::from(s.suffix) % SUFFIXES.len()];
-            m.labels = labels(&s.own);
+            m.labels = Arc::new(labels(&s.own));
             m.shared = shared.get(usize::from(s.shared)).cloned();
             m
         })
@@ -130,4 +130,13 @@ fuzz_target!(|input: Input| {
         metrics.len(),
         "{encoded:?}"
     );
+    let mut chunked = String::new();
+    let counts = Encoder::default()
+        .encode_to(&metrics, |text| {
+            chunked.push_str(text);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("writing into a String failed: {e}"));
+    assert_eq!(chunked, encoded.text);
+    assert_eq!(counts.dropped(), encoded.dropped());
 });
