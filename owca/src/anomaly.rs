@@ -134,10 +134,7 @@ pub fn anomaly_metrics<'a>(
             let mut m = m.clone();
             let own = Arc::make_mut(&mut m.labels);
             // As OWCA: a metric about the contended task gets that task's labels too.
-            if let Some(task_labels) = own
-                .get("contended_task_id")
-                .and_then(|id| labels_of(id))
-            {
+            if let Some(task_labels) = own.get("contended_task_id").and_then(|id| labels_of(id)) {
                 for (k, v) in task_labels {
                     own.entry(k.clone()).or_insert_with(|| v.clone());
                 }

@@ -122,7 +122,10 @@ fn chunked_encoding_writes_the_same_text_in_bounded_pieces() {
     let tasks: Vec<Arc<crate::metrics::Labels>> = (0..2000)
         .map(|i| {
             Arc::new(crate::metrics::Labels::from([
-                ("task_id".to_owned(), format!("task-{i:04}-{}", "x".repeat(100))),
+                (
+                    "task_id".to_owned(),
+                    format!("task-{i:04}-{}", "x".repeat(100)),
+                ),
                 ("host".to_owned(), "node1".to_owned()),
             ]))
         })
@@ -150,7 +153,11 @@ fn chunked_encoding_writes_the_same_text_in_bounded_pieces() {
             })
             .unwrap();
         assert!(chunks.len() >= 4, "{} chunks", chunks.len());
-        assert!(chunks.iter().all(|c| c.len() < 300 * 1024 && c.ends_with('\n')));
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.len() < 300 * 1024 && c.ends_with('\n'))
+        );
         assert_eq!(chunks.concat(), whole.text);
         assert_eq!(
             (counts.duplicates, counts.invalid, counts.text.as_str()),
