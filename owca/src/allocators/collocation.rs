@@ -26,21 +26,27 @@
 //! LC and unlabelled tasks are never allocated.
 
 mod config;
+mod rdt;
 
 use std::collections::BTreeMap;
 
-use tracing::info;
+use tracing::{info, warn};
 
-pub use self::config::{
-    CollocationAllocatorConfig, CollocationAllocatorError, IdleBestEffort, Lever,
+pub use self::{
+    config::{CollocationAllocatorConfig, CollocationAllocatorError, IdleBestEffort, Lever},
+    rdt::BEST_EFFORT_GROUP,
 };
 use super::{TaskAllocations, TasksAllocations};
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
-    detectors::waits::{WaitInterval, WaitTracker},
-    measurements::Observation,
+    detectors::{
+        cpi::{CpiSettings, CpiTracker},
+        waits::{WaitInterval, WaitTracker},
+    },
+    measurements::{Observation, PlatformData},
     metrics::{Metric, names},
     nodes::LabelMatcher,
+    resctrl::RdtAllocation,
 };
 
 /// Quota changes this small are no change to the allocation stage (its tolerance): a
@@ -48,6 +54,9 @@ use crate::{
 const QUOTA_TOLERANCE: f64 = 0.05;
 /// `idle_calm_iterations` never doubles past an hour of 1 s iterations.
 const MAX_IDLE_CALM: u32 = 3600;
+/// CPUs an LC task must have used in the interval to have its CPI judged: a task that
+/// barely ran has a noisy CPI (`!ContentionDetector`'s `min_contender_cpus` default).
+const MIN_CPI_CPUS: f64 = 0.1;
 
 /// The running allocator: wait counters and the calm streak; no allocation level.
 #[derive(Debug)]
@@ -56,6 +65,10 @@ pub struct CollocationAllocator {
     lc: LabelMatcher,
     be: LabelMatcher,
     waits: WaitTracker,
+    /// LC tasks' CPI history, for the `rdt` lever.
+    cpi: CpiTracker,
+    /// Whether the `rdt` lever said, once, what it will do on this host.
+    rdt_reported: bool,
     iteration: u64,
     /// Iterations since the last contention or the last step given back.
     calm: u32,
@@ -81,11 +94,18 @@ impl CollocationAllocator {
     pub fn new(cfg: CollocationAllocatorConfig) -> Result<Self, CollocationAllocatorError> {
         let (lc, be) = cfg.check()?;
         let idle_calm = cfg.idle_calm_iterations;
+        let cpi = CpiTracker::new(CpiSettings {
+            history: cfg.cpi_history,
+            min_samples: cfg.cpi_min_samples,
+            stddevs: cfg.cpi_stddevs,
+        });
         Ok(Self {
             cfg,
             lc,
             be,
             waits: WaitTracker::default(),
+            cpi,
+            rdt_reported: false,
             iteration: 0,
             calm: 0,
             idle_calm,
@@ -115,6 +135,12 @@ impl CollocationAllocator {
         // observation of a task.
         let placed = self.idle_next_to_lc(!lc.is_empty(), &mut be);
         let intervals = self.waits.intervals(obs);
+        let rdt_target = self.rdt_target(&obs.platform);
+        // Counted from the first observation on, judged only where the lever can act.
+        let cpis = match rdt_target {
+            Some(_) => self.cpi.cpis(obs),
+            None => BTreeMap::new(),
+        };
         if intervals.is_empty() {
             // The first observation (or no task): nothing to judge, no calm to count.
             return CollocationDecision {
@@ -125,7 +151,7 @@ impl CollocationAllocator {
         let mut out = CollocationDecision::default();
         // BE task → the LC wait it caused in contended LC tasks.
         let mut blamed: BTreeMap<&str, f64> = BTreeMap::new();
-        for id in lc {
+        for &id in &lc {
             let Some(i) = intervals.get(id) else { continue };
             let by_be: Vec<(&str, f64)> = i
                 .contenders(id)
@@ -150,11 +176,25 @@ impl CollocationAllocator {
             }
             out.anomalies.push(self.anomaly(id, &takers, ratio));
         }
-        if blamed.is_empty() {
+        // BE tasks that ran while an LC task was cache-contended, most CPUs first.
+        let ran: Vec<&str> = best_effort_that_ran(&intervals, &be);
+        let mut cached: &[&str] = &[];
+        for &id in &lc {
+            // Judged even when no BE task ran: every sample enters the history.
+            let Some((cpi, threshold)) = self.cache_contended(id, &cpis, &intervals) else {
+                continue;
+            };
+            if !ran.is_empty() {
+                out.anomalies.push(cache_anomaly(id, &ran, cpi, threshold));
+                cached = &ran;
+            }
+        }
+        if blamed.is_empty() && cached.is_empty() {
             self.calm += 1;
             out.allocations = self.give_back(&be);
         } else {
-            if let Some(at) = self.idle_given_back_at.take()
+            if !blamed.is_empty()
+                && let Some(at) = self.idle_given_back_at.take()
                 && self.iteration - at <= u64::from(self.cfg.calm_iterations)
             {
                 self.idle_calm = self.idle_calm.saturating_mul(2).min(MAX_IDLE_CALM);
@@ -169,6 +209,19 @@ impl CollocationAllocator {
                 if let Some(step) = self.take(&be[who], used, obs.platform.cpus) {
                     info!(task_id = %who, allocations = %serde_json::to_string(&step).unwrap_or_default(), "taking CPU from a best-effort task");
                     out.allocations.insert((*who).to_owned(), step);
+                }
+            }
+            if let Some(target) = &rdt_target {
+                for who in cached.iter().filter(|who| !rdt::holds(&be[**who], target)) {
+                    info!(task_id = %who, group = BEST_EFFORT_GROUP, l3 = target.l3.as_deref().unwrap_or("-"), mb = target.mb.as_deref().unwrap_or("-"), "taking L3 cache and memory bandwidth from a best-effort task");
+                    let step = TaskAllocations {
+                        rdt: Some(target.clone()),
+                        ..Default::default()
+                    };
+                    out.allocations
+                        .entry((*who).to_owned())
+                        .or_default()
+                        .merge(&step);
                 }
             }
         }
@@ -192,7 +245,7 @@ impl CollocationAllocator {
     ) -> TasksAllocations {
         let mut out = TasksAllocations::new();
         if self.cfg.idle_best_effort != IdleBestEffort::WithLc
-            || !self.cfg.levers.contains(&Lever::CpuIdle)
+            || !self.cfg.levers().contains(&Lever::CpuIdle)
         {
             return out;
         }
@@ -226,7 +279,7 @@ impl CollocationAllocator {
         used: Option<f64>,
         cpus: usize,
     ) -> Option<TaskAllocations> {
-        for lever in &self.cfg.levers {
+        for lever in self.cfg.levers() {
             match lever {
                 Lever::CpuIdle if have.cpu_idle == Some(false) => {
                     return Some(TaskAllocations {
@@ -249,7 +302,8 @@ impl CollocationAllocator {
                         });
                     }
                 }
-                Lever::CpuIdle => {}
+                // Not a CPU lever: pulled on its own signal.
+                Lever::CpuIdle | Lever::Rdt => {}
             }
         }
         None
@@ -259,8 +313,9 @@ impl CollocationAllocator {
     /// them holds.
     fn give_back(&mut self, be: &BTreeMap<&str, TaskAllocations>) -> TasksAllocations {
         let mut out = TasksAllocations::new();
-        for lever in self.cfg.levers.iter().rev() {
+        for lever in self.cfg.levers().iter().rev() {
             let (needed, step): (u32, GiveBack) = match lever {
+                Lever::Rdt => (self.cfg.calm_iterations, rdt::rdt_back),
                 Lever::CpuQuota => (self.cfg.calm_iterations, quota_back),
                 // Placement gives it back, when the last LC task is gone.
                 Lever::CpuIdle if self.cfg.idle_best_effort == IdleBestEffort::WithLc => continue,
@@ -277,7 +332,11 @@ impl CollocationAllocator {
             }
             if self.calm >= needed {
                 for (id, step) in &steps {
-                    info!(task_id = %id, allocations = %serde_json::to_string(step).unwrap_or_default(), "giving CPU back to a best-effort task");
+                    if *lever == Lever::Rdt {
+                        info!(task_id = %id, "giving L3 cache and memory bandwidth back to a best-effort task: back to the root group");
+                    } else {
+                        info!(task_id = %id, allocations = %serde_json::to_string(step).unwrap_or_default(), "giving CPU back to a best-effort task");
+                    }
                 }
                 self.calm = 0;
                 if *lever == Lever::CpuIdle {
@@ -288,6 +347,52 @@ impl CollocationAllocator {
             break;
         }
         out
+    }
+
+    /// The `rdt` lever's allocation for BE tasks, when it is among the levers and the host
+    /// allocates RDT; says once at the first observation what the lever will do.
+    fn rdt_target(&mut self, platform: &PlatformData) -> Option<RdtAllocation> {
+        if !self.cfg.levers().contains(&Lever::Rdt) {
+            return None;
+        }
+        let target = platform.rdt_information.as_ref().and_then(|caps| {
+            rdt::best_effort_allocation(
+                caps,
+                self.cfg.best_effort_l3_ways,
+                self.cfg.best_effort_memory_bandwidth,
+            )
+        });
+        if !self.rdt_reported {
+            self.rdt_reported = true;
+            match &target {
+                Some(t) => info!(
+                    group = BEST_EFFORT_GROUP,
+                    l3 = t.l3.as_deref().unwrap_or("-"),
+                    mb = t.mb.as_deref().unwrap_or("-"),
+                    "rdt lever: best-effort tasks that run while a latency-critical task's CPI is an outlier move to their own resctrl group (needs cycles and instructions from the PMU)"
+                ),
+                None if self.cfg.levers.is_some() => warn!(
+                    "the rdt lever in levers is inert: this host does not allocate RDT (resctrl not mounted, no L3/MB allocation, or rdt_enabled: false)"
+                ),
+                None => info!("the rdt lever is inert: this host does not allocate RDT"),
+            }
+        }
+        target
+    }
+
+    /// LC task `id`'s CPI and the threshold it exceeded, when it is an outlier against
+    /// its history; every CPI of a task that ran enough enters the history.
+    fn cache_contended(
+        &mut self,
+        id: &str,
+        cpis: &BTreeMap<String, f64>,
+        intervals: &BTreeMap<String, WaitInterval>,
+    ) -> Option<(f64, f64)> {
+        let cpi = *cpis.get(id)?;
+        if intervals.get(id)?.cpus() < MIN_CPI_CPUS {
+            return None;
+        }
+        Some((cpi, self.cpi.judge(id, cpi)?))
     }
 
     fn anomaly(&self, id: &str, takers: &[(&str, f64)], ratio: f64) -> ContentionAnomaly {
@@ -306,6 +411,34 @@ impl CollocationAllocator {
                 ),
             ],
         }
+    }
+}
+
+/// BE tasks that used CPU in the interval, most CPUs first (ties by id).
+fn best_effort_that_ran<'a>(
+    intervals: &BTreeMap<String, WaitInterval>,
+    be: &BTreeMap<&'a str, TaskAllocations>,
+) -> Vec<&'a str> {
+    let mut out: Vec<(&str, f64)> = be
+        .keys()
+        .filter_map(|id| Some((*id, intervals.get(*id)?.cpus())))
+        .filter(|(_, cpus)| *cpus > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    out.into_iter().map(|(id, _)| id).collect()
+}
+
+/// An LC task whose CPI was an outlier while `takers` ran (resource `cache`).
+fn cache_anomaly(id: &str, takers: &[&str], cpi: f64, threshold: f64) -> ContentionAnomaly {
+    let metric = |name, help, v| Metric::gauge(name, help, v).with_label("contended_task_id", id);
+    ContentionAnomaly {
+        resource: ContendedResource::Cache,
+        contended_task_id: id.to_owned(),
+        contending_task_ids: takers.iter().map(|who| (*who).to_owned()).collect(),
+        metrics: vec![
+            metric(names::CPI, names::CPI_HELP, cpi),
+            metric(names::CPI_THRESHOLD, names::CPI_THRESHOLD_HELP, threshold),
+        ],
     }
 }
 
