@@ -463,4 +463,6 @@ fn idle_back(have: &TaskAllocations, _: f64) -> Option<TaskAllocations> {
 }
 
 #[cfg(test)]
+mod rdt_tests;
+#[cfg(test)]
 mod tests;
