@@ -4,8 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use tracing::{info, warn};
+
+use super::{CollocationAllocator, Lever, MIN_CPI_CPUS};
 use crate::{
     allocators::TaskAllocations,
+    anomaly::{ContendedResource, ContentionAnomaly},
+    detectors::waits::WaitInterval,
+    measurements::PlatformData,
+    metrics::{Metric, names},
     resctrl::{
         MbCapabilities, RdtAllocation, RdtCapabilities,
         schemata::{self, Resource},
@@ -86,6 +93,87 @@ pub fn rdt_back(have: &TaskAllocations, _: f64) -> Option<TaskAllocations> {
         }),
         ..Default::default()
     })
+}
+
+impl CollocationAllocator {
+    /// The `rdt` lever's allocation for BE tasks, when it is among the levers and the host
+    /// allocates RDT; says once at the first observation what the lever will do.
+    pub(super) fn rdt_target(&mut self, platform: &PlatformData) -> Option<RdtAllocation> {
+        if !self.cfg.levers().contains(&Lever::Rdt) {
+            return None;
+        }
+        let target = platform.rdt_information.as_ref().and_then(|caps| {
+            best_effort_allocation(
+                caps,
+                self.cfg.best_effort_l3_ways,
+                self.cfg.best_effort_memory_bandwidth,
+            )
+        });
+        if !self.rdt_reported {
+            self.rdt_reported = true;
+            match &target {
+                Some(t) => info!(
+                    group = BEST_EFFORT_GROUP,
+                    l3 = t.l3.as_deref().unwrap_or("-"),
+                    mb = t.mb.as_deref().unwrap_or("-"),
+                    "rdt lever: best-effort tasks that run while a latency-critical task's CPI is an outlier move to their own resctrl group (needs cycles and instructions from the PMU)"
+                ),
+                None if self.cfg.levers.is_some() => warn!(
+                    "the rdt lever in levers is inert: this host does not allocate RDT (resctrl not mounted, no L3/MB allocation, or rdt_enabled: false)"
+                ),
+                None => info!("the rdt lever is inert: this host does not allocate RDT"),
+            }
+        }
+        target
+    }
+
+    /// LC task `id`'s CPI and the threshold it exceeded, when it is an outlier against
+    /// its history; every CPI of a task that ran enough enters the history.
+    pub(super) fn cache_contended(
+        &mut self,
+        id: &str,
+        cpis: &BTreeMap<String, f64>,
+        intervals: &BTreeMap<String, WaitInterval>,
+    ) -> Option<(f64, f64)> {
+        let cpi = *cpis.get(id)?;
+        if intervals.get(id)?.cpus() < MIN_CPI_CPUS {
+            return None;
+        }
+        Some((cpi, self.cpi.judge(id, cpi)?))
+    }
+}
+
+/// BE tasks that used CPU in the interval, most CPUs first (ties by id).
+pub(super) fn best_effort_that_ran<'a>(
+    intervals: &BTreeMap<String, WaitInterval>,
+    be: &BTreeMap<&'a str, TaskAllocations>,
+) -> Vec<&'a str> {
+    let mut out: Vec<(&str, f64)> = be
+        .keys()
+        .filter_map(|id| Some((*id, intervals.get(*id)?.cpus())))
+        .filter(|(_, cpus)| *cpus > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    out.into_iter().map(|(id, _)| id).collect()
+}
+
+/// An LC task whose CPI was an outlier while `takers` ran (resource `cache`).
+pub(super) fn cache_anomaly(
+    id: &str,
+    takers: &[&str],
+    cpi: f64,
+    threshold: f64,
+) -> ContentionAnomaly {
+    let metric = |name, help, v| Metric::gauge(name, help, v).with_label("contended_task_id", id);
+    ContentionAnomaly {
+        resource: ContendedResource::Cache,
+        contended_task_id: id.to_owned(),
+        contending_task_ids: takers.iter().map(|who| (*who).to_owned()).collect(),
+        metrics: vec![
+            metric(names::CPI, names::CPI_HELP, cpi),
+            metric(names::CPI_THRESHOLD, names::CPI_THRESHOLD_HELP, threshold),
+        ],
+    }
 }
 
 #[cfg(test)]
