@@ -15,7 +15,8 @@ use thiserror::Error;
 
 pub use self::{
     collocation::{
-        CollocationAllocator, CollocationAllocatorConfig, CollocationAllocatorError, Lever,
+        BEST_EFFORT_GROUP, CollocationAllocator, CollocationAllocatorConfig,
+        CollocationAllocatorError, Lever,
     },
     config::AllocatorConfig,
     static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
