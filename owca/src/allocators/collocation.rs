@@ -16,9 +16,19 @@
 //! (the LC task contended by those BE tasks, largest first). Waits caused by other LC
 //! tasks, unwatched processes or the task's own quota never blame a BE task.
 //!
-//! Once every LC task has been calm for `calm_iterations`, one step is given back to
-//! every BE task: the last lever first (`give_back_step` of quota up to no limit), and
-//! `cpu_idle` only after `idle_calm_iterations`, a wait that doubles each time giving it
+//! The `rdt` lever (see [`rdt`]) answers another signal: caches and memory bandwidth
+//! shared with BE tasks running on other CPUs at the same time cause no run-queue wait,
+//! but raise the LC task's CPI. An LC task whose CPI is an outlier against its own
+//! history (as `!ContentionDetector` judges `cache`) while BE tasks ran is
+//! cache-contended: every BE task that ran moves to one resctrl group,
+//! [`BEST_EFFORT_GROUP`], holding only `best_effort_l3_ways` L3 ways and
+//! `best_effort_memory_bandwidth` percent, and the decision is reported as an anomaly of
+//! resource `cache`. It needs the PMU (cycles, instructions) and RDT allocation
+//! (`PlatformData::rdt_information`); without them it is inert, and says so once.
+//!
+//! Once every LC task has been calm (neither kind of contention) for `calm_iterations`,
+//! one step is given back to every BE task: the last lever first (the root resctrl group
+//! for `rdt`, `give_back_step` of quota up to no limit), and `cpu_idle` only after `idle_calm_iterations`, a wait that doubles each time giving it
 //! back brought contention back at once.
 //!
 //! Levels are not remembered: each step starts from the allocations the kernel holds, so

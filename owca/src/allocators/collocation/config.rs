@@ -267,3 +267,48 @@ impl CollocationAllocatorConfig {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `allocator:` block of the shipped config, at the left margin.
+    fn shipped() -> String {
+        let config = include_str!("../../../../configs/mesos/mesos_collocation_allocator.yaml");
+        config
+            .lines()
+            .skip_while(|l| !l.starts_with("  allocator:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| &l[4..])
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_shipped_config_spells_out_the_defaults_and_leaves_levers_unset() {
+        let cfg: CollocationAllocatorConfig =
+            crate::config::from_str(&shipped(), std::path::Path::new("shipped.yaml")).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(
+            cfg.levers, None,
+            "naming rdt would warn on hosts without RDT"
+        );
+        assert_eq!(cfg.levers(), DEFAULT_LEVERS);
+        assert_eq!(
+            (cfg.best_effort_l3_ways, cfg.best_effort_memory_bandwidth),
+            (
+                default_best_effort_l3_ways(),
+                default_best_effort_memory_bandwidth()
+            )
+        );
+        assert_eq!(
+            (cfg.cpi_history, cfg.cpi_min_samples, cfg.cpi_stddevs),
+            (
+                default_cpi_history(),
+                default_cpi_min_samples(),
+                default_cpi_stddevs()
+            )
+        );
+    }
+}
