@@ -207,7 +207,7 @@ fn compile(
 }
 
 impl CollocationAllocatorConfig {
-    /// The levers given, or [`DEFAULT_LEVERS`].
+    /// The levers given, or the default `[cpu_idle, cpu_quota, rdt]`.
     pub fn levers(&self) -> &[Lever] {
         self.levers.as_deref().unwrap_or(&DEFAULT_LEVERS)
     }

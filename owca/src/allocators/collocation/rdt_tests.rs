@@ -292,7 +292,12 @@ fn logs(f: impl FnOnce()) -> String {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have hit a log line first, without a subscriber, and
+        // cached that nobody listens to it.
+        tracing::callsite::rebuild_interest_cache();
+        f();
+    });
     let out = buf.0.lock().unwrap().clone();
     String::from_utf8(out).unwrap()
 }
