@@ -67,7 +67,8 @@ const MAX_IDLE_CALM: u32 = 3600;
 /// barely ran has a noisy CPI (`!ContentionDetector`'s `min_contender_cpus` default).
 const MIN_CPI_CPUS: f64 = 0.1;
 
-/// The running allocator: wait counters and the calm streak; no allocation level.
+/// The running allocator: wait counters, LC tasks' CPI history and the calm streak; no
+/// allocation level.
 #[derive(Debug)]
 pub struct CollocationAllocator {
     cfg: CollocationAllocatorConfig,

@@ -12,7 +12,8 @@
 //!   The contending tasks are the ones that ran instead, largest wait first. Resource
 //!   `cpus`.
 //! - **CPI** (cycles per instruction, where the PMU counts both): an outlier against the
-//!   task's own recent history, CPI²-style (mean + `cpi_stddevs` standard deviations).
+//!   task's own recent history, CPI²-style (mean + `cpi_stddevs` standard deviations;
+//!   [`super::cpi`], shared with `!CollocationAllocator`'s `rdt` lever).
 //!   A rise in CPI is the mark of caches and memory shared with noisy neighbours, which
 //!   run on other CPUs at the same time: the contending tasks are the ones that took its
 //!   CPUs in the interval if any, else the busiest other tasks. Resource `cache`.
