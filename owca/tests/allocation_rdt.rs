@@ -1,6 +1,7 @@
 //! RDT allocation through the `owca` binary against a resctrl-shaped temp tree
 //! (`OWCA_RESCTRL_ROOT`): schemata and `tasks` of the task's control group, OWCA's RDT
-//! allocation metrics, invalid masks refused as a whole.
+//! allocation metrics, invalid masks refused as a whole, and what allocators are told
+//! RDT allocation offers (`platform.rdt_information`).
 //!
 //! Plain directories get no kernel-made files: the task's control group is made
 //! beforehand with its `tasks` and `schemata`, as the kernel would on mkdir.
@@ -41,6 +42,15 @@ struct Allocating {
 
 impl Allocating {
     fn start(dir: &Path, resctrl: &Path, task: &str, rules: &str) -> Self {
+        Self::start_allocator(
+            dir,
+            resctrl,
+            task,
+            &format!("!StaticAllocator {{rules: {rules}}}"),
+        )
+    }
+
+    fn start_allocator(dir: &Path, resctrl: &Path, task: &str, allocator: &str) -> Self {
         let allocations = dir.join("allocations.prom");
         let agent = Agent::start_with(
             dir,
@@ -49,7 +59,7 @@ impl Allocating {
                  metrics_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
                  allocations_storage: !LogStorage {{output_filename: {}, overwrite: true}}\n  \
                  rdt_enabled: true\n  rdt_cache_control_required: true\n  \
-                 allocator: !StaticAllocator {{rules: {rules}}}\n",
+                 allocator: {allocator}\n",
                 dir.join("metrics.prom").display(),
                 allocations.display(),
             ),
@@ -205,4 +215,72 @@ fn an_existing_group_the_agent_did_not_make_is_refused_and_left_alone() {
         "{}",
         refused[0]
     );
+}
+
+/// An allocator plug-in is told what RDT allocation offers, and the shared group that
+/// `!CollocationAllocator`'s `rdt` lever uses for best-effort tasks is made, written and
+/// filled by the allocation stage like any group named `owca-...`; `name: ''` takes the
+/// task back to the root group.
+#[test]
+fn allocators_get_rdt_information_and_a_shared_best_effort_group_is_applied() {
+    require_root!();
+    let task = placed("alloc-rdt-shared", &["cpu", "cpuacct"], quiet());
+    let dir = tempfile::tempdir().unwrap();
+    let resctrl = dir.path().join("resctrl");
+    let group = owca::allocators::BEST_EFFORT_GROUP;
+    fake_resctrl(&resctrl, &[group]);
+    let told = dir.path().join("rdt_information.json");
+    // Writes what it was told; answers the group while `back` does not exist, then the
+    // root group.
+    let back = dir.path().join("back");
+    let script = format!(
+        "import json, os, sys\nsys.stdin.readline()\nfor line in sys.stdin:\n    req = json.loads(line)\n    open(sys.argv[1], 'w').write(json.dumps(req['platform'].get('rdt_information')))\n    rdt = {{'name': ''}} if os.path.exists(sys.argv[2]) else {{'name': '{group}', 'l3': 'L3:0=3;1=3', 'mb': 'MB:0=20;1=20'}}\n    print(json.dumps({{'allocations': {{t: {{'rdt': rdt}} for t in req['tasks']}}}}), flush=True)"
+    );
+    let allocator = format!(
+        "!ExternalAllocator {{command: [python3, -c, {}, {}, {}], timeout: 2}}",
+        serde_json::to_string(&script).unwrap(),
+        told.display(),
+        back.display(),
+    );
+    let mut agent = Allocating::start_allocator(dir.path(), &resctrl, &task.rel, &allocator);
+    let on_task = format!("task=\"{}\"", task.rel);
+    let group_label = format!("group_name=\"{group}\"");
+    agent.wait("the shared group's allocation", |t| {
+        sample(t, "allocation_rdt_mb", &[&on_task, &group_label]) == Some(20.0)
+    });
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&told).unwrap()).unwrap();
+    assert_eq!(
+        info,
+        serde_json::json!({
+            "cbm_mask": 0xfff, "min_cbm_bits": 1, "num_closids": 8,
+            "l3_domains": [0, 1], "mb": {"min_bandwidth": 10, "bandwidth_gran": 10},
+            "mb_domains": [0, 1]
+        })
+    );
+    assert_eq!(
+        std::fs::read_to_string(resctrl.join(group).join("schemata")).unwrap(),
+        "L3:0=3;1=3\nMB:0=20;1=20\n"
+    );
+    let pid = task.proc.pid().to_string();
+    let in_group = std::fs::read_to_string(resctrl.join(group).join("tasks")).unwrap();
+    assert!(in_group.lines().any(|l| l.trim() == pid), "{in_group:?}");
+    // Back to the root group; the test plays the kernel, which takes the thread out of
+    // the group it leaves.
+    std::fs::write(&back, "").unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(resctrl.join("tasks"))
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == pid)
+        && start.elapsed().as_secs() < 10
+    {
+        sleep_s(0.1);
+    }
+    std::fs::write(resctrl.join(group).join("tasks"), "").unwrap();
+    agent.wait("the task back in the root group", |t| {
+        sample(t, "allocation_rdt_mb", &[&on_task, "group_name=\"\""]) == Some(100.0)
+    });
+    let (status, stderr) = agent.agent.terminate();
+    assert!(status.success(), "{stderr}");
 }

@@ -30,7 +30,7 @@ use crate::{
     containers::ControlGroups,
     measurements::Measured,
     metrics::{Labels, Metric, SelfMetrics},
-    resctrl::{RdtAllocation, RdtControl},
+    resctrl::{RdtAllocation, RdtCapabilities, RdtControl},
 };
 
 /// The allocations in force before the allocator decides.
@@ -66,6 +66,11 @@ impl Applier {
             count: 0,
             errors: 0,
         })
+    }
+
+    /// What RDT allocation offers, while it is on: allocators size `rdt` schemata with it.
+    pub fn rdt_capabilities(&self) -> Option<&RdtCapabilities> {
+        self.rdt.as_ref().map(RdtControl::capabilities)
     }
 
     /// Every task's allocations as the kernel holds them.

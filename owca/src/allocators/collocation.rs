@@ -16,9 +16,19 @@
 //! (the LC task contended by those BE tasks, largest first). Waits caused by other LC
 //! tasks, unwatched processes or the task's own quota never blame a BE task.
 //!
-//! Once every LC task has been calm for `calm_iterations`, one step is given back to
-//! every BE task: the last lever first (`give_back_step` of quota up to no limit), and
-//! `cpu_idle` only after `idle_calm_iterations`, a wait that doubles each time giving it
+//! The `rdt` lever (see [`rdt`]) answers another signal: caches and memory bandwidth
+//! shared with BE tasks running on other CPUs at the same time cause no run-queue wait,
+//! but raise the LC task's CPI. An LC task whose CPI is an outlier against its own
+//! history (as `!ContentionDetector` judges `cache`) while BE tasks ran is
+//! cache-contended: every BE task that ran moves to one resctrl group,
+//! [`BEST_EFFORT_GROUP`], holding only `best_effort_l3_ways` L3 ways and
+//! `best_effort_memory_bandwidth` percent, and the decision is reported as an anomaly of
+//! resource `cache`. It needs the PMU (cycles, instructions) and RDT allocation
+//! (`PlatformData::rdt_information`); without them it is inert, and says so once.
+//!
+//! Once every LC task has been calm (neither kind of contention) for `calm_iterations`,
+//! one step is given back to every BE task: the last lever first (the root resctrl group
+//! for `rdt`, `give_back_step` of quota up to no limit), and `cpu_idle` only after `idle_calm_iterations`, a wait that doubles each time giving it
 //! back brought contention back at once.
 //!
 //! Levels are not remembered: each step starts from the allocations the kernel holds, so
@@ -26,18 +36,23 @@
 //! LC and unlabelled tasks are never allocated.
 
 mod config;
+mod rdt;
 
 use std::collections::BTreeMap;
 
 use tracing::info;
 
-pub use self::config::{
-    CollocationAllocatorConfig, CollocationAllocatorError, IdleBestEffort, Lever,
+pub use self::{
+    config::{CollocationAllocatorConfig, CollocationAllocatorError, IdleBestEffort, Lever},
+    rdt::BEST_EFFORT_GROUP,
 };
 use super::{TaskAllocations, TasksAllocations};
 use crate::{
     anomaly::{ContendedResource, ContentionAnomaly},
-    detectors::waits::{WaitInterval, WaitTracker},
+    detectors::{
+        cpi::{CpiSettings, CpiTracker},
+        waits::{WaitInterval, WaitTracker},
+    },
     measurements::Observation,
     metrics::{Metric, names},
     nodes::LabelMatcher,
@@ -48,14 +63,22 @@ use crate::{
 const QUOTA_TOLERANCE: f64 = 0.05;
 /// `idle_calm_iterations` never doubles past an hour of 1 s iterations.
 const MAX_IDLE_CALM: u32 = 3600;
+/// CPUs an LC task must have used in the interval to have its CPI judged: a task that
+/// barely ran has a noisy CPI (`!ContentionDetector`'s `min_contender_cpus` default).
+const MIN_CPI_CPUS: f64 = 0.1;
 
-/// The running allocator: wait counters and the calm streak; no allocation level.
+/// The running allocator: wait counters, LC tasks' CPI history and the calm streak; no
+/// allocation level.
 #[derive(Debug)]
 pub struct CollocationAllocator {
     cfg: CollocationAllocatorConfig,
     lc: LabelMatcher,
     be: LabelMatcher,
     waits: WaitTracker,
+    /// LC tasks' CPI history, for the `rdt` lever.
+    cpi: CpiTracker,
+    /// Whether the `rdt` lever said, once, what it will do on this host.
+    rdt_reported: bool,
     iteration: u64,
     /// Iterations since the last contention or the last step given back.
     calm: u32,
@@ -81,11 +104,18 @@ impl CollocationAllocator {
     pub fn new(cfg: CollocationAllocatorConfig) -> Result<Self, CollocationAllocatorError> {
         let (lc, be) = cfg.check()?;
         let idle_calm = cfg.idle_calm_iterations;
+        let cpi = CpiTracker::new(CpiSettings {
+            history: cfg.cpi_history,
+            min_samples: cfg.cpi_min_samples,
+            stddevs: cfg.cpi_stddevs,
+        });
         Ok(Self {
             cfg,
             lc,
             be,
             waits: WaitTracker::default(),
+            cpi,
+            rdt_reported: false,
             iteration: 0,
             calm: 0,
             idle_calm,
@@ -115,6 +145,12 @@ impl CollocationAllocator {
         // observation of a task.
         let placed = self.idle_next_to_lc(!lc.is_empty(), &mut be);
         let intervals = self.waits.intervals(obs);
+        let rdt_target = self.rdt_target(&obs.platform);
+        // Counted from the first observation on, judged only where the lever can act.
+        let cpis = match rdt_target {
+            Some(_) => self.cpi.cpis(obs),
+            None => BTreeMap::new(),
+        };
         if intervals.is_empty() {
             // The first observation (or no task): nothing to judge, no calm to count.
             return CollocationDecision {
@@ -125,7 +161,7 @@ impl CollocationAllocator {
         let mut out = CollocationDecision::default();
         // BE task → the LC wait it caused in contended LC tasks.
         let mut blamed: BTreeMap<&str, f64> = BTreeMap::new();
-        for id in lc {
+        for &id in &lc {
             let Some(i) = intervals.get(id) else { continue };
             let by_be: Vec<(&str, f64)> = i
                 .contenders(id)
@@ -150,11 +186,26 @@ impl CollocationAllocator {
             }
             out.anomalies.push(self.anomaly(id, &takers, ratio));
         }
-        if blamed.is_empty() {
+        // BE tasks that ran while an LC task was cache-contended, most CPUs first.
+        let ran: Vec<&str> = rdt::best_effort_that_ran(&intervals, &be);
+        let mut cached: &[&str] = &[];
+        for &id in &lc {
+            // Judged even when no BE task ran: every sample enters the history.
+            let Some((cpi, threshold)) = self.cache_contended(id, &cpis, &intervals) else {
+                continue;
+            };
+            if !ran.is_empty() {
+                out.anomalies
+                    .push(rdt::cache_anomaly(id, &ran, cpi, threshold));
+                cached = &ran;
+            }
+        }
+        if blamed.is_empty() && cached.is_empty() {
             self.calm += 1;
             out.allocations = self.give_back(&be);
         } else {
-            if let Some(at) = self.idle_given_back_at.take()
+            if !blamed.is_empty()
+                && let Some(at) = self.idle_given_back_at.take()
                 && self.iteration - at <= u64::from(self.cfg.calm_iterations)
             {
                 self.idle_calm = self.idle_calm.saturating_mul(2).min(MAX_IDLE_CALM);
@@ -169,6 +220,19 @@ impl CollocationAllocator {
                 if let Some(step) = self.take(&be[who], used, obs.platform.cpus) {
                     info!(task_id = %who, allocations = %serde_json::to_string(&step).unwrap_or_default(), "taking CPU from a best-effort task");
                     out.allocations.insert((*who).to_owned(), step);
+                }
+            }
+            if let Some(target) = &rdt_target {
+                for who in cached.iter().filter(|who| !rdt::holds(&be[**who], target)) {
+                    info!(task_id = %who, group = BEST_EFFORT_GROUP, l3 = target.l3.as_deref().unwrap_or("-"), mb = target.mb.as_deref().unwrap_or("-"), "taking L3 cache and memory bandwidth from a best-effort task");
+                    let step = TaskAllocations {
+                        rdt: Some(target.clone()),
+                        ..Default::default()
+                    };
+                    out.allocations
+                        .entry((*who).to_owned())
+                        .or_default()
+                        .merge(&step);
                 }
             }
         }
@@ -192,7 +256,7 @@ impl CollocationAllocator {
     ) -> TasksAllocations {
         let mut out = TasksAllocations::new();
         if self.cfg.idle_best_effort != IdleBestEffort::WithLc
-            || !self.cfg.levers.contains(&Lever::CpuIdle)
+            || !self.cfg.levers().contains(&Lever::CpuIdle)
         {
             return out;
         }
@@ -226,7 +290,7 @@ impl CollocationAllocator {
         used: Option<f64>,
         cpus: usize,
     ) -> Option<TaskAllocations> {
-        for lever in &self.cfg.levers {
+        for lever in self.cfg.levers() {
             match lever {
                 Lever::CpuIdle if have.cpu_idle == Some(false) => {
                     return Some(TaskAllocations {
@@ -249,7 +313,8 @@ impl CollocationAllocator {
                         });
                     }
                 }
-                Lever::CpuIdle => {}
+                // Not a CPU lever: pulled on its own signal.
+                Lever::CpuIdle | Lever::Rdt => {}
             }
         }
         None
@@ -259,8 +324,9 @@ impl CollocationAllocator {
     /// them holds.
     fn give_back(&mut self, be: &BTreeMap<&str, TaskAllocations>) -> TasksAllocations {
         let mut out = TasksAllocations::new();
-        for lever in self.cfg.levers.iter().rev() {
+        for lever in self.cfg.levers().iter().rev() {
             let (needed, step): (u32, GiveBack) = match lever {
+                Lever::Rdt => (self.cfg.calm_iterations, rdt::rdt_back),
                 Lever::CpuQuota => (self.cfg.calm_iterations, quota_back),
                 // Placement gives it back, when the last LC task is gone.
                 Lever::CpuIdle if self.cfg.idle_best_effort == IdleBestEffort::WithLc => continue,
@@ -277,7 +343,11 @@ impl CollocationAllocator {
             }
             if self.calm >= needed {
                 for (id, step) in &steps {
-                    info!(task_id = %id, allocations = %serde_json::to_string(step).unwrap_or_default(), "giving CPU back to a best-effort task");
+                    if *lever == Lever::Rdt {
+                        info!(task_id = %id, "giving L3 cache and memory bandwidth back to a best-effort task: back to the root group");
+                    } else {
+                        info!(task_id = %id, allocations = %serde_json::to_string(step).unwrap_or_default(), "giving CPU back to a best-effort task");
+                    }
                 }
                 self.calm = 0;
                 if *lever == Lever::CpuIdle {
@@ -329,5 +399,7 @@ fn idle_back(have: &TaskAllocations, _: f64) -> Option<TaskAllocations> {
     })
 }
 
+#[cfg(test)]
+mod rdt_tests;
 #[cfg(test)]
 mod tests;

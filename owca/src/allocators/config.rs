@@ -95,7 +95,7 @@ mod tests {
         ) else {
             panic!("collocation allocator");
         };
-        assert_eq!(c.levers, [crate::allocators::Lever::CpuQuota]);
+        assert_eq!(c.levers(), [crate::allocators::Lever::CpuQuota]);
         assert_eq!((c.wait_threshold, c.calm_iterations), (0.05, 10));
         let err = load("allocator: !CollocationAllocator\n  best_effort: {tier: x}\n").unwrap_err();
         assert!(err.contains("missing field `latency_critical`"), "{err}");

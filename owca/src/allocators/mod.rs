@@ -15,7 +15,8 @@ use thiserror::Error;
 
 pub use self::{
     collocation::{
-        CollocationAllocator, CollocationAllocatorConfig, CollocationAllocatorError, Lever,
+        BEST_EFFORT_GROUP, CollocationAllocator, CollocationAllocatorConfig,
+        CollocationAllocatorError, Lever,
     },
     config::AllocatorConfig,
     static_allocator::{Rule, StaticAllocator, StaticAllocatorConfig, StaticAllocatorError},
@@ -66,7 +67,9 @@ pub enum AllocatorError {
 pub enum Allocator {
     Nop,
     Static(StaticAllocator),
-    Collocation(CollocationAllocator),
+    // Boxed, as the plug-in: its counters and CPI history are large and there is one
+    // allocator per agent.
+    Collocation(Box<CollocationAllocator>),
     // Boxed: the process state is large and there is one allocator per agent.
     External(Box<Plugin>),
 }
@@ -77,7 +80,7 @@ impl AllocatorConfig {
         Ok(match self {
             Self::Nop => Allocator::Nop,
             Self::Static(c) => Allocator::Static(StaticAllocator::new(c)?),
-            Self::Collocation(c) => Allocator::Collocation(CollocationAllocator::new(c)?),
+            Self::Collocation(c) => Allocator::Collocation(Box::new(CollocationAllocator::new(c)?)),
             Self::External(c) => Allocator::External(Box::new(Plugin::new(c))),
         })
     }

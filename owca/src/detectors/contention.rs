@@ -12,17 +12,19 @@
 //!   The contending tasks are the ones that ran instead, largest wait first. Resource
 //!   `cpus`.
 //! - **CPI** (cycles per instruction, where the PMU counts both): an outlier against the
-//!   task's own recent history, CPI²-style (mean + `cpi_stddevs` standard deviations).
+//!   task's own recent history, CPI²-style (mean + `cpi_stddevs` standard deviations;
+//!   [`super::cpi`], shared with `!CollocationAllocator`'s `rdt` lever).
 //!   A rise in CPI is the mark of caches and memory shared with noisy neighbours, which
 //!   run on other CPUs at the same time: the contending tasks are the ones that took its
 //!   CPUs in the interval if any, else the busiest other tasks. Resource `cache`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::{
     Detection,
+    cpi::{CpiSettings, CpiTracker},
     waits::{WaitInterval, WaitTracker},
 };
 use crate::{
@@ -110,8 +112,7 @@ pub struct ContentionDetector {
     /// Intervals judged so far, and the last one in which each task blocked often.
     intervals: u64,
     blocked_often: BTreeMap<String, u64>,
-    previous_pmu: BTreeMap<String, (f64, f64)>,
-    cpi_history: BTreeMap<String, VecDeque<f64>>,
+    cpi: CpiTracker,
 }
 
 impl ContentionDetector {
@@ -126,14 +127,18 @@ impl ContentionDetector {
                 label: e.label,
                 error: e.error,
             })?;
+        let cpi = CpiTracker::new(CpiSettings {
+            history: cfg.cpi_history,
+            min_samples: cfg.cpi_min_samples,
+            stddevs: cfg.cpi_stddevs,
+        });
         Ok(Self {
             cfg,
             latency_critical,
             waits: WaitTracker::default(),
             intervals: 0,
             blocked_often: BTreeMap::new(),
-            previous_pmu: BTreeMap::new(),
-            cpi_history: BTreeMap::new(),
+            cpi,
         })
     }
 
@@ -158,35 +163,10 @@ impl ContentionDetector {
         }
     }
 
-    /// Each task's CPI over the interval, where the PMU counts cycles and instructions.
-    fn cpis(&mut self, obs: &Observation) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::new();
-        let mut current = BTreeMap::new();
-        for (id, t) in &obs.tasks {
-            let m = &t.measurements;
-            let (Some(c), Some(i)) = (
-                m.get(crate::metrics::names::CYCLES),
-                m.get(crate::metrics::names::INSTRUCTIONS),
-            ) else {
-                continue;
-            };
-            if let Some((c0, i0)) = self.previous_pmu.get(id)
-                && c >= c0
-                && i > i0
-            {
-                out.insert(id.clone(), (c - c0) / (i - i0));
-            }
-            current.insert(id.clone(), (*c, *i));
-        }
-        self.previous_pmu = current;
-        out
-    }
-
     /// Judges the interval since the previous observation; the first finds nothing.
     pub fn detect(&mut self, obs: &Observation) -> Detection {
         let intervals = self.waits.intervals(obs);
-        let cpis = self.cpis(obs);
-        self.cpi_history.retain(|id, _| obs.tasks.contains_key(id));
+        let cpis = self.cpi.cpis(obs);
         self.blocked_often
             .retain(|id, _| obs.tasks.contains_key(id));
         self.intervals += 1;
@@ -232,37 +212,28 @@ impl ContentionDetector {
             }
             if let Some(&cpi) = cpis.get(id)
                 && i.cpus() >= self.cfg.min_contender_cpus
+                && let Some(threshold) = self.cpi.judge(id, cpi)
             {
-                let history = self.cpi_history.entry(id.clone()).or_default();
-                if let Some(threshold) = outlier_threshold(history, &self.cfg)
-                    && cpi > threshold
-                {
-                    let contending = if named.is_empty() {
-                        busiest
-                            .iter()
-                            .filter(|(other, _)| other != id)
-                            .take(self.cfg.max_contenders)
-                            .map(|(other, _)| (*other).to_owned())
-                            .collect()
-                    } else {
-                        named
-                    };
-                    if !contending.is_empty() {
-                        anomalies.push(anomaly(
-                            ContendedResource::Cache,
-                            id,
-                            contending,
-                            [
-                                (CPI, CPI_HELP, cpi),
-                                (CPI_THRESHOLD, CPI_THRESHOLD_HELP, threshold),
-                            ],
-                        ));
-                    }
-                }
-                // Every sample enters the history: a lasting change becomes the new normal.
-                history.push_back(cpi);
-                while history.len() > self.cfg.cpi_history.max(1) {
-                    history.pop_front();
+                let contending = if named.is_empty() {
+                    busiest
+                        .iter()
+                        .filter(|(other, _)| other != id)
+                        .take(self.cfg.max_contenders)
+                        .map(|(other, _)| (*other).to_owned())
+                        .collect()
+                } else {
+                    named
+                };
+                if !contending.is_empty() {
+                    anomalies.push(anomaly(
+                        ContendedResource::Cache,
+                        id,
+                        contending,
+                        [
+                            (CPI, CPI_HELP, cpi),
+                            (CPI_THRESHOLD, CPI_THRESHOLD_HELP, threshold),
+                        ],
+                    ));
                 }
             }
         }
@@ -271,18 +242,6 @@ impl ContentionDetector {
             metrics: vec![],
         }
     }
-}
-
-/// Mean + k standard deviations of the history, once it is long enough. A flat history
-/// gets a floor of 5 % of the mean so that noise is not an outlier.
-fn outlier_threshold(history: &VecDeque<f64>, cfg: &ContentionDetectorConfig) -> Option<f64> {
-    if history.len() < cfg.cpi_min_samples.max(2) {
-        return None;
-    }
-    let n = history.len() as f64;
-    let mean = history.iter().sum::<f64>() / n;
-    let var = history.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    Some(mean + cfg.cpi_stddevs * var.sqrt().max(0.05 * mean))
 }
 
 fn anomaly<const N: usize>(

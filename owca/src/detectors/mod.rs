@@ -5,6 +5,7 @@
 
 mod config;
 mod contention;
+pub(crate) mod cpi;
 mod example;
 pub(crate) mod waits;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Measured;
-use crate::{anomaly::unix_now, metrics::Labels, platform::Platform};
+use crate::{anomaly::unix_now, metrics::Labels, platform::Platform, resctrl::RdtCapabilities};
 
 /// Per task id.
 pub type TasksData = BTreeMap<String, TaskData>;
@@ -46,6 +46,12 @@ pub struct PlatformData {
     pub total_memory_used: Option<u64>,
     /// When the measurements were taken, in seconds since the Unix epoch.
     pub timestamp: f64,
+    /// What RDT allocation offers (OWCA's `rdt_information`), for allocators only and
+    /// only while the agent allocates through resctrl: an allocator sizes its `rdt`
+    /// schemata with it, and its absence tells it that an `rdt` allocation would be
+    /// refused. Read once at start by the allocation stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdt_information: Option<RdtCapabilities>,
 }
 
 /// One iteration's input to a detector or allocator.
@@ -71,6 +77,7 @@ impl PlatformData {
                 .collect(),
             total_memory_used: platform.memory_usage_bytes,
             timestamp: unix_now(),
+            rdt_information: None,
         }
     }
 }
@@ -112,6 +119,7 @@ impl PlatformData {
             cpus_usage: BTreeMap::new(),
             total_memory_used: None,
             timestamp,
+            rdt_information: None,
         }
     }
 }

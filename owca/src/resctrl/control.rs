@@ -69,8 +69,9 @@ impl RdtAllocation {
     }
 }
 
-/// What `info/` says the hardware can do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `info/` says the hardware can do. Allocators get it as the platform's
+/// `rdt_information` (OWCA's name) while RDT allocation is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RdtCapabilities {
     /// `info/L3/cbm_mask` when L3 allocation exists.
     pub cbm_mask: Option<u64>,
@@ -80,10 +81,19 @@ pub struct RdtCapabilities {
     pub num_closids: u32,
     /// L3 domain ids found in the root `schemata`.
     pub l3_domains: Vec<u32>,
-    /// MB allocation: `info/MB/min_bandwidth`, `bandwidth_gran`; `None` without MB.
-    pub mb: Option<(u32, u32)>,
+    /// MB allocation; `None` without it.
+    pub mb: Option<MbCapabilities>,
     /// MB domain ids found in the root `schemata`.
     pub mb_domains: Vec<u32>,
+}
+
+/// What memory bandwidth allocation takes, in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MbCapabilities {
+    /// `info/MB/min_bandwidth`: the kernel refuses less.
+    pub min_bandwidth: u32,
+    /// `info/MB/bandwidth_gran`: the kernel rounds to a multiple of it.
+    pub bandwidth_gran: u32,
 }
 
 /// Why a set of RDT allocations was refused before anything was written.
@@ -149,9 +159,10 @@ impl RdtControl {
             caps.l3_domains = domains(Resource::L3);
         }
         if has_mb {
-            let min = read_number(&mb.join("min_bandwidth"), 10)? as u32;
-            let gran = read_number(&mb.join("bandwidth_gran"), 10)? as u32;
-            caps.mb = Some((min, gran));
+            caps.mb = Some(MbCapabilities {
+                min_bandwidth: read_number(&mb.join("min_bandwidth"), 10)? as u32,
+                bandwidth_gran: read_number(&mb.join("bandwidth_gran"), 10)? as u32,
+            });
             closids.push(read_number(&mb.join("num_closids"), 10)? as u32);
             caps.mb_domains = domains(Resource::Mb);
         }
@@ -277,7 +288,10 @@ impl RdtControl {
     }
 
     fn check_mb(&self, line: &str) -> Result<BTreeMap<u32, u64>, String> {
-        let Some((min, _)) = self.caps.mb else {
+        let Some(MbCapabilities {
+            min_bandwidth: min, ..
+        }) = self.caps.mb
+        else {
             return Err(format!(
                 "mb {line:?}: {} offers no memory bandwidth allocation",
                 self.root.display()

@@ -74,7 +74,13 @@ fn open_reads_what_the_hardware_offers_or_says_why_not() {
         (caps.l3_domains.clone(), caps.mb_domains.clone()),
         (vec![0, 1], vec![0, 1])
     );
-    assert_eq!(caps.mb, Some((10, 10)));
+    assert_eq!(
+        caps.mb,
+        Some(MbCapabilities {
+            min_bandwidth: 10,
+            bandwidth_gran: 10
+        })
+    );
 
     let missing = tree.path().join("nowhere");
     let e = RdtControl::open(&missing, false).unwrap_err().to_string();

@@ -42,7 +42,7 @@ mod name;
 pub mod schemata;
 
 pub use self::{
-    control::{InvalidRdt, RdtAllocation, RdtCapabilities, RdtControl},
+    control::{InvalidRdt, MbCapabilities, RdtAllocation, RdtCapabilities, RdtControl},
     error::ResctrlError,
     measurement::{ResctrlMeasurement, measure_mon_data},
     monitoring::Resctrl,

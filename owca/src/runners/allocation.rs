@@ -22,6 +22,7 @@ use crate::{
     containers::ControlGroups,
     measurements::Observation,
     privileges::AfterLoad,
+    resctrl::RdtCapabilities,
     storage::{Storage, StorageConfig},
 };
 
@@ -111,8 +112,14 @@ impl AllocationRunner {
     }
 }
 
-/// Each task's current allocations as the JSON OWCA gave allocators.
-fn with_allocations(mut obs: Observation, current: &TasksAllocations) -> Observation {
+/// Each task's current allocations as the JSON OWCA gave allocators, and what RDT
+/// allocation offers (`rdt_information`) while it is on.
+fn with_allocations(
+    mut obs: Observation,
+    current: &TasksAllocations,
+    rdt: Option<&RdtCapabilities>,
+) -> Observation {
+    obs.platform.rdt_information = rdt.cloned();
     for (id, t) in &mut obs.tasks {
         let a = current
             .get(id)
@@ -134,7 +141,11 @@ impl Iterate for AllocationRunner {
         let current = self
             .applier
             .read_current(&measured, &mounts, &mut self.stages.stats);
-        let observation = with_allocations(Observation::new(&measured), &current.allocations);
+        let observation = with_allocations(
+            Observation::new(&measured),
+            &current.allocations,
+            self.applier.rdt_capabilities(),
+        );
         let asked = Instant::now();
         let answer = self.allocator.allocate(&observation).await;
         let decided_in: Duration = asked.elapsed();

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::nodes::LabelMatcher;
 
-/// A way of taking CPU from a best-effort task, in the order the allocator uses them.
+/// A way of taking from a best-effort task, in the order the allocator uses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Lever {
@@ -18,7 +18,18 @@ pub enum Lever {
     /// `cpu_quota`, multiplied by `quota_factor` per contended iteration, down to
     /// `min_quota`: a hard cap, for contention that `cpu_idle` does not end.
     CpuQuota,
+    /// L3 cache ways and memory bandwidth: BE tasks that ran while an LC task's CPI was an
+    /// outlier move to the shared resctrl group [`BEST_EFFORT_GROUP`], which holds only
+    /// `best_effort_l3_ways` and `best_effort_memory_bandwidth`. Pulled on its own signal
+    /// (CPI, not run-queue wait); inert without RDT allocation or PMU counters.
+    ///
+    /// [`BEST_EFFORT_GROUP`]: super::BEST_EFFORT_GROUP
+    Rdt,
 }
+
+/// The levers when `levers` is not given: every one, `rdt` being inert where the host has
+/// no RDT allocation.
+pub const DEFAULT_LEVERS: [Lever; 3] = [Lever::CpuIdle, Lever::CpuQuota, Lever::Rdt];
 
 /// When best-effort tasks get `cpu_idle`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -60,10 +71,10 @@ pub struct CollocationAllocatorConfig {
     /// `on_contention`.
     #[serde(default = "default_idle_best_effort")]
     pub idle_best_effort: IdleBestEffort,
-    /// The levers, in the order they are pulled (default `[cpu_idle, cpu_quota]`); given
-    /// back in the reverse order.
-    #[serde(default = "default_levers")]
-    pub levers: Vec<Lever>,
+    /// The levers, in the order they are pulled (default `[cpu_idle, cpu_quota, rdt]`);
+    /// given back in the reverse order. See [`Self::levers`].
+    #[serde(default)]
+    pub levers: Option<Vec<Lever>>,
     /// What a BE quota is multiplied by per contended iteration; the first cut starts
     /// from what the task used (default 0.5).
     #[serde(default = "default_quota_factor")]
@@ -84,6 +95,29 @@ pub struct CollocationAllocatorConfig {
     /// it back.
     #[serde(default = "default_idle_calm_iterations")]
     pub idle_calm_iterations: u32,
+    /// L3 ways the best-effort group keeps, the lowest of `cbm_mask` in every cache
+    /// domain, raised to `min_cbm_bits` and at most all of them (default 2: on the 11 to
+    /// 20 ways of current Xeons, 10–18 % of the LLC, enough for streaming BE work, which
+    /// gains little from cache, and the rest stays with everybody else).
+    #[serde(default = "default_best_effort_l3_ways")]
+    pub best_effort_l3_ways: u32,
+    /// Memory bandwidth the best-effort group keeps, in percent, rounded to
+    /// `bandwidth_gran` and at least `min_bandwidth` (default 20: a fifth of the
+    /// bandwidth keeps BE tasks progressing while MBA's usual minimum is 10 and its
+    /// steps are 10).
+    #[serde(default = "default_best_effort_memory_bandwidth")]
+    pub best_effort_memory_bandwidth: u32,
+    /// CPI samples kept per LC task for the `rdt` lever (default 30, as
+    /// `!ContentionDetector`'s).
+    #[serde(default = "default_cpi_history")]
+    pub cpi_history: usize,
+    /// Samples needed before an LC task's CPI is judged (default 10).
+    #[serde(default = "default_cpi_min_samples")]
+    pub cpi_min_samples: usize,
+    /// Standard deviations above the LC task's mean CPI that make it cache-contended
+    /// (default 3).
+    #[serde(default = "default_cpi_stddevs")]
+    pub cpi_stddevs: f64,
 }
 
 fn default_wait_threshold() -> f64 {
@@ -97,9 +131,6 @@ fn default_min_contender_share() -> f64 {
 }
 fn default_idle_best_effort() -> IdleBestEffort {
     IdleBestEffort::WithLc
-}
-fn default_levers() -> Vec<Lever> {
-    vec![Lever::CpuIdle, Lever::CpuQuota]
 }
 fn default_quota_factor() -> f64 {
     0.5
@@ -115,6 +146,21 @@ fn default_calm_iterations() -> u32 {
 }
 fn default_idle_calm_iterations() -> u32 {
     60
+}
+fn default_best_effort_l3_ways() -> u32 {
+    2
+}
+fn default_best_effort_memory_bandwidth() -> u32 {
+    20
+}
+fn default_cpi_history() -> usize {
+    30
+}
+fn default_cpi_min_samples() -> usize {
+    10
+}
+fn default_cpi_stddevs() -> f64 {
+    3.0
 }
 
 /// Why the settings cannot work; the agent does not start.
@@ -161,6 +207,11 @@ fn compile(
 }
 
 impl CollocationAllocatorConfig {
+    /// The levers given, or the default `[cpu_idle, cpu_quota, rdt]`.
+    pub fn levers(&self) -> &[Lever] {
+        self.levers.as_deref().unwrap_or(&DEFAULT_LEVERS)
+    }
+
     /// The LC and BE matchers, once every number is in range.
     pub fn check(&self) -> Result<(LabelMatcher, LabelMatcher), CollocationAllocatorError> {
         let range = |field, value: f64, ok: bool, range| {
@@ -190,9 +241,74 @@ impl CollocationAllocatorConfig {
         range("calm_iterations", c, c >= 1.0, "[1, ...]")?;
         let c = f64::from(self.idle_calm_iterations);
         range("idle_calm_iterations", c, c >= 1.0, "[1, ...]")?;
+        let w = f64::from(self.best_effort_l3_ways);
+        range(
+            "best_effort_l3_ways",
+            w,
+            (1.0..=64.0).contains(&w),
+            "[1, 64]",
+        )?;
+        let b = f64::from(self.best_effort_memory_bandwidth);
+        range(
+            "best_effort_memory_bandwidth",
+            b,
+            (1.0..=100.0).contains(&b),
+            "[1, 100]",
+        )?;
+        let h = self.cpi_history as f64;
+        range("cpi_history", h, h >= 2.0, "[2, ...]")?;
+        let n = self.cpi_min_samples as f64;
+        range("cpi_min_samples", n, n >= 2.0 && n <= h, "[2, cpi_history]")?;
+        let k = self.cpi_stddevs;
+        range("cpi_stddevs", k, k > 0.0 && k.is_finite(), "(0, inf)")?;
         Ok((
             compile("latency_critical", &self.latency_critical)?,
             compile("best_effort", &self.best_effort)?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `allocator:` block of the shipped config, at the left margin.
+    fn shipped() -> String {
+        let config = include_str!("../../../../configs/mesos/mesos_collocation_allocator.yaml");
+        config
+            .lines()
+            .skip_while(|l| !l.starts_with("  allocator:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| &l[4..])
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_shipped_config_spells_out_the_defaults_and_leaves_levers_unset() {
+        let cfg: CollocationAllocatorConfig =
+            crate::config::from_str(&shipped(), std::path::Path::new("shipped.yaml")).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(
+            cfg.levers, None,
+            "naming rdt would warn on hosts without RDT"
+        );
+        assert_eq!(cfg.levers(), DEFAULT_LEVERS);
+        assert_eq!(
+            (cfg.best_effort_l3_ways, cfg.best_effort_memory_bandwidth),
+            (
+                default_best_effort_l3_ways(),
+                default_best_effort_memory_bandwidth()
+            )
+        );
+        assert_eq!(
+            (cfg.cpi_history, cfg.cpi_min_samples, cfg.cpi_stddevs),
+            (
+                default_cpi_history(),
+                default_cpi_min_samples(),
+                default_cpi_stddevs()
+            )
+        );
     }
 }
