@@ -28,8 +28,9 @@
 //!
 //! Once every LC task has been calm (neither kind of contention) for `calm_iterations`,
 //! one step is given back to every BE task: the last lever first (the root resctrl group
-//! for `rdt`, `give_back_step` of quota up to no limit), and `cpu_idle` only after `idle_calm_iterations`, a wait that doubles each time giving it
-//! back brought contention back at once.
+//! for `rdt`, `give_back_step` of quota up to no limit), and `cpu_idle` only after
+//! `idle_calm_iterations`, a wait that doubles each time giving it back brought
+//! contention back at once.
 //!
 //! Levels are not remembered: each step starts from the allocations the kernel holds, so
 //! a restarted agent changes nothing until the next contention or the next calm period.
