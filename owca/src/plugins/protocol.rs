@@ -50,7 +50,7 @@ pub const MAX_HELP_BYTES: usize = 1024;
 /// Most tasks in one answer's `allocations`.
 pub const MAX_ALLOCATIONS: usize = 10_000;
 /// Distinct help texts kept since start: each is kept for the agent's life (see
-/// [`intern_help`]), so a plug-in making up new ones every iteration must not grow the
+/// `intern_help`), so a plug-in making up new ones every iteration must not grow the
 /// agent without bound.
 pub const MAX_HELP_TEXTS: usize = 1024;
 

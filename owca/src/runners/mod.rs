@@ -1,5 +1,5 @@
 //! Runners: the agent's three loops. Each iteration runs the stages in one direction —
-//! tasks → containers → measurements ([`measuring_stages`]) → detector or allocator →
+//! tasks → containers → measurements (`measuring_stages`) → detector or allocator →
 //! storages — and each stage's result is handed on as a value. The root of the
 //! configuration schema ([`AgentConfig`]) lives here, with the runners it selects.
 

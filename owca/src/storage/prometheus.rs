@@ -182,7 +182,7 @@ impl Encoder {
     }
 
     /// Encodes `metrics` as [`encode`] does, handing the text to `write` in chunks of
-    /// about [`CHUNK`] bytes, so that megabytes of output never sit whole in memory. The
+    /// about `CHUNK` bytes, so that megabytes of output never sit whole in memory. The
     /// returned [`Encoded`] has the counts and an empty text; stops at `write`'s first
     /// error.
     pub fn encode_to(

@@ -1,8 +1,8 @@
 //! `!MesosNode`: the tasks a Mesos agent runs, from its v1 operator API (`GET_STATE`), as
 //! OWCA found them.
 //!
-//! - [`client`] builds the HTTP client once (TLS settings, client certificate) and makes
-//!   the call; [`parse`] reads the answer tolerantly; this file holds the settings and the
+//! - `client` builds the HTTP client once (TLS settings, client certificate) and makes
+//!   the call; `parse` reads the answer tolerantly; this file holds the settings and the
 //!   per-task warnings.
 //! - A broken answer (HTTP error, timeout, TLS failure, not JSON, larger than
 //!   `max_answer_bytes`, no `get_state`) is an error of the whole call: the runner keeps the

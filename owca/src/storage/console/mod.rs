@@ -5,7 +5,7 @@
 //! - [`snapshot`]: one package's samples as the table needs them.
 //! - [`table`]: rows from two consecutive snapshots (rates), the summary, the order.
 //! - [`render`]: cells, the plain table, the terminal screen.
-//! - [`screen`], [`terminal`], [`logs`]: the live screen, the terminal's state, the log
+//! - [`screen`], [`terminal`], `logs`: the live screen, the terminal's state, the log
 //!   kept while the screen hides stderr.
 //!
 //! On a terminal (stdout), the storage shows the live screen, redrawn at each store; the

@@ -60,7 +60,7 @@ pub const SORT_KEYS: [(char, SortKey, &str); 8] = [
     ('n', SortKey::Task, "name"),
 ];
 
-/// The cells of a row, in [`COLUMNS`] order; `-` where there is no value.
+/// The cells of a row, in `COLUMNS` order; `-` where there is no value.
 pub fn cells(r: &Row) -> [String; 10] {
     let num = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
     let pct = |v: Option<f64>| num(v.map(|v| v * 100.0), 1);

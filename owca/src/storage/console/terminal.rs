@@ -34,7 +34,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static PANIC_HOOK: Once = Once::new();
 
 /// Puts the terminal in the screen's state; with `keep_logs`, log lines are kept for the
-/// screen rather than written over it (see [`logs`]).
+/// screen rather than written over it (see `logs`).
 pub fn enter(keep_logs: bool) -> io::Result<Term> {
     PANIC_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
