@@ -40,8 +40,9 @@ pub fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo fmt --all --check` and `cargo clippy --all-targets -- -D warnings` on the
-/// default members: CI refuses unformatted code and any warning.
+/// `cargo fmt --all --check`, `cargo clippy --all-targets -- -D warnings` and the library's
+/// docs with warnings as errors (broken or private links) on the default members: CI
+/// refuses unformatted code and any warning.
 fn lint_gates() -> Result<()> {
     let cargo = |args: &[&str]| {
         let mut cmd = Command::new(crate::cargo());
@@ -58,6 +59,8 @@ fn lint_gates() -> Result<()> {
         "warnings",
     ]))
     .context("clippy found warnings (errors in CI)")?;
+    cmd::run(cargo(&["doc", "--no-deps", "-p", "owca"]).env("RUSTDOCFLAGS", "-D warnings"))
+        .context("the docs have warnings (errors in CI): broken or private links")?;
     Ok(())
 }
 
