@@ -236,6 +236,8 @@ fn log_storage_config_from_yaml() {
         "{err}"
     );
 }
+
+/// The shipped configs write where only root can plant files: `/var/lib/owca` (created
 /// at start when missing) or node_exporter's textfile directory, never a world-writable
 /// `/tmp`.
 #[test]

@@ -373,8 +373,6 @@ fn shared_labels_are_written_once_rendered_and_own_labels_win() {
     );
 }
 
-/// The shipped configs write where only root can plant files: `/var/lib/owca` (created
-
 /// Found with the strict reader of the prometheus_encode fuzz target: samples the encoder
 /// wrote that the Go parser refuses; each must be dropped and counted instead.
 #[test]
