@@ -31,6 +31,7 @@ fn exporter(header_timeout: f64, write_timeout: f64, max_connections: usize) -> 
         header_timeout: Duration::from_secs_f64(header_timeout),
         write_timeout: Duration::from_secs_f64(write_timeout),
         max_connections,
+        ..PrometheusExporterConfig::default()
     })
     .expect("listening on a free port")
 }
@@ -92,6 +93,29 @@ async fn a_scrape_gets_the_latest_metrics() {
 
     let (head, _) = scrape(addr, "/other").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+/// `task_labels: info`: the scrape has each task's labels once, on `task_info`.
+#[tokio::test(flavor = "current_thread")]
+async fn task_labels_info_is_served_as_configured() {
+    let task = std::sync::Arc::new(owca::metrics::Labels::from(
+        [("task_id", "t1"), ("application", "db")].map(|(k, v)| (k.to_owned(), v.to_owned())),
+    ));
+    let package = vec![Metric::gauge("task_up", "Up.", 1.0).with_shared(&task)];
+    let mut exporter = PrometheusExporter::start(&PrometheusExporterConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        task_labels: prometheus::TaskLabels::Info,
+        ..PrometheusExporterConfig::default()
+    })
+    .unwrap();
+    exporter.store(&package).unwrap();
+    let (head, body) = scrape(exporter.local_addr(), "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("\ntask_up{task_id=\"t1\"} 1\n"), "{body}");
+    assert!(
+        body.ends_with("\ntask_info{application=\"db\",task_id=\"t1\"} 1\n"),
+        "{body}"
+    );
 }
 
 /// An iteration nobody scrapes is never encoded (with a scrape every 15 s, 14 of 15

@@ -106,6 +106,7 @@ fn storage(brokers: &str, timeout: Duration, extra: &[(&str, &str)]) -> KafkaSto
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        task_labels: Default::default(),
     };
     KafkaStorage::new(config).expect("a producer needs no broker to start")
 }

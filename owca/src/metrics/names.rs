@@ -151,6 +151,13 @@ pub const EXAMPLE_CPU_THRESHOLD_HELP: &str = "Threshold of the example detector.
 /// HELP of a plug-in's metric that brings none (plug-ins name their own metrics).
 pub const PLUGIN_METRIC_HELP: &str = "Metric of an external plug-in.";
 
+/// With `task_labels: info`, one sample per task carrying all its labels, the task's other
+/// samples carrying only `task_id` (see `storage::prometheus::TaskLabels`).
+pub const TASK_INFO: &str = "task_info";
+pub const TASK_INFO_HELP: &str = "The labels of a task, always 1. With task_labels: info the task's other samples carry only task_id: join them with * on(task_id) group_left(...) task_info.";
+/// The label naming a task on its samples.
+pub const TASK_ID_LABEL: &str = "task_id";
+
 #[cfg(test)]
 mod tests {
     use super::*;

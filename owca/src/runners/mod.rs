@@ -32,6 +32,10 @@ use crate::{
 
 /// The configured runner.
 #[derive(Debug, Deserialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value, read once at start: its size costs nothing"
+)]
 pub enum RunnerConfig {
     /// Measures tasks and stores their metrics.
     MeasurementRunner(MeasurementRunnerConfig),

@@ -112,6 +112,8 @@ pub struct KafkaStorage {
     /// reported by every store until a package is delivered again, so that the outage is
     /// one problem (logged once) however irregularly its packages expire.
     outage: Option<(&'static str, String)>,
+    /// Kept between packages: it renders each task's labels once.
+    encoder: prometheus::Encoder,
 }
 
 impl KafkaStorage {
@@ -157,11 +159,13 @@ impl KafkaStorage {
             reported: 0,
             delivered: 0,
             outage: None,
+            encoder: prometheus::Encoder::new(config.task_labels),
         })
     }
 
     /// The body of the Kafka message that carries one package: the package as
-    /// Prometheus text, as OWCA's `!KafkaStorage` sent it; what [`Storage::store`] sends.
+    /// Prometheus text, as OWCA's `!KafkaStorage` sent it; what [`Storage::store`] sends
+    /// with the default `task_labels`.
     pub fn message_body(metrics: &[Metric]) -> Vec<u8> {
         prometheus::encode(metrics).text.into_bytes()
     }
@@ -187,7 +191,8 @@ impl Storage for KafkaStorage {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
         let mut lost = 0;
         let mut why = None;
-        if let Err(e) = self.queue(&Self::message_body(metrics)) {
+        let body = self.encoder.encode(metrics).text.into_bytes();
+        if let Err(e) = self.queue(&body) {
             lost += 1;
             why = Some(e);
         }

@@ -27,6 +27,9 @@ pub struct KafkaStorageConfig {
     /// applied last so they can also replace the queue limits above.
     #[serde(default)]
     pub extra_config: BTreeMap<String, String>,
+    /// `every_sample` (default) or `info`: see [`super::prometheus::TaskLabels`].
+    #[serde(default)]
+    pub task_labels: super::prometheus::TaskLabels,
 }
 
 fn default_brokers() -> Vec<String> {

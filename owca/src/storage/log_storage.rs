@@ -39,6 +39,9 @@ pub struct LogStorageConfig {
     /// textfile collector always sees one complete exposition. Needs `output_filename`.
     #[serde(default)]
     pub overwrite: bool,
+    /// `every_sample` (default) or `info`: see [`prometheus::TaskLabels`].
+    #[serde(default)]
+    pub task_labels: prometheus::TaskLabels,
 }
 
 /// Writes each iteration's metrics as Prometheus text to a file or stderr.
@@ -84,7 +87,7 @@ impl LogStorage {
         };
         Ok(Self {
             target,
-            encoder: prometheus::Encoder::default(),
+            encoder: prometheus::Encoder::new(config.task_labels),
             dropped_total: 0,
             last_dropped: 0,
         })

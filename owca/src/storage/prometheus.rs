@@ -17,7 +17,22 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet, FxHasher};
 use crate::metrics::{
     Labels, Metric, MetricType,
     labels::{is_valid_label_name, is_valid_metric_name},
+    names::{TASK_ID_LABEL, TASK_INFO, TASK_INFO_HELP},
 };
+
+/// How a task's labels are written: the `task_labels` setting of the storages that write
+/// Prometheus text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskLabels {
+    /// On every sample of the task, as OWCA wrote them (the default).
+    #[default]
+    EverySample,
+    /// Once per task, on a `task_info` sample of value 1; the task's other samples carry
+    /// only `task_id` (`... * on(task_id) group_left(application) task_info` joins them
+    /// back). With Mesos labels this writes a third of the bytes or less.
+    Info,
+}
 
 /// The result of [`encode`]: the text and how many samples were left out of it, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,7 +46,8 @@ pub struct Encoded {
     pub invalid: usize,
     /// Samples dropped because their family first appeared with a different type, or
     /// because their family's name is a sample name of a histogram that appeared first
-    /// (`a_sum` beside histogram `a`), or the reverse.
+    /// (`a_sum` beside histogram `a`), or the reverse, or, with [`TaskLabels::Info`],
+    /// because their family is named `task_info`.
     pub type_conflicts: usize,
 }
 
@@ -62,6 +78,8 @@ struct Series<'a> {
     suffix: &'static str,
     own: &'a Labels,
     shared: Option<&'a Labels>,
+    /// Whether only the shared `task_id` is written ([`TaskLabels::Info`]).
+    task_id_only: bool,
     /// Order-independent hash of the label set (sum of per-label hashes), so that the
     /// shared part is hashed once per shared set rather than once per sample.
     hash: u64,
@@ -69,13 +87,23 @@ struct Series<'a> {
 
 impl<'a> Series<'a> {
     /// `overlap`: whether an own label replaces a shared one (else no shared set is
-    /// searched for the own labels).
-    fn new(family: usize, metric: &'a Metric, shared_hash: u64, overlap: bool) -> Self {
+    /// searched for the own labels); `task_id_only`: whether only the shared `task_id` is
+    /// written.
+    fn new(
+        family: usize,
+        metric: &'a Metric,
+        shared_hash: u64,
+        overlap: bool,
+        task_id_only: bool,
+    ) -> Self {
         let shared = metric.shared.as_deref().filter(|_| overlap);
         let mut hash = shared_hash;
         for (k, v) in metric.labels.iter() {
             hash = hash.wrapping_add(label_hash(k, v));
-            if let Some(replaced) = shared.and_then(|s| s.get(k)) {
+            let replaced = shared.and_then(|s| {
+                written_shared(Some(s), task_id_only).find_map(|(n, v)| (n == k).then_some(v))
+            });
+            if let Some(replaced) = replaced {
                 hash = hash.wrapping_sub(label_hash(k, replaced));
             }
         }
@@ -84,6 +112,7 @@ impl<'a> Series<'a> {
             suffix: metric.suffix,
             own: &metric.labels,
             shared: metric.shared.as_deref(),
+            task_id_only,
             hash,
         }
     }
@@ -92,10 +121,7 @@ impl<'a> Series<'a> {
     fn labels(&self) -> impl Iterator<Item = (&'a String, &'a String)> {
         let own = self.own;
         let mut own_iter = own.iter().peekable();
-        let mut shared = self
-            .shared
-            .into_iter()
-            .flatten()
+        let mut shared = written_shared(self.shared, self.task_id_only)
             .filter(move |(k, _)| !own.contains_key(*k))
             .peekable();
         std::iter::from_fn(move || match (own_iter.peek(), shared.peek()) {
@@ -126,6 +152,19 @@ impl Hash for Series<'_> {
     }
 }
 
+/// The shared labels a sample is written with: all of them, or only `task_id` when the
+/// task's labels go to `task_info` instead.
+fn written_shared(
+    set: Option<&Labels>,
+    task_id_only: bool,
+) -> impl Iterator<Item = (&String, &String)> {
+    let (all, one) = match set {
+        Some(s) if task_id_only => (None, s.get_key_value(TASK_ID_LABEL)),
+        s => (s, None),
+    };
+    all.into_iter().flatten().chain(one)
+}
+
 /// One label's part of a [`Series`] hash.
 fn label_hash(name: &str, value: &str) -> u64 {
     let mut h = FxHasher::default();
@@ -150,7 +189,8 @@ const CHUNK: usize = 256 * 1024;
 /// [`encode`] iteration after iteration, keeping what does not change between them: each
 /// shared label set (a task's labels, the node's) is rendered once, when it first appears,
 /// and kept while samples carry it; the text is written into one buffer of the last
-/// text's size, or handed on in chunks by [`Encoder::encode_to`].
+/// text's size, or handed on in chunks by [`Encoder::encode_to`]. [`Encoder::new`] sets
+/// how task labels are written; the default writes them on every sample.
 #[derive(Default)]
 pub struct Encoder {
     shared: SharedLabels,
@@ -171,6 +211,14 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
+    /// An encoder writing task labels as `task_labels` says. A task's label set is a
+    /// shared set with a `task_id` label.
+    pub fn new(task_labels: TaskLabels) -> Self {
+        let mut encoder = Self::default();
+        encoder.shared.info = task_labels == TaskLabels::Info;
+        encoder
+    }
+
     /// Encodes `metrics` as [`encode`] does.
     pub fn encode(&mut self, metrics: &[Metric]) -> Encoded {
         let mut text = String::new();
@@ -223,10 +271,16 @@ impl Encoder {
             HashSet::with_capacity_and_hasher(metrics.len(), Default::default());
         let shared = &mut self.shared;
         shared.generation += 1;
+        shared.info_order.clear();
 
         for metric in metrics {
-            let rendered = shared.render(metric.shared.as_ref());
             let name: &str = metric.name.as_ref();
+            if shared.info && name == TASK_INFO {
+                // The name is the agent's own in this mode: two families would clash.
+                out.type_conflicts += 1;
+                continue;
+            }
+            let rendered = shared.render(metric.shared.as_ref());
             let address = (name.as_ptr() as usize, name.len());
             let known = by_address.get(&address).copied().or_else(|| {
                 let i = index.get(name).copied()?;
@@ -254,11 +308,15 @@ impl Encoder {
                 out.invalid += 1;
                 continue;
             };
+            let task_id_only = shared.task_id_only(rendered);
             let overlap = !metric.labels.is_empty()
-                && metric
-                    .shared
-                    .as_ref()
-                    .is_some_and(|s| metric.labels.keys().any(|k| s.contains_key(k)));
+                && metric.shared.as_ref().is_some_and(|s| {
+                    if task_id_only {
+                        metric.labels.contains_key(TASK_ID_LABEL)
+                    } else {
+                        metric.labels.keys().any(|k| s.contains_key(k))
+                    }
+                });
             if family.kind != metric.kind {
                 out.type_conflicts += 1;
             } else if !seen.insert(Series::new(
@@ -266,6 +324,7 @@ impl Encoder {
                 metric,
                 shared.hash(rendered),
                 overlap,
+                task_id_only,
             )) {
                 out.duplicates += 1;
             } else {
@@ -297,6 +356,7 @@ impl Encoder {
             .iter()
             .filter(|f| !f.samples.is_empty())
             .try_for_each(|family| write_family(text, family, shared, chunk, &mut flush))
+            .and_then(|()| write_task_info(text, shared, chunk, &mut flush))
             .and_then(|()| if text.is_empty() { Ok(()) } else { flush(text) });
         shared.forget_unused();
         if chunk == usize::MAX {
@@ -348,6 +408,11 @@ struct SharedLabels {
     free: Vec<usize>,
     /// The current encoding, to tell the sets it used.
     generation: u64,
+    /// [`TaskLabels::Info`]: task sets are rendered as their `task_id` alone, and in full
+    /// for `task_info`.
+    info: bool,
+    /// Slots with a `task_info` text that the current encoding used, in order of first use.
+    info_order: Vec<usize>,
 }
 
 struct Slot {
@@ -355,6 +420,9 @@ struct Slot {
     _pin: Option<Arc<Labels>>,
     /// Its text, `None` when a label name is invalid.
     text: Option<String>,
+    /// A task's set under [`TaskLabels::Info`]: the whole set's text, for `task_info`
+    /// (`text` is then its `task_id` alone).
+    info: Option<String>,
     /// The sum of its labels' [`label_hash`]es (see [`Series`]).
     hash: u64,
     /// The last encoding that used it.
@@ -368,6 +436,7 @@ impl SharedLabels {
             self.slots.push(Slot {
                 _pin: None,
                 text: Some(String::new()),
+                info: None,
                 hash: 0,
                 used: u64::MAX,
             });
@@ -378,18 +447,25 @@ impl SharedLabels {
         let i = match self.by_ptr.get(&(Arc::as_ptr(labels) as usize)) {
             Some(&i) => i,
             None => {
-                let text = labels.keys().all(|k| is_valid_label_name(k)).then(|| {
-                    let mut text = String::new();
-                    write_labels(&mut text, labels.iter());
-                    text
-                });
-                let slot = Slot {
-                    _pin: Some(Arc::clone(labels)),
-                    text,
-                    hash: labels
-                        .iter()
-                        .fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
-                    used: 0,
+                let valid = labels.keys().all(|k| is_valid_label_name(k));
+                let task_id = labels.get_key_value(TASK_ID_LABEL).filter(|_| self.info);
+                let slot = match task_id {
+                    Some((k, v)) => Slot {
+                        _pin: Some(Arc::clone(labels)),
+                        text: rendered(valid, std::iter::once((k, v))),
+                        info: rendered(valid, labels.iter()),
+                        hash: label_hash(k, v),
+                        used: 0,
+                    },
+                    None => Slot {
+                        _pin: Some(Arc::clone(labels)),
+                        text: rendered(valid, labels.iter()),
+                        info: None,
+                        hash: labels
+                            .iter()
+                            .fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
+                        used: 0,
+                    },
                 };
                 let i = match self.free.pop() {
                     Some(i) => {
@@ -406,8 +482,16 @@ impl SharedLabels {
             }
         };
         let slot = &mut self.slots[i];
+        if slot.info.is_some() && slot.used != self.generation {
+            self.info_order.push(i);
+        }
         slot.used = self.generation;
         slot.text.is_some().then_some(i)
+    }
+
+    /// Whether samples of the rendered set `i` carry only its `task_id`.
+    fn task_id_only(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.info.is_some())
     }
 
     fn text(&self, i: usize) -> &str {
@@ -433,6 +517,7 @@ impl SharedLabels {
             *slot = Slot {
                 _pin: None,
                 text: None,
+                info: None,
                 hash: 0,
                 used: 0,
             };
@@ -440,6 +525,18 @@ impl SharedLabels {
             false
         });
     }
+}
+
+/// The text of a set, `None` when a label name is not `valid`.
+fn rendered<'a>(
+    valid: bool,
+    labels: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Option<String> {
+    valid.then(|| {
+        let mut text = String::new();
+        write_labels(&mut text, labels);
+        text
+    })
 }
 
 /// Writes `name="value"` pairs separated by commas.
@@ -484,10 +581,7 @@ fn write_family<E>(
             write_labels(text, sample.labels.iter());
             if overlap {
                 // Rare: an own label replaces a shared one, so render this sample's rest.
-                let rest = sample
-                    .shared
-                    .iter()
-                    .flat_map(|s| s.iter())
+                let rest = written_shared(sample.shared.as_deref(), shared.task_id_only(rendered))
                     .filter(|(k, _)| !sample.labels.contains_key(*k));
                 let mut rest_text = String::new();
                 write_labels(&mut rest_text, rest);
@@ -506,6 +600,38 @@ fn write_family<E>(
         text.push(' ');
         push_value(text, sample.value);
         text.push('\n');
+        if text.len() >= chunk {
+            flush(text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the `task_info` family of [`TaskLabels::Info`]: one sample per task label set
+/// the encoding used (equal sets once), calling `flush` as [`write_family`] does.
+fn write_task_info<E>(
+    text: &mut String,
+    shared: &SharedLabels,
+    chunk: usize,
+    flush: &mut impl FnMut(&mut String) -> Result<(), E>,
+) -> Result<(), E> {
+    if shared.info_order.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(text, "# HELP {TASK_INFO} {}", escape_help(TASK_INFO_HELP));
+    let _ = writeln!(text, "# TYPE {TASK_INFO} gauge");
+    let mut written: HashSet<&str> = HashSet::default();
+    for &i in &shared.info_order {
+        let Some(labels) = shared.slots[i].info.as_deref() else {
+            continue;
+        };
+        if !written.insert(labels) {
+            continue;
+        }
+        text.push_str(TASK_INFO);
+        text.push('{');
+        text.push_str(labels);
+        text.push_str("} 1\n");
         if text.len() >= chunk {
             flush(text)?;
         }

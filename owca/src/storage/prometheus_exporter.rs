@@ -63,6 +63,9 @@ pub struct PrometheusExporterConfig {
     /// Default 64: a few scrapers need one each.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// `every_sample` (default) or `info`: see [`prometheus::TaskLabels`].
+    #[serde(default)]
+    pub task_labels: prometheus::TaskLabels,
 }
 
 fn default_listen() -> SocketAddr {
@@ -84,6 +87,7 @@ impl Default for PrometheusExporterConfig {
             header_timeout: default_timeout(),
             write_timeout: default_timeout(),
             max_connections: default_max_connections(),
+            task_labels: prometheus::TaskLabels::default(),
         }
     }
 }
@@ -137,7 +141,10 @@ impl PrometheusExporter {
         std_listener.set_nonblocking(true).map_err(bind_err)?;
         let addr = std_listener.local_addr().map_err(bind_err)?;
         let listener = TcpListener::from_std(std_listener).map_err(bind_err)?;
-        let latest = Arc::new(Mutex::new(Latest::default()));
+        let latest = Arc::new(Mutex::new(Latest {
+            encoder: prometheus::Encoder::new(config.task_labels),
+            ..Latest::default()
+        }));
         tokio::spawn(serve(listener, Arc::clone(&latest), config.clone()));
         info!(%addr, "serving metrics at /metrics");
         Ok(Self { latest, addr })

@@ -11,7 +11,7 @@ use std::{borrow::Cow, sync::Arc};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::metrics::{Labels, Metric, MetricType};
+use crate::metrics::{Labels, Metric, MetricType, names};
 
 /// A line of the text that is not valid exposition format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,8 +25,45 @@ pub struct ReadError {
 
 /// Reads every sample of `text`, in order. Histogram samples (`a_bucket`, `a_sum`,
 /// `a_count` of a family `a` typed `histogram`) come back as family `a` with their suffix,
-/// as the agent made them; timestamps are ignored.
+/// as the agent made them; timestamps are ignored. Text written with `task_labels: info`
+/// comes back as with the default: each `task_info` sample's labels are given to the
+/// samples of its `task_id`, and the `task_info` samples are left out.
 pub fn read(text: &str) -> Result<Vec<Metric>, ReadError> {
+    let mut out = read_samples(text)?;
+    join_task_info(&mut out);
+    Ok(out)
+}
+
+/// Moves the labels of `task_info` samples onto the samples with the same `task_id`; a
+/// sample's own labels win.
+fn join_task_info(samples: &mut Vec<Metric>) {
+    let info: HashMap<String, Arc<Labels>> = samples
+        .iter()
+        .filter(|m| m.name == names::TASK_INFO)
+        .filter_map(|m| {
+            Some((
+                m.label(names::TASK_ID_LABEL)?.to_owned(),
+                Arc::clone(&m.labels),
+            ))
+        })
+        .collect();
+    if info.is_empty() {
+        return;
+    }
+    samples.retain(|m| m.name != names::TASK_INFO);
+    for m in samples {
+        let Some(task) = m.label(names::TASK_ID_LABEL).and_then(|id| info.get(id)) else {
+            continue;
+        };
+        let task = Arc::clone(task);
+        let own = Arc::make_mut(&mut m.labels);
+        for (k, v) in task.iter() {
+            own.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+fn read_samples(text: &str) -> Result<Vec<Metric>, ReadError> {
     let mut types: HashMap<String, MetricType> = HashMap::default();
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -27,6 +27,8 @@ pub enum Kind {
     Classic,
     /// The agent with `!PrometheusExporter` instead of `!LogStorage`.
     EbpfExporter,
+    /// The agent with `!LogStorage` and `task_labels: info`: each task's labels once.
+    EbpfInfo,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Ebpf => "ebpf",
             Kind::Classic => "classic",
             Kind::EbpfExporter => "ebpf-exporter",
+            Kind::EbpfInfo => "ebpf-info",
         }
     }
 }
@@ -86,10 +89,15 @@ pub fn start(
     let mut scrape = None;
     let mut cmd = match kind {
         Kind::None => return Ok(None),
-        Kind::Ebpf | Kind::EbpfExporter => {
-            let storage = if kind == Kind::Ebpf {
+        Kind::Ebpf | Kind::EbpfExporter | Kind::EbpfInfo => {
+            let storage = if kind != Kind::EbpfExporter {
+                let task_labels = if kind == Kind::EbpfInfo {
+                    "info"
+                } else {
+                    "every_sample"
+                };
                 format!(
-                    "!LogStorage {{output_filename: '{}', overwrite: true}}",
+                    "!LogStorage {{output_filename: '{}', overwrite: true, task_labels: {task_labels}}}",
                     out.display()
                 )
             } else {
@@ -198,7 +206,7 @@ impl Running {
             if let Some(text) = self.output() {
                 let tasks = text.lines().filter(|l| l.starts_with(metric)).count();
                 let watched = match self.kind {
-                    Kind::Ebpf | Kind::EbpfExporter => {
+                    Kind::Ebpf | Kind::EbpfExporter | Kind::EbpfInfo => {
                         sample(&text, "owca_tasks", &[]).map_or(0, |v| v as usize)
                     }
                     _ => tasks,

@@ -195,7 +195,7 @@ pub fn measure(
     };
     drop(c);
     let mut cost = cost;
-    if kind == Kind::Ebpf {
+    if matches!(kind, Kind::Ebpf | Kind::EbpfInfo) {
         cost.write_floor_ms = Some(write_floor_ms(dir, cost.output_bytes)?);
     }
     Ok((cost, accuracy))

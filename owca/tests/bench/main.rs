@@ -31,7 +31,11 @@ mod profile;
 mod report;
 mod workload;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use nix::sched::CpuSet;
@@ -149,7 +153,20 @@ fn run() -> Result<()> {
             "N = {n}: ping-pong, {} rounds",
             args.pp.rounds
         ));
-        let pingpong = pingpong::measure(&wl, dir.path(), cpu, &others, args.pp)?;
+        let classic_skipped = classic_fits(n, machine.cpus).err();
+        if let Some(why) = &classic_skipped {
+            say(format_args!(
+                "N = {n}: not running the classic collector: {why}"
+            ));
+        }
+        let pingpong = pingpong::measure(
+            &wl,
+            dir.path(),
+            cpu,
+            &others,
+            args.pp,
+            classic_skipped.is_none(),
+        )?;
         say(format_args!("N = {n}: eBPF program profile"));
         let bpf_programs = profile::measure(&wl, dir.path(), cpu, &others, args.pp)?;
         let mut cost = Vec::new();
@@ -157,8 +174,12 @@ fn run() -> Result<()> {
         for kind in [
             collectors::Kind::Ebpf,
             collectors::Kind::EbpfExporter,
+            collectors::Kind::EbpfInfo,
             collectors::Kind::Classic,
         ] {
+            if kind == collectors::Kind::Classic && classic_skipped.is_some() {
+                continue;
+            }
             say(format_args!(
                 "N = {n}: {} collector cost over {} s",
                 kind.name(),
@@ -182,9 +203,50 @@ fn run() -> Result<()> {
             cost,
             accuracy,
             bpf_programs,
+            classic_skipped,
         });
+        // After every N, so that a failure at a larger one loses none of the smaller.
+        write_report(&out_dir, &args, &machine, cpu, &runs)?;
     }
+    let report = write_report(&out_dir, &args, &machine, cpu, &runs)?;
+    print!("{}", report::markdown(&report));
+    say(format_args!(
+        "wrote {}/report.{{md,json,svg}}",
+        out_dir.display()
+    ));
+    if args.smoke {
+        smoke_checks(&report)?;
+    }
+    Ok(())
+}
 
+/// Whether the classic collector can open its tasks × CPUs × 2 perf fds (and a few more)
+/// under this process's hard RLIMIT_NOFILE, raised first when allowed; else why not.
+fn classic_fits(n: usize, cpus: usize) -> Result<(), String> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let need = (n * cpus * 2 + 64) as u64;
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if need <= hard {
+        return Ok(());
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, need, need) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!(
+            "it needs about {need} fds ({n} tasks × {cpus} CPUs × 2 perf events), over this \
+             machine's hard RLIMIT_NOFILE of {hard}, which the bench cannot raise ({e}: no \
+             CAP_SYS_RESOURCE)"
+        )),
+    }
+}
+
+/// Writes `target/bench/report.{md,json,svg}` for the runs so far.
+fn write_report<'a>(
+    out_dir: &Path,
+    args: &Args,
+    machine: &'a Machine,
+    cpu: usize,
+    runs: &'a [Run],
+) -> Result<Report<'a>> {
     let report = Report {
         date: date()?,
         machine,
@@ -194,25 +256,16 @@ fn run() -> Result<()> {
             "rounds": args.pp.rounds, "reps": args.pp.reps, "round_trips": args.pp.round_trips,
             "pingpong_cpu": cpu, "interval_s": 1.0,
         }),
-        targets: report::targets(&runs),
+        targets: report::targets(runs),
         runs,
     };
-    let md = report::markdown(&report);
-    print!("{md}");
-    std::fs::write(out_dir.join("report.md"), &md)?;
+    std::fs::write(out_dir.join("report.md"), report::markdown(&report))?;
     std::fs::write(out_dir.join("report.svg"), plot::svg(&report))?;
     std::fs::write(
         out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
-    say(format_args!(
-        "wrote {}/report.{{md,json,svg}}",
-        out_dir.display()
-    ));
-    if args.smoke {
-        smoke_checks(&report)?;
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// Each collector's total cost: its own CPU plus the time it adds to each context switch
@@ -252,6 +305,18 @@ fn smoke_checks(r: &Report) -> Result<()> {
             .any(|c| c.iterations == 0 || c.cpu_percent.is_nan())
         {
             bail!("a collector's cost was not measured");
+        }
+        let bytes = |name: &str| {
+            run.cost
+                .iter()
+                .find(|c| c.collector == name)
+                .map(|c| c.output_bytes)
+        };
+        match (bytes("ebpf"), bytes("ebpf-info")) {
+            (Some(every), Some(info)) if info < every => {}
+            sizes => {
+                bail!("task_labels: info should write fewer bytes (every sample, info): {sizes:?}")
+            }
         }
         let floor = run.cost.iter().find_map(|c| c.write_floor_ms);
         if !floor.is_some_and(|ms| ms > 0.0) {

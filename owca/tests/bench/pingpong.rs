@@ -45,13 +45,15 @@ pub struct Case {
 }
 
 /// Alternates the collectors round by round (rotating their order), each started fresh
-/// and pinned away from the ping-pong CPU, and runs both cases under each.
+/// and pinned away from the ping-pong CPU, and runs both cases under each. Without
+/// `classic` its figures are NaN.
 pub fn measure(
     wl: &Workload,
     dir: &Path,
     cpu: usize,
     others: &CpuSet,
     o: Options,
+    classic: bool,
 ) -> Result<Vec<Case>> {
     let (a, b) = (&wl.tasks[0], &wl.tasks[1]);
     // [case][collector] -> per-round µs.
@@ -59,6 +61,9 @@ pub fn measure(
     for round in 0..o.rounds {
         for k in 0..Kind::ALL.len() {
             let ki = (round + k) % Kind::ALL.len();
+            if Kind::ALL[ki] == Kind::Classic && !classic {
+                continue;
+            }
             let collector = collectors::start(Kind::ALL[ki], wl, dir, Some(others))?;
             for (ci, other) in [a, b].into_iter().enumerate() {
                 let mut best = f64::INFINITY;

@@ -25,6 +25,7 @@ pub fn svg(r: &Report) -> String {
     for (collector, colour) in [
         ("ebpf", "#1f77b4"),
         ("ebpf-exporter", "#2ca02c"),
+        ("ebpf-info", "#9467bd"),
         ("classic", "#d62728"),
     ] {
         let cost = |total: bool| -> Vec<(f64, f64)> {

@@ -11,6 +11,7 @@ fn config(path: Option<&std::path::Path>, overwrite: bool) -> LogStorageConfig {
     LogStorageConfig {
         output_filename: path.map(Into::into),
         overwrite,
+        ..LogStorageConfig::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the Prometheus encoder; `LogStorage`'s are in `log_storage.rs`.
 
 mod log_storage;
+mod task_info;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
