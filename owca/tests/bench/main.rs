@@ -287,7 +287,7 @@ fn total_costs(cost: &mut [cost::Cost], pingpong: &[pingpong::Case]) {
 /// What the smoke run asserts: every figure was measured, and the collectors saw what
 /// they should (targets are not asserted: a short run on a shared machine is noise).
 fn smoke_checks(r: &Report) -> Result<()> {
-    for run in &r.runs {
+    for run in r.runs {
         for c in &run.pingpong {
             let all = [c.none_us, c.ebpf_us, c.classic_us];
             if !all.iter().all(|v| v.is_finite() && *v > 0.0) {

@@ -94,7 +94,7 @@ pub fn svg(r: &Report) -> String {
             yy + 4.0
         );
     }
-    for run in &r.runs {
+    for run in r.runs {
         let xx = x(run.n as f64);
         let _ = writeln!(
             s,

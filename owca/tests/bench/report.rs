@@ -192,7 +192,7 @@ pub fn markdown(r: &Report) -> String {
          Figures from a busy machine (other builds running) are noisy: quote only a run on a quiet machine.\n",
         m.cpu_model, m.host, m.cpus, m.cores, m.sockets, m.memory_gib, m.kernel, r.options
     );
-    for run in &r.runs {
+    for run in r.runs {
         let _ = writeln!(s, "## N = {} Mesos tasks\n", run.n);
         let _ = writeln!(
             s,
