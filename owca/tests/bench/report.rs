@@ -214,6 +214,12 @@ pub fn markdown(r: &Report) -> String {
                     .map_or("∞ (eBPF within noise)".to_owned(), |x| format!("{x:.1}×"))
             );
         }
+        if let Some(why) = &run.classic_skipped {
+            let _ = writeln!(
+                s,
+                "\nThe classic collector was not run at this N (its figures are NaN): {why}."
+            );
+        }
         let _ = writeln!(
             s,
             "\n| collector at 1 s | CPU % of one core | total cost % (CPU + added switch time) | steady / peak RSS MB | open fds | read(2) KB/s | read calls/s | outputs seen | iteration median ms | iteration p99 ms |\n|---|---|---|---|---|---|---|---|---|---|"
