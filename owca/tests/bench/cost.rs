@@ -250,10 +250,13 @@ fn io(pid: u32) -> Result<(u64, u64)> {
     Ok((field("rchar:")?, field("syscr:")?))
 }
 
+/// When each round of the busy tasks' cpuacct.usage was read, and the values.
+type Samples = std::sync::Arc<std::sync::Mutex<Vec<(SystemTime, Vec<u64>)>>>;
+
 /// The busy tasks' cpuacct.usage, read by the bench every 10 ms in a thread of its own,
 /// to compare the agent's figures with at the moments it wrote them.
 struct CpuacctSampler {
-    samples: std::sync::Arc<std::sync::Mutex<Vec<(SystemTime, Vec<u64>)>>>,
+    samples: Samples,
     ids: Vec<String>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
