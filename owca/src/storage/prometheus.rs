@@ -100,10 +100,7 @@ impl<'a> Series<'a> {
         let mut hash = shared_hash;
         for (k, v) in metric.labels.iter() {
             hash = hash.wrapping_add(label_hash(k, v));
-            let replaced = shared.and_then(|s| {
-                written_shared(Some(s), task_id_only).find_map(|(n, v)| (n == k).then_some(v))
-            });
-            if let Some(replaced) = replaced {
+            if let Some(replaced) = shared.and_then(|s| written_get(s, task_id_only, k)) {
                 hash = hash.wrapping_sub(label_hash(k, replaced));
             }
         }
@@ -163,6 +160,15 @@ fn written_shared(
         s => (s, None),
     };
     all.into_iter().flatten().chain(one)
+}
+
+/// The value a sample is written with for the shared label `name`, as [`written_shared`]
+/// decides which are written.
+fn written_get<'a>(set: &'a Labels, task_id_only: bool, name: &str) -> Option<&'a String> {
+    if task_id_only && name != TASK_ID_LABEL {
+        return None;
+    }
+    set.get(name)
 }
 
 /// One label's part of a [`Series`] hash.
@@ -311,11 +317,10 @@ impl Encoder {
             let task_id_only = shared.task_id_only(rendered);
             let overlap = !metric.labels.is_empty()
                 && metric.shared.as_ref().is_some_and(|s| {
-                    if task_id_only {
-                        metric.labels.contains_key(TASK_ID_LABEL)
-                    } else {
-                        metric.labels.keys().any(|k| s.contains_key(k))
-                    }
+                    metric
+                        .labels
+                        .keys()
+                        .any(|k| written_get(s, task_id_only, k).is_some())
                 });
             if family.kind != metric.kind {
                 out.type_conflicts += 1;
@@ -448,24 +453,14 @@ impl SharedLabels {
             Some(&i) => i,
             None => {
                 let valid = labels.keys().all(|k| is_valid_label_name(k));
-                let task_id = labels.get_key_value(TASK_ID_LABEL).filter(|_| self.info);
-                let slot = match task_id {
-                    Some((k, v)) => Slot {
-                        _pin: Some(Arc::clone(labels)),
-                        text: rendered(valid, std::iter::once((k, v))),
-                        info: rendered(valid, labels.iter()),
-                        hash: label_hash(k, v),
-                        used: 0,
-                    },
-                    None => Slot {
-                        _pin: Some(Arc::clone(labels)),
-                        text: rendered(valid, labels.iter()),
-                        info: None,
-                        hash: labels
-                            .iter()
-                            .fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
-                        used: 0,
-                    },
+                let task_id_only = self.info && labels.contains_key(TASK_ID_LABEL);
+                let written = || written_shared(Some(labels), task_id_only);
+                let slot = Slot {
+                    _pin: Some(Arc::clone(labels)),
+                    text: rendered(valid, written()),
+                    info: rendered(valid && task_id_only, labels.iter()),
+                    hash: written().fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
+                    used: 0,
                 };
                 let i = match self.free.pop() {
                     Some(i) => {
