@@ -27,7 +27,7 @@ pub use self::rdt_monitoring::RdtMonitoring;
 use crate::{
     cgroups::{Hierarchy, Mounts},
     collector::{CgroupDir, Collector},
-    metrics::{Labels, SelfMetrics, labels::RESERVED_LABELS},
+    metrics::{Labels, SelfMetrics, labels::RESERVED_LABELS, names::TASK_ID_LABEL},
     nodes::Task,
 };
 
@@ -305,7 +305,7 @@ pub fn sample_labels(task: &Task, common: &Labels) -> Arc<Labels> {
     rename_reserved(&mut labels, common);
     labels.extend(common.iter().map(|(k, v)| (k.clone(), v.clone())));
     // Last: not even an `extra_labels` key replaces the task's id.
-    labels.insert("task_id".to_owned(), task.task_id.clone());
+    labels.insert(TASK_ID_LABEL.to_owned(), task.task_id.clone());
     Arc::new(labels)
 }
 
