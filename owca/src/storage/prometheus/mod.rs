@@ -8,16 +8,18 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 // Fx rather than SipHash: the keys are our own samples, not attacker-chosen, and hashing
 // was a quarter of the encoder's time at thousands of tasks.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet, FxHasher};
 
+mod shared_labels;
+
+use self::shared_labels::{SharedLabels, write_task_info};
 use crate::metrics::{
     Labels, Metric, MetricType,
     labels::{is_valid_label_name, is_valid_metric_name},
-    names::{TASK_ID_LABEL, TASK_INFO, TASK_INFO_HELP},
+    names::{TASK_ID_LABEL, TASK_INFO},
 };
 
 /// How a task's labels are written: the `task_labels` setting of the storages that write
@@ -210,7 +212,7 @@ pub struct Encoder {
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder")
-            .field("label_sets", &self.shared.by_ptr.len())
+            .field("label_sets", &self.shared.len())
             .field("last_len", &self.last_len)
             .finish()
     }
@@ -220,9 +222,10 @@ impl Encoder {
     /// An encoder writing task labels as `task_labels` says. A task's label set is a
     /// shared set with a `task_id` label.
     pub fn new(task_labels: TaskLabels) -> Self {
-        let mut encoder = Self::default();
-        encoder.shared.info = task_labels == TaskLabels::Info;
-        encoder
+        Self {
+            shared: SharedLabels::new(task_labels == TaskLabels::Info),
+            ..Self::default()
+        }
     }
 
     /// Encodes `metrics` as [`encode`] does.
@@ -276,12 +279,11 @@ impl Encoder {
         let mut seen: HashSet<Series<'_>> =
             HashSet::with_capacity_and_hasher(metrics.len(), Default::default());
         let shared = &mut self.shared;
-        shared.generation += 1;
-        shared.info_order.clear();
+        shared.start_encoding();
 
         for metric in metrics {
             let name: &str = metric.name.as_ref();
-            if shared.info && name == TASK_INFO {
+            if shared.info() && name == TASK_INFO {
                 // The name is the agent's own in this mode: two families would clash.
                 out.type_conflicts += 1;
                 continue;
@@ -399,141 +401,6 @@ fn drop_histogram_name_clashes(
     }
 }
 
-/// Shared label sets rendered once each (`a="x",b="y"`), kept across encodings while
-/// samples carry them. A set is known by its `Arc`, which is kept so that its address is
-/// not reused by another set while known. Equal sets behind different `Arc`s are rendered
-/// twice but still compared as one series: [`Series`] compares content.
-#[derive(Default)]
-struct SharedLabels {
-    /// Set (its address) → its slot.
-    by_ptr: HashMap<usize, usize>,
-    /// Rendered sets; slot 0 is "no shared labels".
-    slots: Vec<Slot>,
-    /// Slots free for reuse.
-    free: Vec<usize>,
-    /// The current encoding, to tell the sets it used.
-    generation: u64,
-    /// [`TaskLabels::Info`]: task sets are rendered as their `task_id` alone, and in full
-    /// for `task_info`.
-    info: bool,
-    /// Slots with a `task_info` text that the current encoding used, in order of first use.
-    info_order: Vec<usize>,
-}
-
-struct Slot {
-    /// The set, kept so that its address stays its own.
-    _pin: Option<Arc<Labels>>,
-    /// Its text, `None` when a label name is invalid.
-    text: Option<String>,
-    /// A task's set under [`TaskLabels::Info`]: the whole set's text, for `task_info`
-    /// (`text` is then its `task_id` alone).
-    info: Option<String>,
-    /// The sum of its labels' [`label_hash`]es (see [`Series`]).
-    hash: u64,
-    /// The last encoding that used it.
-    used: u64,
-}
-
-impl SharedLabels {
-    /// Slot of the rendered set (0 = none); `None` when a label name is invalid.
-    fn render(&mut self, labels: Option<&Arc<Labels>>) -> Option<usize> {
-        if self.slots.is_empty() {
-            self.slots.push(Slot {
-                _pin: None,
-                text: Some(String::new()),
-                info: None,
-                hash: 0,
-                used: u64::MAX,
-            });
-        }
-        let Some(labels) = labels else {
-            return Some(0);
-        };
-        let i = match self.by_ptr.get(&(Arc::as_ptr(labels) as usize)) {
-            Some(&i) => i,
-            None => {
-                let valid = labels.keys().all(|k| is_valid_label_name(k));
-                let task_id_only = self.info && labels.contains_key(TASK_ID_LABEL);
-                let written = || written_shared(Some(labels), task_id_only);
-                let slot = Slot {
-                    _pin: Some(Arc::clone(labels)),
-                    text: rendered(valid, written()),
-                    info: rendered(valid && task_id_only, labels.iter()),
-                    hash: written().fold(0u64, |h, (k, v)| h.wrapping_add(label_hash(k, v))),
-                    used: 0,
-                };
-                let i = match self.free.pop() {
-                    Some(i) => {
-                        self.slots[i] = slot;
-                        i
-                    }
-                    None => {
-                        self.slots.push(slot);
-                        self.slots.len() - 1
-                    }
-                };
-                self.by_ptr.insert(Arc::as_ptr(labels) as usize, i);
-                i
-            }
-        };
-        let slot = &mut self.slots[i];
-        if slot.info.is_some() && slot.used != self.generation {
-            self.info_order.push(i);
-        }
-        slot.used = self.generation;
-        slot.text.is_some().then_some(i)
-    }
-
-    /// Whether samples of the rendered set `i` carry only its `task_id`.
-    fn task_id_only(&self, i: usize) -> bool {
-        self.slots.get(i).is_some_and(|s| s.info.is_some())
-    }
-
-    fn text(&self, i: usize) -> &str {
-        self.slots
-            .get(i)
-            .and_then(|s| s.text.as_deref())
-            .unwrap_or("")
-    }
-
-    fn hash(&self, i: usize) -> u64 {
-        self.slots.get(i).map_or(0, |s| s.hash)
-    }
-
-    /// Drops the sets the last encoding did not use (gone tasks).
-    fn forget_unused(&mut self) {
-        let generation = self.generation;
-        let (slots, free) = (&mut self.slots, &mut self.free);
-        self.by_ptr.retain(|_, &mut i| {
-            let slot = &mut slots[i];
-            if slot.used == generation {
-                return true;
-            }
-            *slot = Slot {
-                _pin: None,
-                text: None,
-                info: None,
-                hash: 0,
-                used: 0,
-            };
-            free.push(i);
-            false
-        });
-    }
-}
-
-/// The text of a set, `None` when a label name is not `valid`.
-fn rendered<'a>(
-    valid: bool,
-    labels: impl Iterator<Item = (&'a String, &'a String)>,
-) -> Option<String> {
-    valid.then(|| {
-        let mut text = String::new();
-        write_labels(&mut text, labels);
-        text
-    })
-}
-
 /// Writes `name="value"` pairs separated by commas.
 fn write_labels<'a>(text: &mut String, labels: impl Iterator<Item = (&'a String, &'a String)>) {
     for (i, (name, value)) in labels.enumerate() {
@@ -595,38 +462,6 @@ fn write_family<E>(
         text.push(' ');
         push_value(text, sample.value);
         text.push('\n');
-        if text.len() >= chunk {
-            flush(text)?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes the `task_info` family of [`TaskLabels::Info`]: one sample per task label set
-/// the encoding used (equal sets once), calling `flush` as [`write_family`] does.
-fn write_task_info<E>(
-    text: &mut String,
-    shared: &SharedLabels,
-    chunk: usize,
-    flush: &mut impl FnMut(&mut String) -> Result<(), E>,
-) -> Result<(), E> {
-    if shared.info_order.is_empty() {
-        return Ok(());
-    }
-    let _ = writeln!(text, "# HELP {TASK_INFO} {}", escape_help(TASK_INFO_HELP));
-    let _ = writeln!(text, "# TYPE {TASK_INFO} gauge");
-    let mut written: HashSet<&str> = HashSet::default();
-    for &i in &shared.info_order {
-        let Some(labels) = shared.slots[i].info.as_deref() else {
-            continue;
-        };
-        if !written.insert(labels) {
-            continue;
-        }
-        text.push_str(TASK_INFO);
-        text.push('{');
-        text.push_str(labels);
-        text.push_str("} 1\n");
         if text.len() >= chunk {
             flush(text)?;
         }
