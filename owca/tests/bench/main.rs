@@ -205,8 +205,11 @@ fn run() -> Result<()> {
             bpf_programs,
             classic_skipped,
         });
-        // After every N, so that a failure at a larger one loses none of the smaller.
-        write_report(&out_dir, &args, &machine, cpu, &runs)?;
+        // After every N but the last (written below), so that a failure at a larger one
+        // loses none of the smaller.
+        if runs.len() < args.ns.len() {
+            write_report(&out_dir, &args, &machine, cpu, &runs)?;
+        }
     }
     let report = write_report(&out_dir, &args, &machine, cpu, &runs)?;
     print!("{}", report::markdown(&report));

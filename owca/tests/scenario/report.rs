@@ -74,7 +74,9 @@ pub struct Report {
 /// busy time is sampled at the timer tick, and the LC probe's 1 ms period aliases with
 /// it (LC alone read as 0.07 CPUs in one run and 1.96 in another, the probe using 1.05).
 pub fn node_busy_seconds() -> f64 {
-    let Ok(mounts) = owca::cgroups::Mounts::discover() else {
+    // Read every second: the mount table is looked up once.
+    static MOUNTS: std::sync::OnceLock<Option<owca::cgroups::Mounts>> = std::sync::OnceLock::new();
+    let Some(mounts) = MOUNTS.get_or_init(|| owca::cgroups::Mounts::discover().ok()) else {
         return f64::NAN;
     };
     if let Some(root) = mounts.v1("cpuacct") {
