@@ -45,6 +45,9 @@ pub struct Measurements {
     derived: Option<DerivedMetrics>,
     /// The contenders' `by_task_id` label sets, kept between iterations.
     contender_labels: ContenderLabels,
+    /// Samples of the last iteration: the next one reserves that many at once rather than
+    /// growing (and copying) tens of thousands of samples step by step.
+    last_samples: usize,
 }
 
 impl Measurements {
@@ -60,6 +63,7 @@ impl Measurements {
             cgroupfs: CgroupReadings::default(),
             derived: enable_derived_metrics.then(DerivedMetrics::default),
             contender_labels: ContenderLabels::default(),
+            last_samples: 0,
         }
     }
 
@@ -84,7 +88,8 @@ impl Measurements {
             let live: HashSet<&str> = containers.iter().map(|c| c.task.task_id.as_str()).collect();
             derived.retain(|id| live.contains(id));
         }
-        let mut metrics = Vec::new();
+        // Room for the runner's own samples too, which it appends.
+        let mut metrics = Vec::with_capacity(self.last_samples + self.last_samples / 8 + 64);
         let mut tasks = BTreeMap::new();
         self.cgroupfs.start_iteration();
         self.contender_labels.start_iteration();
@@ -155,6 +160,7 @@ impl Measurements {
             m.shared = Some(Arc::clone(&self.common_labels));
         }
         stats.timed("measurements", t);
+        self.last_samples = metrics.len();
         Measured {
             tasks,
             metrics,

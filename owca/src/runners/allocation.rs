@@ -202,19 +202,19 @@ impl Iterate for AllocationRunner {
         let stats = &mut self.stages.stats;
         store_to(
             &mut *self.metrics_storage,
-            &measured.metrics,
+            std::mem::take(&mut measured.metrics),
             stats,
             "metrics_storage",
         );
         store_to(
             &mut *self.anomalies_storage,
-            &anomaly_samples,
+            anomaly_samples,
             stats,
             "anomalies_storage",
         );
         store_to(
             &mut *self.allocations_storage,
-            &allocation_samples,
+            allocation_samples,
             stats,
             "allocations_storage",
         );

@@ -108,13 +108,13 @@ impl Iterate for DetectionRunner {
         let stats = &mut self.stages.stats;
         store_to(
             &mut *self.metrics_storage,
-            &measured.metrics,
+            std::mem::take(&mut measured.metrics),
             stats,
             "metrics_storage",
         );
         store_to(
             &mut *self.anomalies_storage,
-            &anomalies,
+            anomalies,
             stats,
             "anomalies_storage",
         );

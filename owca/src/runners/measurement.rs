@@ -40,7 +40,7 @@ impl Iterate for MeasurementRunner {
         let stats = &mut self.stages.stats;
         store_to(
             &mut *self.storage,
-            &measured.metrics,
+            std::mem::take(&mut measured.metrics),
             stats,
             "metrics_storage",
         );

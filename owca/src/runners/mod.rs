@@ -89,8 +89,13 @@ impl RunnerConfig {
 
 /// Stores `metrics`, counting a failure (and every package it lost) under the storage's
 /// component; `subject` names the storage in the runner (`metrics_storage`...).
-fn store_to(storage: &mut dyn Storage, metrics: &[Metric], stats: &mut SelfMetrics, subject: &str) {
-    if let Err(e) = storage.store(metrics) {
+fn store_to(
+    storage: &mut dyn Storage,
+    metrics: Vec<Metric>,
+    stats: &mut SelfMetrics,
+    subject: &str,
+) {
+    if let Err(e) = storage.store_owned(metrics) {
         stats.record_n(storage.component(), subject, &e, e.count());
     }
 }

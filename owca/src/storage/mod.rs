@@ -45,6 +45,13 @@ pub trait Storage: Send {
     /// (or not all) was stored this time.
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError>;
 
+    /// [`Storage::store`] for a caller done with the metrics: a storage that keeps them
+    /// (the exporter, until it is scraped) takes them rather than copying tens of
+    /// thousands of samples.
+    fn store_owned(&mut self, metrics: Vec<Metric>) -> Result<(), StorageError> {
+        self.store(&metrics)
+    }
+
     /// The component its errors are counted under in `owca_errors_total`.
     fn component(&self) -> &'static str {
         "storage"

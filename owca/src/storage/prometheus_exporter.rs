@@ -170,10 +170,16 @@ impl Storage for PrometheusExporter {
         // A panicked scrape handler cannot have left these half-written: each is replaced
         // whole. Responses being written keep the previous text alive; it goes with the
         // last of them.
+        self.store_owned(metrics.to_vec())
+    }
+
+    fn store_owned(&mut self, metrics: Vec<Metric>) -> Result<(), StorageError> {
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        latest.metrics.clear();
-        latest.metrics.extend_from_slice(metrics);
+        let last = std::mem::replace(&mut latest.metrics, metrics);
         latest.text = None;
+        // Freed after the lock: a scrape need not wait for it.
+        drop(latest);
+        drop(last);
         Ok(())
     }
 }

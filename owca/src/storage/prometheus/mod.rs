@@ -11,10 +11,12 @@ use std::hash::{Hash, Hasher};
 
 // Fx rather than SipHash: the keys are our own samples, not attacker-chosen, and hashing
 // was a quarter of the encoder's time at thousands of tasks.
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet, FxHasher};
+use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
+mod seen;
 mod shared_labels;
 
+use self::seen::Seen;
 use self::shared_labels::{SharedLabels, write_task_info};
 use crate::metrics::{
     Labels, Metric, MetricType,
@@ -143,11 +145,14 @@ impl PartialEq for Series<'_> {
 
 impl Eq for Series<'_> {}
 
-impl Hash for Series<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The suffix is left to `eq`: a family's few suffixes rarely share a label set.
-        self.family.hash(state);
-        self.hash.hash(state);
+impl Series<'_> {
+    /// What equal series share: the family and the label-set hash. The suffix is left to
+    /// `eq`: a family's few suffixes rarely share a label set.
+    fn key(&self) -> u64 {
+        let mut h = FxHasher::default();
+        self.family.hash(&mut h);
+        self.hash.hash(&mut h);
+        h.finish()
     }
 }
 
@@ -276,8 +281,7 @@ impl Encoder {
         let mut by_address: HashMap<(usize, usize), usize> = HashMap::default();
         // Series already taken, to drop later duplicates; sized at once rather than
         // rehashed a dozen times on the way to thousands.
-        let mut seen: HashSet<Series<'_>> =
-            HashSet::with_capacity_and_hasher(metrics.len(), Default::default());
+        let mut seen = Seen::with_capacity(metrics.len());
         let shared = &mut self.shared;
         shared.start_encoding();
 
