@@ -209,7 +209,7 @@ fn runqueue_wait_of_two_loops_sharing_a_cpu_is_half_charged_to_each_other_and_lo
     let s1: BTreeMap<u64, CgroupCounters> = snap1.iter().map(|(k, s)| (*k, s.counters)).collect();
     // Wait and preemptions of cgroup `of` charged to contender `by` in the interval.
     let charged = |of: u64, by: u64| {
-        let entry = |snap: &BTreeMap<u64, owca::collector::CgroupSnapshot>| {
+        let entry = |snap: &owca::collector::Snapshots| {
             snap[&of]
                 .contenders
                 .entries

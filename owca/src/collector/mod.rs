@@ -11,7 +11,7 @@ pub mod perf;
 mod shared_array;
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{HashMap, VecDeque},
     os::{
         fd::{AsFd, AsRawFd, OwnedFd},
         unix::fs::MetadataExt,
@@ -81,6 +81,9 @@ fn trim_heap() {
 
 /// Where BTF of the running kernel lives.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Every watched cgroup's counts by cgroup key ([`Collector::snapshot`]).
+pub type Snapshots = rustc_hash::FxHashMap<u64, CgroupSnapshot>;
 
 /// Failures of the collector, each naming what was being done.
 #[derive(Debug, Error)]
@@ -461,17 +464,18 @@ impl Collector {
 
     /// Current counts of every watched cgroup, read from the shared arrays: no system
     /// call, [`SNAPSHOT_BYTES_PER_CGROUP`] bytes per cgroup whatever the number of CPUs.
-    pub fn snapshot(&self) -> BTreeMap<u64, CgroupSnapshot> {
-        self.watched
-            .iter()
-            .map(|(&key, w)| {
-                let snap = CgroupSnapshot {
-                    counters: self.counters.get(w.slot).unwrap_or_default(),
-                    contenders: self.contenders.get(w.slot).unwrap_or_default(),
-                };
-                (key, snap)
-            })
-            .collect()
+    pub fn snapshot(&self) -> Snapshots {
+        // A hash map sized at once: collected into a sorted map, the snapshots (456 bytes
+        // each) were moved about by the sort, a fifth of the measurements stage.
+        let mut out = Snapshots::with_capacity_and_hasher(self.watched.len(), Default::default());
+        for (&key, w) in &self.watched {
+            let snap = CgroupSnapshot {
+                counters: self.counters.get(w.slot).unwrap_or_default(),
+                contenders: self.contenders.get(w.slot).unwrap_or_default(),
+            };
+            out.insert(key, snap);
+        }
+        out
     }
 
     /// Keys present in the kernel map, to check that unwatching frees entries.

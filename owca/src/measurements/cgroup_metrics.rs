@@ -13,7 +13,9 @@
 //!
 //! No file stays open between reads: the agent's open files do not grow with its tasks.
 
-use std::collections::HashMap;
+// foldhash rather than SipHash: looked up for every task each iteration, and, unlike Fx,
+// seeded per process, as task ids are the tenants' choice.
+use foldhash::HashMap;
 
 use crate::{
     cgroups::{Cgroup, CgroupError, Mounts},

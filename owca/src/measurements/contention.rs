@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-// Fx rather than SipHash: keys are our own cgroup keys and task ids, looked up for every
-// contender of every task each iteration.
-use rustc_hash::FxHashMap as HashMap;
+// Looked up for every contender of every task each iteration: Fx for the kernel's cgroup
+// keys; foldhash, seeded per process, for task ids, which are the tenants' choice.
+use rustc_hash::FxHashMap;
 
 use owca_common::{BY_UNWATCHED_KEY, ContenderTable};
 
@@ -14,13 +14,13 @@ use crate::metrics::{Labels, Metric, label_set, names};
 const NS: f64 = 1e9;
 
 /// The task id of each watched cgroup key.
-pub type TaskOfKey<'a> = HashMap<u64, &'a str>;
+pub type TaskOfKey<'a> = FxHashMap<u64, &'a str>;
 
 /// The `by_task_id` label set of each contender name, built once and shared by every
 /// task's samples naming it; a name no iteration used is forgotten.
 #[derive(Debug, Default)]
 pub struct ContenderLabels {
-    sets: HashMap<String, (Arc<Labels>, u64)>,
+    sets: foldhash::HashMap<String, (Arc<Labels>, u64)>,
     generation: u64,
 }
 
