@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-// Looked up for every contender of every task each iteration: Fx for the kernel's cgroup
-// keys; foldhash, seeded per process, for task ids, which are the tenants' choice.
+// Fx: the keys are the kernel's cgroup ids, looked up for every contender of every task
+// each iteration.
 use rustc_hash::FxHashMap;
 
 use owca_common::{BY_UNWATCHED_KEY, ContenderTable};
@@ -16,45 +16,76 @@ const NS: f64 = 1e9;
 /// The task id of each watched cgroup key.
 pub type TaskOfKey<'a> = FxHashMap<u64, &'a str>;
 
-/// The `by_task_id` label set of each contender name, built once and shared by every
-/// task's samples naming it; a name no iteration used is forgotten.
-#[derive(Debug, Default)]
+/// The `by_task_id` label set of each contender, built once and shared by every task's
+/// samples naming it. Tasks' sets are kept by cgroup key (hashing a key is cheaper than a
+/// long task id) and forgotten when no iteration used them.
+#[derive(Debug)]
 pub struct ContenderLabels {
-    sets: foldhash::HashMap<String, (Arc<Labels>, u64)>,
+    tasks: FxHashMap<u64, (Arc<Labels>, u64)>,
+    unwatched: Arc<Labels>,
+    other: Arc<Labels>,
+    own_quota: Arc<Labels>,
     generation: u64,
 }
 
+impl Default for ContenderLabels {
+    fn default() -> Self {
+        let set = |name| label_set(names::BY_TASK_ID_LABEL, name);
+        Self {
+            tasks: FxHashMap::default(),
+            unwatched: set(names::BY_UNWATCHED),
+            other: set(names::BY_OTHER),
+            own_quota: set(names::BY_OWN_QUOTA),
+            generation: 0,
+        }
+    }
+}
+
 impl ContenderLabels {
-    /// Starts an iteration: the names it uses are kept by [`Self::forget_unused`].
+    /// Starts an iteration: the sets it uses are kept by [`Self::forget_unused`].
     pub fn start_iteration(&mut self) {
         self.generation += 1;
     }
 
-    fn get(&mut self, name: &str) -> &Arc<Labels> {
+    fn get(&mut self, by: By<'_>) -> &Arc<Labels> {
+        let (key, task_id) = match by {
+            By::Task(key, task_id) => (key, task_id),
+            By::Unwatched => return &self.unwatched,
+            By::Other => return &self.other,
+        };
         let generation = self.generation;
-        if !self.sets.contains_key(name) {
-            let set = label_set(names::BY_TASK_ID_LABEL, name);
-            self.sets.insert(name.to_owned(), (set, generation));
-        }
         let (set, used) = self
-            .sets
-            .get_mut(name)
-            .unwrap_or_else(|| unreachable!("inserted above"));
+            .tasks
+            .entry(key)
+            .or_insert_with(|| (label_set(names::BY_TASK_ID_LABEL, task_id), generation));
+        // A key is a cgroup's for its life; a set naming another task is rebuilt anyway.
+        if set.get(names::BY_TASK_ID_LABEL).map(String::as_str) != Some(task_id) {
+            *set = label_set(names::BY_TASK_ID_LABEL, task_id);
+        }
         *used = generation;
         set
     }
 
-    /// Drops the sets of names this iteration did not use (gone tasks).
+    /// Drops the sets of contenders this iteration did not name (gone tasks).
     pub fn forget_unused(&mut self) {
         let generation = self.generation;
-        self.sets.retain(|_, (_, used)| *used == generation);
+        self.tasks.retain(|_, (_, used)| *used == generation);
     }
 }
 
-/// Wait and preemptions by contender, in contender name order, plus `own_quota` (the
-/// task's own throttled time, `throttled_s`, when its cgroup has a quota). A contender
-/// whose cgroup is no longer a task's counts as `unwatched`. At most the kernel table's
-/// entries, `other`, `unwatched` and `own_quota`: bounded per task.
+/// Who a contender is: a watched task (by cgroup key), any unwatched task, or any of those
+/// that found the kernel's table full.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum By<'a> {
+    Task(u64, &'a str),
+    Unwatched,
+    Other,
+}
+
+/// Wait and preemptions by contender, in the kernel table's order (first seen first) then
+/// `other`, plus `own_quota` (the task's own throttled time, `throttled_s`, when its cgroup
+/// has a quota). A contender whose cgroup is no longer a task's counts as `unwatched`. At
+/// most the kernel table's entries, `other`, `unwatched` and `own_quota`: bounded per task.
 ///
 /// A zero count is not written: a series appears once the contender has taken time, as
 /// a labelled counter of a Prometheus client does once first incremented. Most tasks are
@@ -65,28 +96,29 @@ pub fn contention_metrics(
     throttled_s: Option<f64>,
     labels: &mut ContenderLabels,
 ) -> Vec<Metric> {
-    // Name, wait ns, preemptions: a handful, so a vector searched linearly.
-    let mut by: Vec<(&str, u64, u64)> = Vec::with_capacity(table.entries.len() + 1);
+    // Who, wait ns, preemptions: a handful, so a vector searched linearly.
+    let mut by: Vec<(By<'_>, u64, u64)> = Vec::with_capacity(table.entries.len() + 1);
     for e in table.entries.iter().filter(|e| e.by_key != 0) {
-        let name = match e.by_key {
-            BY_UNWATCHED_KEY => names::BY_UNWATCHED,
-            key => task_of.get(&key).copied().unwrap_or(names::BY_UNWATCHED),
+        let who = match e.by_key {
+            BY_UNWATCHED_KEY => By::Unwatched,
+            key => task_of
+                .get(&key)
+                .map_or(By::Unwatched, |task_id| By::Task(key, task_id)),
         };
-        add(&mut by, name, e.wait_ns, e.preemptions);
+        add(&mut by, who, e.wait_ns, e.preemptions);
     }
     add(
         &mut by,
-        names::BY_OTHER,
+        By::Other,
         table.overflow_wait_ns,
         table.overflow_preemptions,
     );
-    by.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::with_capacity(2 * by.len() + 1);
-    for (name, wait_ns, preemptions) in by {
+    for (who, wait_ns, preemptions) in by {
         if wait_ns == 0 && preemptions == 0 {
             continue;
         }
-        let by = labels.get(name);
+        let set = labels.get(who);
         if wait_ns != 0 {
             out.push(
                 Metric::counter(
@@ -94,7 +126,7 @@ pub fn contention_metrics(
                     names::TASK_RUNQ_WAIT_BY_HELP,
                     wait_ns as f64 / NS,
                 )
-                .with_labels(by),
+                .with_labels(set),
             );
         }
         if preemptions != 0 {
@@ -104,27 +136,27 @@ pub fn contention_metrics(
                     names::TASK_PREEMPTED_BY_HELP,
                     preemptions as f64,
                 )
-                .with_labels(by),
+                .with_labels(set),
             );
         }
     }
     if let Some(s) = throttled_s.filter(|&s| s > 0.0) {
         out.push(
             Metric::counter(names::TASK_RUNQ_WAIT_BY, names::TASK_RUNQ_WAIT_BY_HELP, s)
-                .with_labels(labels.get(names::BY_OWN_QUOTA)),
+                .with_labels(&labels.own_quota),
         );
     }
     out
 }
 
-/// Adds a contender's counts to its name's sum.
-fn add<'a>(by: &mut Vec<(&'a str, u64, u64)>, name: &'a str, wait_ns: u64, preemptions: u64) {
-    match by.iter_mut().find(|(n, _, _)| *n == name) {
+/// Adds a contender's counts to its sum.
+fn add<'a>(by: &mut Vec<(By<'a>, u64, u64)>, who: By<'a>, wait_ns: u64, preemptions: u64) {
+    match by.iter_mut().find(|(w, _, _)| *w == who) {
         Some(sum) => {
             sum.1 += wait_ns;
             sum.2 += preemptions;
         }
-        None => by.push((name, wait_ns, preemptions)),
+        None => by.push((who, wait_ns, preemptions)),
     }
 }
 
@@ -206,10 +238,10 @@ mod tests {
             .collect();
         assert!(Arc::ptr_eq(&be[0].labels, &be[1].labels));
         labels.forget_unused();
-        assert_eq!(labels.sets.len(), 4);
+        assert_eq!(labels.tasks.len(), 1, "be's set is kept");
         labels.start_iteration();
         labels.forget_unused();
-        assert!(labels.sets.is_empty());
+        assert!(labels.tasks.is_empty());
     }
 
     #[test]
