@@ -9,7 +9,10 @@
 //! 4. LC + BE with `!ContentionDetector` only (detection delay in iterations);
 //! 5. LC + BE with `!CollocationAllocator` reacting only (`idle_best_effort:
 //!    on_contention`);
-//! 6. LC + BE with `!CollocationAllocator` as shipped (BE idle next to LC from the start).
+//! 6. LC + BE with `!CollocationAllocator` as shipped (BE idle next to LC from the start);
+//! 7. the same, with the BE tasks stopped (SIGSTOP) every other slice of a few seconds:
+//!    LC alone and LC protected measured in alternation, side by side in one phase, so
+//!    that the machine's own slow and fast minutes weigh on both alike.
 //!
 //! In phases 4 to 6 the BE tasks start a few seconds after the LC probe, so that the
 //! agent has seen the node calm. Writes `target/scenario/report.{md,json}` and
@@ -120,15 +123,18 @@ struct Spec {
     lc: bool,
     be: bool,
     agent: Agenting,
+    /// BE stopped and continued in alternate slices ([`slice_s`]).
+    interleave: bool,
 }
 
-const PHASES: [Spec; 6] = [
+const PHASES: [Spec; 7] = [
     Spec {
         name: "lc_alone",
         title: "LC alone (detection on)",
         lc: true,
         be: false,
         agent: Agenting::Detecting,
+        interleave: false,
     },
     Spec {
         name: "be_alone",
@@ -136,6 +142,7 @@ const PHASES: [Spec; 6] = [
         lc: false,
         be: true,
         agent: Agenting::Detecting,
+        interleave: false,
     },
     Spec {
         name: "unprotected",
@@ -143,6 +150,7 @@ const PHASES: [Spec; 6] = [
         lc: true,
         be: true,
         agent: Agenting::None,
+        interleave: false,
     },
     Spec {
         name: "detection",
@@ -150,6 +158,7 @@ const PHASES: [Spec; 6] = [
         lc: true,
         be: true,
         agent: Agenting::Detecting,
+        interleave: false,
     },
     Spec {
         name: "reactive",
@@ -157,6 +166,7 @@ const PHASES: [Spec; 6] = [
         lc: true,
         be: true,
         agent: Agenting::Reacting,
+        interleave: false,
     },
     Spec {
         name: "protected",
@@ -164,8 +174,38 @@ const PHASES: [Spec; 6] = [
         lc: true,
         be: true,
         agent: Agenting::Allocating,
+        interleave: false,
+    },
+    Spec {
+        name: "interleaved",
+        title: "LC + BE, CollocationAllocator, BE stopped every other slice",
+        lc: true,
+        be: true,
+        agent: Agenting::Allocating,
+        interleave: true,
     },
 ];
+
+/// The slices of the interleaved phase: five seconds (at least four lines of the probe
+/// each, the first after a switch not counted), fewer in a short phase.
+fn slice_s(seconds: f64) -> f64 {
+    (seconds / 4.0).clamp(2.0, 5.0)
+}
+
+/// Stops (SIGSTOP) or continues (SIGCONT) the BE processes.
+fn pause_be(be: &[Proc], stop: bool) -> Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    let signal = if stop {
+        Signal::SIGSTOP
+    } else {
+        Signal::SIGCONT
+    };
+    for p in be {
+        kill(nix::unistd::Pid::from_raw(p.pid() as i32), signal)
+            .with_context(|| format!("sending {signal} to BE process {}", p.pid()))?;
+    }
+    Ok(())
+}
 
 fn run() -> Result<Report> {
     let (seconds, short) = parse_args()?;
@@ -329,8 +369,17 @@ fn phase(
     let phase_start = Instant::now();
     let mut seen_anomalies = 0;
     let mut last = (lc0, be0, busy0, Instant::now());
+    // Interleaved: (from, to, BE running) of each slice; BE runs in the first.
+    let mut slices: Vec<(f64, f64, bool)> = Vec::new();
+    let mut slice = (from, true);
     while phase_start.elapsed() < Duration::from_secs_f64(seconds) {
         sleep_s(1.0);
+        if spec.interleave && unix_now() - slice.0 >= slice_s(seconds) - 0.01 {
+            pause_be(&_be, slice.1)?;
+            let now = unix_now();
+            slices.push((slice.0, now, slice.1));
+            slice = (now, !slice.1);
+        }
         let now = (
             node.lc.cpu_seconds(),
             node.be_cpu_seconds(),
@@ -361,6 +410,10 @@ fn phase(
         }
     }
     let to = unix_now();
+    if spec.interleave {
+        slices.push((slice.0, to, slice.1));
+        pause_be(&_be, false)?;
+    }
     let lc_cpus = (node.lc.cpu_seconds() - lc0) / (to - from);
     let be_cpus = (node.be_cpu_seconds() - be0) / (to - from);
     let node_cpus = (report::node_busy_seconds() - busy0) / (to - from);
@@ -389,6 +442,20 @@ fn phase(
         }
     }
     let text = std::fs::read_to_string(&anomalies).unwrap_or_default();
+    // The first slice, in which the allocator reacts, is the protected phase's business.
+    let spans = |running: bool| -> Vec<(f64, f64)> {
+        slices
+            .iter()
+            .skip(1)
+            .filter(|s| s.2 == running)
+            .map(|s| (s.0, s.1))
+            .collect()
+    };
+    let interleaved = spec.interleave.then(|| report::Interleaved {
+        slice_s: slice_s(seconds),
+        alone: probe::merge_spans(&lines, &spans(false)),
+        protected: probe::merge_spans(&lines, &spans(true)),
+    });
     Ok(PhaseResult {
         name: spec.name,
         title: spec.title,
@@ -417,5 +484,6 @@ fn phase(
         give_backs: agent_log
             .matches("giving CPU back to a best-effort task")
             .count(),
+        interleaved,
     })
 }

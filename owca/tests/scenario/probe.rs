@@ -42,12 +42,19 @@ pub fn read(path: &Path) -> Result<Vec<Line>> {
 /// The lines written in (from, to], merged. A line covers the second before it, so the
 /// first line counted is the first written a second after `from`.
 pub fn merge(lines: &[Line], from: f64, to: f64) -> Latency {
+    merge_spans(lines, &[(from, to + 0.5)])
+}
+
+/// The lines whose second lies wholly within one of the spans (from, to], merged: a line
+/// written at `at` covers (at - 1, at].
+pub fn merge_spans(lines: &[Line], spans: &[(f64, f64)]) -> Latency {
     // Upper bound → count, in order.
     let mut h: BTreeMap<u64, u64> = BTreeMap::new();
-    for line in lines
-        .iter()
-        .filter(|l| l.at > from + 0.999 && l.at <= to + 0.5)
-    {
+    for line in lines.iter().filter(|l| {
+        spans
+            .iter()
+            .any(|&(from, to)| l.at > from + 0.999 && l.at <= to)
+    }) {
         for (upper, c) in &line.buckets {
             *h.entry(*upper).or_default() += c;
         }

@@ -56,6 +56,25 @@ pub struct PhaseResult {
     /// given back.
     pub decisions: usize,
     pub give_backs: usize,
+    /// The interleaved phase's two halves.
+    pub interleaved: Option<Interleaved>,
+}
+
+/// LC latency with the BE tasks stopped and running, in alternate slices of one phase
+/// under the allocator (its first slice left out).
+#[derive(Clone, Copy)]
+pub struct Interleaved {
+    pub slice_s: f64,
+    pub alone: Latency,
+    pub protected: Latency,
+}
+
+impl Interleaved {
+    /// Protected LC p99 relative to alone, when both were measured.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.alone.releases > 0 && self.protected.releases > 0)
+            .then(|| self.protected.p99_us as f64 / self.alone.p99_us as f64)
+    }
 }
 
 pub struct Report {
@@ -242,6 +261,21 @@ impl Report {
                 times(settled)
             ),
         ));
+        let interleaved = self.phase("interleaved").and_then(|p| p.interleaved);
+        let ratio = interleaved.and_then(|i| i.ratio());
+        out.push((
+            format!("protected LC p99 ≤ {P99_TARGET}× alone, interleaved"),
+            ratio.is_some_and(|r| r <= P99_TARGET),
+            interleaved.map_or("not measured".into(), |i| {
+                format!(
+                    "{} ({:.2} ms with BE running, {:.2} ms with BE stopped, {} s slices)",
+                    times(ratio),
+                    i.protected.p99_us as f64 / 1000.0,
+                    i.alone.p99_us as f64 / 1000.0,
+                    i.slice_s
+                )
+            }),
+        ));
         let shares = self.be_shares();
         out.push((
             format!("BE gets ≥ {BE_SHARE_TARGET} of the CPU LC leaves idle"),
@@ -278,6 +312,14 @@ impl Report {
             .is_none()
         {
             return Some("detection: no anomaly on LC naming a BE task".into());
+        }
+        if self
+            .phase("interleaved")
+            .and_then(|p| p.interleaved)
+            .and_then(|i| i.ratio())
+            .is_none()
+        {
+            return Some("interleaved: LC latency with BE stopped and running".into());
         }
         if self.phase("protected").is_none_or(|p| p.decisions == 0) {
             return Some("protected: no allocator decision".into());
@@ -361,6 +403,12 @@ impl Report {
                 "detection_delay_iterations": p.detection_delay,
                 "decisions": p.decisions,
                 "give_backs": p.give_backs,
+                "interleaved": p.interleaved.map(|i| json!({
+                    "slice_s": i.slice_s,
+                    "be_stopped": i.alone.json(),
+                    "be_running": i.protected.json(),
+                    "p99_ratio": i.ratio(),
+                })),
             })).collect::<Vec<_>>(),
             "targets": self.targets().into_iter().map(|(name, met, got)| json!({"target": name, "met": met, "measured": got})).collect::<Vec<_>>(),
             "timeline": self.ticks.iter().map(|t| json!({
