@@ -167,13 +167,13 @@ impl PrometheusExporter {
 
 impl Storage for PrometheusExporter {
     fn store(&mut self, metrics: &[Metric]) -> Result<(), StorageError> {
-        // A panicked scrape handler cannot have left these half-written: each is replaced
-        // whole. Responses being written keep the previous text alive; it goes with the
-        // last of them.
         self.store_owned(metrics.to_vec())
     }
 
     fn store_owned(&mut self, metrics: Vec<Metric>) -> Result<(), StorageError> {
+        // A panicked scrape handler cannot have left these half-written: each is replaced
+        // whole. Responses being written keep the previous text alive; it goes with the
+        // last of them.
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         let last = std::mem::replace(&mut latest.metrics, metrics);
         latest.text = None;
