@@ -14,7 +14,7 @@
 //!    LC alone and LC protected measured in alternation, side by side in one phase, so
 //!    that the machine's own slow and fast minutes weigh on both alike.
 //!
-//! In phases 4 to 6 the BE tasks start a few seconds after the LC probe, so that the
+//! In phases 4 to 7 the BE tasks start a few seconds after the LC probe, so that the
 //! agent has seen the node calm. Writes `target/scenario/report.{md,json}` and
 //! `timeline.svg` (`target/scenario/short/` for `--short`, the round `cargo xtask test`
 //! makes, which checks that every figure was measured, not the targets).
@@ -356,7 +356,7 @@ fn phase(
     let packages_before =
         report::packages(&std::fs::read_to_string(&anomalies).unwrap_or_default());
     let from = unix_now();
-    let _be = if spec.be {
+    let be_procs = if spec.be {
         node.start_be()?
     } else {
         Vec::new()
@@ -375,7 +375,7 @@ fn phase(
     while phase_start.elapsed() < Duration::from_secs_f64(seconds) {
         sleep_s(1.0);
         if spec.interleave && unix_now() - slice.0 >= slice_s(seconds) - 0.01 {
-            pause_be(&_be, slice.1)?;
+            pause_be(&be_procs, slice.1)?;
             let now = unix_now();
             slices.push((slice.0, now, slice.1));
             slice = (now, !slice.1);
@@ -412,12 +412,12 @@ fn phase(
     let to = unix_now();
     if spec.interleave {
         slices.push((slice.0, to, slice.1));
-        pause_be(&_be, false)?;
+        pause_be(&be_procs, false)?;
     }
     let lc_cpus = (node.lc.cpu_seconds() - lc0) / (to - from);
     let be_cpus = (node.be_cpu_seconds() - be0) / (to - from);
     let node_cpus = (report::node_busy_seconds() - busy0) / (to - from);
-    drop(_be);
+    drop(be_procs);
     drop(_probe);
     let agent_log = match &mut agent {
         Some(a) => {

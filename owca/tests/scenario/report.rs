@@ -208,6 +208,11 @@ impl Report {
         self.phases.iter().find(|p| p.name == name)
     }
 
+    /// The interleaved phase's halves.
+    fn interleaved(&self) -> Option<Interleaved> {
+        self.phase("interleaved")?.interleaved
+    }
+
     fn p99(&self, name: &str, settled: bool) -> Option<f64> {
         let p = self.phase(name)?;
         let l = if settled {
@@ -261,7 +266,7 @@ impl Report {
                 times(settled)
             ),
         ));
-        let interleaved = self.phase("interleaved").and_then(|p| p.interleaved);
+        let interleaved = self.interleaved();
         let ratio = interleaved.and_then(|i| i.ratio());
         out.push((
             format!("protected LC p99 ≤ {P99_TARGET}× alone, interleaved"),
@@ -313,12 +318,7 @@ impl Report {
         {
             return Some("detection: no anomaly on LC naming a BE task".into());
         }
-        if self
-            .phase("interleaved")
-            .and_then(|p| p.interleaved)
-            .and_then(|i| i.ratio())
-            .is_none()
-        {
+        if self.interleaved().and_then(|i| i.ratio()).is_none() {
             return Some("interleaved: LC latency with BE stopped and running".into());
         }
         if self.phase("protected").is_none_or(|p| p.decisions == 0) {
